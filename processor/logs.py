@@ -1,0 +1,60 @@
+"""structlog set-up: the only place that configures logging.
+
+Console output for a terminal, JSON lines for production (``--log-format json``). Every logger in
+the project is ``structlog.get_logger(__name__)``; stdlib logging from libraries goes through the
+same renderer so that one run prints one format.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Literal
+
+import structlog
+
+LogFormat = Literal["console", "json", "auto"]
+
+_SECRET_KEYS = frozenset({"password", "token", "secret", "authorization", "api_key", "verp_secret"})
+
+
+def _redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Last line of defence: a value logged under a secret-looking key is never printed."""
+    for key in event_dict:
+        if key.lower() in _SECRET_KEYS:
+            event_dict[key] = "**********"
+    return event_dict
+
+
+def configure(fmt: LogFormat = "auto", level: str = "INFO", stream: Any = None) -> None:
+    """Configure structlog and stdlib logging once per process."""
+    out = stream if stream is not None else sys.stderr
+    if fmt == "auto":
+        fmt = "console" if hasattr(out, "isatty") and out.isatty() else "json"
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact_secrets,
+    ]
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=hasattr(out, "isatty") and out.isatty())
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer])
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

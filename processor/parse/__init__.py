@@ -1,0 +1,154 @@
+"""From the raw bytes of one message to the delivery events it reports. Pure: no I/O.
+
+    events = parse(data)
+
+The order of analysis: complaints (ARF and look-alikes), auto-replies, the per-MTA detectors in
+``mta.ORDER`` (each with a cheap guard first), the generic RFC 3464 reader, and a generic text
+fallback. Then every event is completed from what the whole message says: the original
+message's identity, a recipient recovered from a VERP return path, codes read from the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import lru_cache
+
+from processor.config import ParseSettings
+from processor.parse import arf, autoreply, verp
+from processor.parse.mime import Headers, MimeError, read_message
+from processor.parse.mta import ORDER
+from processor.parse.report import Report
+from processor.parse.text import find_command, find_reply_code, find_status, one_line, strip_address
+from processor.records import Event, EventKind, OriginalMessage
+
+__all__ = ["ParseError", "Parser", "parse"]
+
+
+class ParseError(Exception):
+    """The input is not a message we can read at all (empty, or structurally unreadable)."""
+
+
+class Parser:
+    """A parser configured once (size limit, correlation headers, VERP prefixes)."""
+
+    def __init__(self, settings: ParseSettings | None = None) -> None:
+        self.settings = settings or ParseSettings()
+        self._max_bytes = max(1024, self.settings.max_message_bytes)
+        self._correlation = tuple(h.lower() for h in self.settings.correlation_headers)
+        self._verp_prefixes = tuple(self.settings.verp_prefixes)
+
+    def parse(self, data: bytes) -> list[Event]:
+        """The events one message reports ([] for a message that reports nothing)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ParseError(f"expected the bytes of a message, got {type(data).__name__}")
+        data = bytes(data[: self._max_bytes])
+        if not data.strip():
+            raise ParseError("empty message")
+        if data.startswith(b"From ") and b"\n" in data[:1000]:
+            data = data.split(b"\n", 1)[1]  # an mbox envelope line
+        try:
+            root, flanker_ok = read_message(data)
+        except MimeError as exc:
+            raise ParseError(str(exc)) from exc
+        except RecursionError as exc:
+            raise ParseError("message nesting is too deep to parse") from exc
+        report = Report(root, flanker_ok=flanker_ok)
+        try:
+            events = self._detect(report)
+        except RecursionError as exc:
+            raise ParseError("message nesting is too deep to parse") from exc
+        if not events:
+            return []
+        return self._complete(report, events)
+
+    def _detect(self, report: Report) -> list[Event]:
+        for first in (arf.parse, autoreply.parse):
+            found = first(report)
+            if found:
+                return found
+        for detector in ORDER:
+            if detector.matches(report):
+                found = detector.parse(report)
+                if found:
+                    return found
+        return []
+
+    def _complete(self, report: Report, events: Sequence[Event]) -> list[Event]:
+        original = self._original(report.original_headers)
+        fallback_rcpt = ""
+        if any(not e.recipient for e in events if e.kind is not EventKind.AUTO_REPLY):
+            fallback_rcpt = self._verp_recipient(report, original)
+        out: list[Event] = []
+        seen: set[tuple[str, EventKind]] = set()
+        for event in events:
+            recipient = strip_address(event.recipient) if event.recipient else ""
+            if not recipient and event.kind is not EventKind.AUTO_REPLY:
+                recipient = fallback_rcpt
+            key = (recipient.lower(), event.kind)
+            if recipient and key in seen:
+                continue
+            seen.add(key)
+            diagnostic = one_line(event.diagnostic)
+            status = event.status or find_status(diagnostic)
+            reply = event.reply_code or find_reply_code(diagnostic)
+            if not status and reply and event.kind in (EventKind.FAILURE, EventKind.DELAY):
+                status = f"{reply[0]}.0.0"
+            out.append(
+                replace(
+                    event,
+                    recipient=recipient,
+                    diagnostic=diagnostic,
+                    status=status,
+                    reply_code=reply,
+                    smtp_command=event.smtp_command or find_command(diagnostic),
+                    reporting_mta=event.reporting_mta or (report.dsn.reporting_mta if report.dsn else ""),
+                    original=original,
+                )
+            )
+        return out
+
+    def _original(self, headers: Headers) -> OriginalMessage:
+        if not len(headers):
+            return OriginalMessage()
+        correlation = tuple(
+            (name, one_line(headers.get(name))) for name in self._correlation if headers.get(name)
+        )
+        return OriginalMessage(
+            message_id=headers.get("message-id").strip(),
+            subject=one_line(headers.get("subject")),
+            from_addr=strip_address(headers.get("from")),
+            to=one_line(headers.get("to")),
+            list_id=one_line(headers.get("list-id")),
+            return_path=strip_address(headers.get("return-path")),
+            date=one_line(headers.get("date")),
+            correlation=correlation,
+        )
+
+    def _verp_recipient(self, report: Report, original: OriginalMessage) -> str:
+        """The recipient encoded in the address the report was sent to, or in the original's
+        return path, when those are VERP addresses."""
+        candidates = [
+            *report.headers.get_all("x-original-to"),
+            *report.headers.get_all("delivered-to"),
+            *report.headers.get_all("envelope-to"),
+            report.headers.get("to"),
+            original.return_path,
+            report.original_headers.get("x-original-from"),
+        ]
+        for candidate in candidates:
+            found = verp.recover(strip_address(candidate), self._verp_prefixes) if candidate else ""
+            if found:
+                return found
+        return ""
+
+
+@lru_cache(maxsize=1)
+def _default_parser() -> Parser:
+    return Parser()
+
+
+def parse(data: bytes, settings: ParseSettings | None = None) -> list[Event]:
+    """Parse one message with the default (or given) settings. Raises ParseError on unreadable input."""
+    parser = _default_parser() if settings is None else Parser(settings)
+    return parser.parse(data)

@@ -1,0 +1,286 @@
+"""MIME reading: flanker first, a lenient fallback for the messages flanker rejects.
+
+Both parsers are turned into the same small tree of ``Part`` objects, so that everything after
+this module sees one representation. Bodies are decoded lazily: the parts of a report that no
+detector looks at (images, the body of the returned original) are never decoded.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.message
+import email.policy
+import re
+from collections.abc import Callable, Iterator
+
+from processor.parse._flanker import flanker_mime
+
+_FOLD = re.compile(r"\r?\n[ \t]+")
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_TEXTUAL = frozenset(
+    {
+        "message/delivery-status",
+        "message/global-delivery-status",
+        "message/feedback-report",
+        "message/disposition-notification",
+        "text/rfc822-headers",
+        "message/global-headers",
+        "message/partial",
+    }
+)
+ENCLOSING = frozenset({"message/rfc822", "message/global", "message/rfc2822"})
+HEADER_PARTS = frozenset({"text/rfc822-headers", "message/global-headers"})
+
+
+class Headers:
+    """Case-insensitive, multi-valued, ordered header access. Values are unfolded text."""
+
+    __slots__ = ("_items", "_index")
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+        index: dict[str, list[str]] = {}
+        for name, value in items:
+            index.setdefault(name.lower(), []).append(value)
+        self._index = index
+
+    def get(self, name: str, default: str = "") -> str:
+        values = self._index.get(name.lower())
+        return values[0] if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        return self._index.get(name.lower(), [])
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def items(self) -> list[tuple[str, str]]:
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Part:
+    """One MIME entity: its type, headers, decoded text (lazily) and children.
+
+    For multipart types ``children`` are the sub-parts; for message/rfc822 it holds the enclosed
+    message as a single child.
+    """
+
+    __slots__ = ("_load_text", "_text", "children", "content_type", "headers", "params")
+
+    def __init__(
+        self,
+        content_type: str,
+        params: dict[str, str],
+        headers: Headers,
+        load_text: Callable[[], str] | None,
+        children: list[Part] | None = None,
+    ) -> None:
+        self.content_type = content_type
+        self.params = params
+        self.headers = headers
+        self._load_text = load_text
+        self._text: str | None = None
+        self.children = children or []
+
+    @property
+    def text(self) -> str:
+        """The decoded body as text ("" for containers and binary parts)."""
+        if self._text is None:
+            loader, self._load_text = self._load_text, None
+            try:
+                self._text = loader() if loader is not None else ""
+            except Exception:  # a broken charset or encoding loses the text, not the message
+                self._text = ""
+        return self._text
+
+    @property
+    def main_type(self) -> str:
+        return self.content_type.partition("/")[0]
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.content_type.startswith("multipart/")
+
+    def walk(self, into_enclosed: bool = True) -> Iterator[Part]:
+        """This part and every part below it, depth first, in document order."""
+        stack: list[Part] = [self]
+        while stack:
+            part = stack.pop()
+            yield part
+            if not into_enclosed and part.content_type in ENCLOSING:
+                continue
+            stack.extend(reversed(part.children))
+
+    def find(self, *content_types: str, into_enclosed: bool = False) -> Part | None:
+        for part in self.walk(into_enclosed=into_enclosed):
+            if part.content_type in content_types:
+                return part
+        return None
+
+
+def normalise_newlines(data: bytes) -> bytes:
+    """LF, CRLF and CR-only line endings all become LF."""
+    if b"\r" not in data:
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def decode_header_value(value: str) -> str:
+    """Unfold and decode RFC 2047 encoded words; never raises."""
+    value = _FOLD.sub(" ", value).strip()
+    if "=?" not in value or not _ENCODED_WORD.search(value):
+        return value
+    try:
+        chunks = email.header.decode_header(value)
+    except Exception:
+        return value
+    out: list[str] = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, bytes):
+            out.append(_decode_bytes(chunk, charset))
+        else:
+            out.append(chunk)
+    return "".join(out)
+
+
+def _decode_bytes(raw: bytes, charset: str | None) -> str:
+    if charset:
+        try:
+            return raw.decode(charset, errors="replace")
+        except LookupError:
+            pass
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def parse_header_block(text: str) -> Headers:
+    """Parse a block of header lines (text/rfc822-headers, a DSN field block) into Headers."""
+    items: list[tuple[str, str]] = []
+    name = ""
+    value: list[str] = []
+    for line in text.split("\n"):
+        if not line.strip():
+            if items or name:
+                break
+            continue
+        if line[0] in " \t" and name:
+            value.append(line.strip())
+            continue
+        head, sep, rest = line.partition(":")
+        if not sep or not head or " " in head.strip() or len(head) > 76:
+            if name:  # a junk line inside a block: treat as a continuation
+                value.append(line.strip())
+            continue
+        if name:
+            items.append((name, decode_header_value(" ".join(value))))
+        name, value = head.strip(), [rest.strip()]
+    if name:
+        items.append((name, decode_header_value(" ".join(value))))
+    return Headers(items)
+
+
+# ---------------------------------------------------------------------------------------------
+# flanker
+# ---------------------------------------------------------------------------------------------
+
+
+def _from_flanker(node: object, depth: int) -> Part:
+    ctype_obj = node.content_type  # type: ignore[attr-defined]
+    ctype = str(ctype_obj.value or "text/plain").lower()
+    params = {str(k).lower(): str(v) for k, v in (ctype_obj.params or {}).items()}
+    items: list[tuple[str, str]] = []
+    for name, value in node.headers.items():  # type: ignore[attr-defined]
+        items.append((str(name), decode_header_value(str(value))))
+    headers = Headers(items)
+    children: list[Part] = []
+    load: Callable[[], str] | None = None
+    if ctype.startswith("multipart/"):
+        if depth < MAX_DEPTH:
+            children = [_from_flanker(child, depth + 1) for child in list(node.parts)[:MAX_PARTS]]  # type: ignore[attr-defined]
+    elif ctype in ENCLOSING:
+        enclosed = node.enclosed  # type: ignore[attr-defined]
+        if enclosed is not None and depth < MAX_DEPTH:
+            children = [_from_flanker(enclosed, depth + 1)]
+    elif ctype.startswith("text/") or ctype in _TEXTUAL or ctype.startswith("message/"):
+
+        def load() -> str:
+            body = node.body  # type: ignore[attr-defined]
+            if isinstance(body, bytes):
+                return _decode_bytes(body, params.get("charset"))
+            return str(body) if body is not None else ""
+
+    return Part(ctype, params, headers, load, children)
+
+
+# ---------------------------------------------------------------------------------------------
+# lenient fallback (the standard library's compat32 parser accepts nearly anything)
+# ---------------------------------------------------------------------------------------------
+
+
+def _from_stdlib(msg: email.message.Message, depth: int) -> Part:
+    ctype = msg.get_content_type().lower()
+    declared = str(msg.get("Content-Type", "")).lower()
+    params: dict[str, str] = {}
+    for key, val in msg.get_params(failobj=[]) or []:
+        if key and key.lower() != ctype:
+            params[key.lower()] = str(val) if not isinstance(val, tuple) else str(val[2])
+    items = [(str(k), decode_header_value(str(v))) for k, v in msg.items()]
+    payload = msg.get_payload()
+    children: list[Part] = []
+    load: Callable[[], str] | None = None
+    if isinstance(payload, list):
+        if depth < MAX_DEPTH:
+            children = [_from_stdlib(sub, depth + 1) for sub in payload[:MAX_PARTS]]
+        if ctype in ENCLOSING and not children:
+            children = []
+    else:
+        if declared.startswith("multipart/"):
+            # a multipart without (usable) boundaries: keep its whole body as plain text
+            ctype = "text/plain"
+
+        def load() -> str:
+            raw = msg.get_payload(decode=True)
+            if isinstance(raw, bytes):
+                return _decode_bytes(raw, msg.get_content_charset())
+            return str(msg.get_payload())
+
+        if ctype in ENCLOSING:
+            # the enclosed message came through as text: parse it as a message of its own
+            text = str(payload)
+            enclosed = email.message_from_string(text, policy=email.policy.compat32)
+            children = [_from_stdlib(enclosed, depth + 1)] if depth < MAX_DEPTH else []
+            load = None
+    return Part(ctype, params, Headers(items), load, children)
+
+
+MAX_DEPTH = 12
+MAX_PARTS = 200
+
+
+class MimeError(Exception):
+    """Neither parser could read the message."""
+
+
+def read_message(data: bytes) -> tuple[Part, bool]:
+    """Parse raw bytes into a Part tree; returns (tree, parsed_by_flanker)."""
+    data = normalise_newlines(data)
+    try:
+        root = flanker_mime().from_string(data)
+        return _from_flanker(root, 0), True
+    except RecursionError:
+        pass
+    except Exception:
+        pass
+    try:
+        msg = email.message_from_bytes(data, policy=email.policy.compat32)
+        return _from_stdlib(msg, 0), False
+    except RecursionError as exc:
+        raise MimeError("message nesting is too deep to parse") from exc
+    except Exception as exc:  # pragma: no cover - compat32 accepts nearly anything
+        raise MimeError(f"unreadable MIME structure: {exc}") from exc

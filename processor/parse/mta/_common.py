@@ -1,0 +1,202 @@
+"""What the per-MTA detectors share: the detector contract and event builders."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from processor.parse.dsn import DsnRecipient
+from processor.parse.report import Report
+from processor.parse.text import ADDRESS, find_command, find_reply_code, find_status, one_line, strip_address
+from processor.records import Event, EventKind
+
+
+class Detector(Protocol):
+    """One module per MTA or provider family.
+
+    ``matches`` is the cheap guard (headers only, no body scanning beyond a substring test);
+    ``parse`` returns the events, or None when the message turns out not to be this family's.
+    """
+
+    NAME: str
+
+    def matches(self, report: Report) -> bool: ...
+
+    def parse(self, report: Report) -> list[Event] | None: ...
+
+
+ACTION_KIND = {
+    "failed": EventKind.FAILURE,
+    "failure": EventKind.FAILURE,
+    "delayed": EventKind.DELAY,
+    "delivered": EventKind.DELIVERED,
+    "relayed": EventKind.DELIVERED,
+    "expanded": EventKind.DELIVERED,
+}
+
+
+def kind_for(action: str, status: str) -> EventKind:
+    """The event kind from a DSN action, or from the status class when the action is missing."""
+    kind = ACTION_KIND.get(action.lower())
+    if kind is not None:
+        if kind is EventKind.DELAY and status.startswith("5"):
+            return EventKind.FAILURE
+        return kind
+    if status.startswith("2"):
+        return EventKind.DELIVERED
+    if status.startswith("4") and action.lower() not in ("", "failed"):
+        return EventKind.DELAY
+    return EventKind.FAILURE
+
+
+def failure(
+    mta: str,
+    recipient: str,
+    diagnostic: str = "",
+    *,
+    status: str = "",
+    reply_code: str = "",
+    command: str = "",
+    remote_mta: str = "",
+    kind: EventKind = EventKind.FAILURE,
+    dsn_action: str = "",
+) -> Event:
+    """A failure event from what a text bounce says; status, reply code and command are read
+    from the diagnostic when not given."""
+    diagnostic = one_line(diagnostic)
+    return Event(
+        kind=kind,
+        recipient=strip_address(recipient),
+        dsn_action=dsn_action or ("failed" if kind is EventKind.FAILURE else ""),
+        status=status or find_status(diagnostic),
+        reply_code=reply_code or find_reply_code(diagnostic),
+        smtp_command=command or find_command(diagnostic),
+        diagnostic=diagnostic,
+        remote_mta=remote_mta,
+        mta=mta,
+    )
+
+
+def from_dsn(
+    mta: str,
+    report: Report,
+    texts: dict[str, str] | None = None,
+    *,
+    commands: dict[str, str] | None = None,
+    prefer_text: bool = False,
+) -> list[Event]:
+    """Events from the report's delivery-status blocks.
+
+    ``texts`` maps a lower-cased recipient to what the human-readable part says about it; it fills
+    a missing Diagnostic-Code (or replaces it when ``prefer_text``) and is searched for the SMTP
+    command and codes.
+    """
+    dsn = report.dsn
+    if dsn is None:
+        return []
+    texts = texts or {}
+    commands = commands or {}
+    events: list[Event] = []
+    for rcpt in dsn.recipients:
+        address = rcpt.recipient
+        key = address.lower()
+        said = texts.get(key) or texts.get(rcpt.original_recipient.lower(), "")
+        diagnostic = rcpt.diagnostic
+        if said and (prefer_text or not diagnostic):
+            diagnostic = said
+        events.append(dsn_event(mta, report, rcpt, diagnostic, extra_text=said, command=commands.get(key, "")))
+    return events
+
+
+def dsn_event(
+    mta: str, report: Report, rcpt: DsnRecipient, diagnostic: str, *, extra_text: str = "", command: str = ""
+) -> Event:
+    diagnostic = one_line(diagnostic)
+    status = best_status(rcpt.status, diagnostic)
+    dsn = report.dsn
+    return Event(
+        kind=kind_for(rcpt.action, status),
+        recipient=rcpt.recipient,
+        original_recipient=rcpt.original_recipient,
+        dsn_action=rcpt.action,
+        status=status,
+        reply_code=find_reply_code(diagnostic) or find_reply_code(extra_text),
+        smtp_command=command or find_command(diagnostic) or find_command(extra_text),
+        diagnostic=diagnostic,
+        diagnostic_type=rcpt.diagnostic_type,
+        remote_mta=rcpt.remote_mta,
+        reporting_mta=dsn.reporting_mta if dsn else "",
+        last_attempt=rcpt.last_attempt,
+        arrival_date=dsn.arrival_date if dsn else "",
+        mta=mta,
+    )
+
+
+def best_status(stated: str, diagnostic: str) -> str:
+    """The DSN's status, unless it is a bare X.0.0 and the diagnostic names a precise one."""
+    found = find_status(diagnostic)
+    if not stated:
+        return found
+    if found and stated.endswith(".0.0") and found[0] == stated[0] and not found.endswith(".0.0"):
+        return found
+    return stated
+
+
+# -- plain-text bounces ---------------------------------------------------------------------------
+
+_INDENTED = re.compile(r"^[ \t]+\S")
+
+
+def blocks_after(text: str, start: re.Pattern[str] | None) -> str:
+    """The text after the first match of ``start`` (all of it if there is no start pattern)."""
+    if start is None:
+        return text
+    m = start.search(text)
+    return text[m.end() :] if m else ""
+
+
+def address_paragraphs(
+    text: str,
+    address_line: re.Pattern[str],
+    stop: re.Pattern[str] | None = None,
+) -> list[tuple[str, str]]:
+    """(address, text that follows it) for each line matching ``address_line`` (group 1 must be
+    the address), up to the next such line, a ``stop`` match, or the end."""
+    if stop is not None:
+        m = stop.search(text)
+        if m:
+            text = text[: m.start()]
+    found: list[tuple[str, str]] = []
+    current: str | None = None
+    lines: list[str] = []
+    for line in text.split("\n"):
+        m = address_line.match(line)
+        if m and ADDRESS.search(m.group(1)):
+            if current is not None:
+                found.append((current, "\n".join(lines)))
+            current = strip_address(m.group(1))
+            rest = line[m.end() :].strip()
+            lines = [rest] if rest else []
+        elif current is not None:
+            lines.append(line)
+    if current is not None:
+        found.append((current, "\n".join(lines)))
+    return found
+
+
+def unique(events: Iterable[Event]) -> list[Event]:
+    """First event per recipient, in order."""
+    seen: set[str] = set()
+    out: list[Event] = []
+    for event in events:
+        key = event.recipient.lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(event)
+    return out
+
+
+def any_in(haystack: str, needles: Sequence[str]) -> bool:
+    return any(n in haystack for n in needles)

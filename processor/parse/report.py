@@ -1,0 +1,148 @@
+"""The analysis context for one message: its parts, the notification text, the DSN fields and
+the headers of the original message, each computed once and only when a detector asks."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+
+from processor.parse.dsn import DsnReport, parse_delivery_status
+from processor.parse.mime import ENCLOSING, HEADER_PARTS, Headers, Part, parse_header_block
+from processor.parse.text import html_to_text, strip_address
+
+DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
+
+# A line that introduces the copy of the original message inside a plain-text bounce.
+_ORIGINAL_MARKER = re.compile(
+    r"^[ \t]*(?:[-=_*]{2,}[ \t]*)?(?:"
+    r"(?:this is a )?copy of (?:the |your )?(?:original |returned )?message"
+    r"|(?:the )?original message(?: header| headers)?(?: follows| is (?:following|attached))?"
+    r"|(?:the |your )?(?:original |returned |unsent |undelivered )(?:message|mail|e-?mail)(?: header| headers)?(?: follows| is attached)?"
+    r"|(?:returned|unsent|undeliverable) message(?: follows)?"
+    r"|(?:the )?header(?:s)? of (?:the )?original message(?: is following)?"
+    r"|message header(?:s)? follows?"
+    r"|below this line is a copy of the message"
+    r"|original message headers?"
+    r"|text of the returned message"
+    r"|returned mail(?: follows)?"
+    r"|undelivered message headers?"
+    r"|content-type: (?:message/rfc822|text/rfc822-headers)"
+    r")\b[^\n]{0,40}$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,40}:[ \t]", re.MULTILINE)
+_BOUNCE_SENDER = re.compile(
+    r"mailer-daemon|postmaster|mail delivery (?:system|subsystem)|mdaemon|mail ?administrator|"
+    r"double-bounce|bounce|daemon@|noreply-dmarc|system administrator|mailadmin|auto-notify|nobody@",
+    re.IGNORECASE,
+)
+
+
+class Report:
+    """One message under analysis. Detectors read it; nothing here writes back to the message."""
+
+    def __init__(self, root: Part, *, flanker_ok: bool = True) -> None:
+        self.root = root
+        self.headers: Headers = root.headers
+        self.flanker_ok = flanker_ok
+
+    # -- headers of the report itself ---------------------------------------------------------
+
+    @cached_property
+    def subject(self) -> str:
+        return self.headers.get("subject")
+
+    @cached_property
+    def from_header(self) -> str:
+        return self.headers.get("from")
+
+    @cached_property
+    def from_address(self) -> str:
+        return strip_address(self.from_header).lower()
+
+    @cached_property
+    def received(self) -> str:
+        """All Received headers joined, lower-cased (for cheap 'which MTA made this?' guards)."""
+        return "\n".join(self.headers.get_all("received")).lower()
+
+    @cached_property
+    def looks_like_bounce_sender(self) -> bool:
+        rp = self.headers.get("return-path").strip()
+        return rp in ("<>", "") and "return-path" in self.headers or bool(
+            _BOUNCE_SENDER.search(self.from_header)
+        )
+
+    # -- structure ------------------------------------------------------------------------------
+
+    @cached_property
+    def top_parts(self) -> list[Part]:
+        """Every part of the report, not descending into an enclosed original message."""
+        return list(self.root.walk(into_enclosed=False))
+
+    def has_part(self, *content_types: str) -> bool:
+        return any(p.content_type in content_types for p in self.top_parts)
+
+    @cached_property
+    def dsn(self) -> DsnReport | None:
+        """The delivery-status fields of every DSN part, merged; None if the report has none."""
+        report: DsnReport | None = None
+        for part in self.top_parts:
+            if part.content_type in DSN_TYPES:
+                report = parse_delivery_status(part.text, report)
+        return report
+
+    @cached_property
+    def text(self) -> str:
+        """The human-readable notification: the report's text parts, without the original."""
+        plain: list[str] = []
+        markup: list[str] = []
+        for part in self.top_parts:
+            ctype = part.content_type
+            if ctype == "text/plain" or (ctype.startswith("text/") and ctype not in ("text/html", *HEADER_PARTS)):
+                if part.headers.get("content-disposition").lower().startswith("attachment") and plain:
+                    continue
+                plain.append(part.text)
+            elif ctype == "text/html":
+                markup.append(part.text)
+        if not plain and markup:
+            plain = [html_to_text(m) for m in markup]
+        body = "\n".join(plain)
+        return body.replace("\r", "")
+
+    @cached_property
+    def text_split(self) -> tuple[str, str]:
+        """(notification, inline original) for bounces that paste the original into the text."""
+        m = _ORIGINAL_MARKER.search(self.text)
+        if not m:
+            return self.text, ""
+        return self.text[: m.start()], self.text[m.end() :]
+
+    @property
+    def notice(self) -> str:
+        """The notification text up to where an inline copy of the original message starts."""
+        return self.text_split[0]
+
+    @cached_property
+    def original_part(self) -> Part | None:
+        for part in self.top_parts:
+            if part.content_type in ENCLOSING and part.children:
+                return part.children[0]
+        return None
+
+    @cached_property
+    def original_headers(self) -> Headers:
+        """Headers of the original message: enclosed message, a headers part, or inline text."""
+        enclosed = self.original_part
+        if enclosed is not None and len(enclosed.headers):
+            return enclosed.headers
+        for part in self.top_parts:
+            if part.content_type in HEADER_PARTS:
+                return parse_header_block(part.text)
+            if part.content_type in ENCLOSING and not part.children:
+                return parse_header_block(part.text)
+        inline = self.text_split[1]
+        if inline:
+            m = _HEADER_LINE.search(inline)
+            if m and m.start() < 2000:
+                return parse_header_block(inline[m.start() :])
+        return Headers([])

@@ -1,0 +1,139 @@
+"""Small text helpers shared by the detectors: addresses, status codes, reply codes, commands.
+
+All regular expressions are compiled here, once, at import.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+# A pragmatic address pattern for finding addresses in free text (validation happens elsewhere).
+ADDRESS = re.compile(
+    r"(?<![\w.+=-])"
+    r"([\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*"
+    r"@(?:[\w](?:[\w-]*[\w])?\.)+[a-z\w]{2,63}|[\w!#$%&'*+/=?^`{|}~.-]+@\[[\d.:a-f]+\])",
+    re.IGNORECASE,
+)
+ANGLE_ADDRESS = re.compile(r"<([^<>\s@]+@[^<>\s@]+)>")
+STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+REPLY = re.compile(r"(?<![\d.\-/:])([245][0-7]\d)(?=[ \-]|$)(?![\-.]\d)")
+REPLY_AT_START = re.compile(r"^\s*(?:#\s*)?([245][0-7]\d)(?:[ \-]|$)")
+_BLANKS = re.compile(r"[ \t]+")
+_TAGS = re.compile(r"<(?:script|style)\b.*?</(?:script|style)>|<[^>]+>", re.IGNORECASE | re.DOTALL)
+_BR = re.compile(r"<\s*(?:br|/p|/div|/tr|/li|/h\d)\s*/?>", re.IGNORECASE)
+
+_COMMANDS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\b(?:in reply to|after|while sending|on|at)\s+(?:the\s+)?(RCPT(?:\s+TO)?)\b", re.I), "RCPT"),
+    (re.compile(r"\b(?:in reply to|after|while sending|on|at)\s+(?:the\s+)?(MAIL(?:\s+FROM)?)\b", re.I), "MAIL"),
+    (re.compile(r"\b(?:in reply to|after|while sending)\s+(?:the\s+)?(?:end of\s+)?(DATA|data block|message body)\b", re.I), "DATA"),
+    (re.compile(r"\bafter end of data\b", re.I), "DATA"),
+    (re.compile(r"\b(?:in reply to|after|while sending)\s+(?:the\s+)?(EHLO|HELO|LHLO)\b", re.I), "EHLO"),
+    (re.compile(r"\b(?:in reply to|after)\s+(?:the\s+)?STARTTLS\b", re.I), "STARTTLS"),
+    (re.compile(r"\bin reply to\s+(?:the\s+)?(?:AUTH)\b", re.I), "AUTH"),
+    (re.compile(r">>>\s*(RCPT)\b", re.I), "RCPT"),
+    (re.compile(r">>>\s*(MAIL)\b", re.I), "MAIL"),
+    (re.compile(r">>>\s*(DATA|\.|\(end of message\)|end of message)", re.I), "DATA"),
+    (re.compile(r">>>\s*(EHLO|HELO|LHLO)\b", re.I), "EHLO"),
+    (re.compile(r"\bSMTP error from remote (?:mail server|mailer) after (RCPT|MAIL|DATA|end of data|pipelined|initial connection|EHLO|HELO)", re.I), ""),
+    (re.compile(r"\b(?:in reply to|after)\s+(?:the\s+)?(?:initial connection|greeting|banner|connect)\b", re.I), "CONN"),
+]
+
+
+def clean(text: str) -> str:
+    """Collapse runs of blanks and trim; keeps line breaks."""
+    return "\n".join(_BLANKS.sub(" ", line).strip() for line in text.split("\n")).strip()
+
+
+def one_line(text: str) -> str:
+    """Join a multi-line diagnostic into one line of single spaces."""
+    return " ".join(text.split())
+
+
+def html_to_text(markup: str) -> str:
+    return html.unescape(_TAGS.sub(" ", _BR.sub("\n", markup)))
+
+
+def normalise_status(code: str) -> str:
+    """'5.1.1' from '5.1.1', '#5.1.1', '5.01.001' and similar; '' if not a status code."""
+    m = STATUS.search(code or "")
+    if not m:
+        return ""
+    return f"{m.group(1)}.{int(m.group(2))}.{int(m.group(3))}"
+
+
+def find_status(text: str) -> str:
+    """The first enhanced status code (RFC 3463) in free text, or ''."""
+    for m in STATUS.finditer(text or ""):
+        cls, subject, detail = m.group(1), int(m.group(2)), int(m.group(3))
+        if subject > 7 or detail > 999:
+            continue
+        return f"{cls}.{subject}.{detail}"
+    return ""
+
+
+def find_reply_code(text: str) -> str:
+    """The SMTP reply code a diagnostic starts with (or that precedes a status code), or ''."""
+    if not text:
+        return ""
+    m = REPLY_AT_START.match(text)
+    if m:
+        return m.group(1)
+    for m in REPLY.finditer(text):
+        start = m.start()
+        before = text[max(0, start - 12) : start].lower()
+        after = text[m.end() : m.end() + 10]
+        if (
+            before.rstrip().endswith((":", "said", "<<<", "smtp;", "(", "error", "returned", "replied", "code", "response"))
+            or STATUS.match(after.lstrip(" -"))
+        ):
+            return m.group(1)
+    return ""
+
+
+def find_command(text: str) -> str:
+    """The SMTP command a failure happened at, when the text says so ('' otherwise)."""
+    if not text:
+        return ""
+    for pattern, command in _COMMANDS:
+        m = pattern.search(text)
+        if m:
+            if command:
+                return command
+            word = m.group(1).upper()
+            if word.startswith("RCPT") or word == "PIPELINED":
+                return "RCPT"
+            if word.startswith("MAIL"):
+                return "MAIL"
+            if "DATA" in word:
+                return "DATA"
+            if word in ("EHLO", "HELO"):
+                return "EHLO"
+            return "CONN"
+    return ""
+
+
+def strip_address(value: str) -> str:
+    """'alice@example.org' from 'rfc822; <alice@example.org>', '"Alice" <alice@...>', 'mailto:...'."""
+    value = value.strip()
+    if ";" in value[:12]:
+        value = value.split(";", 1)[1].strip()
+    m = ANGLE_ADDRESS.search(value)
+    if m:
+        value = m.group(1)
+    value = value.strip().strip("<>\"'()[],;:.").strip()
+    if value.lower().startswith("mailto:"):
+        value = value[7:]
+    if " " in value:
+        found = ADDRESS.search(value)
+        value = found.group(1) if found else ""
+    return value
+
+
+def first_address(text: str) -> str:
+    m = ADDRESS.search(text or "")
+    return m.group(1) if m else ""
+
+
+def addresses(text: str) -> list[str]:
+    return [m.group(1) for m in ADDRESS.finditer(text or "")]

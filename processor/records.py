@@ -1,0 +1,126 @@
+"""The records that flow through the pipeline: RawMessage -> Event -> Verdict -> Decision.
+
+Each stage is a pure function of the previous record; all records are frozen so that a stage can
+never change what an earlier stage said.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class EventKind(StrEnum):
+    """What a report says happened to one recipient (the parser's view, before any rule)."""
+
+    FAILURE = "failure"
+    DELAY = "delay"
+    COMPLAINT = "complaint"
+    AUTO_REPLY = "auto_reply"
+    DELIVERED = "delivered"
+
+
+class BounceType(StrEnum):
+    """What a failure means for the address (the rules' view)."""
+
+    HARD = "hard"
+    SOFT = "soft"
+    COMPLAINT = "complaint"
+    AUTO_REPLY = "auto_reply"
+    DELIVERED = "delivered"
+    UNDETERMINED = "undetermined"
+
+
+class Action(StrEnum):
+    """What the policy does with a verdict."""
+
+    SUPPRESS = "suppress"
+    COUNT = "count"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """The bytes of one message and where they came from (a path, or mailbox/UIDVALIDITY/UID)."""
+
+    data: bytes
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalMessage:
+    """What the report tells us about the message we sent (from the enclosed copy or its headers)."""
+
+    message_id: str = ""
+    subject: str = ""
+    from_addr: str = ""
+    to: str = ""
+    list_id: str = ""
+    return_path: str = ""
+    date: str = ""
+    correlation: tuple[tuple[str, str], ...] = ()
+    """Configured correlation headers found in the original, as (lower-case name, value) pairs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One recipient's outcome as a report states it. Strings are "" when the report is silent."""
+
+    kind: EventKind
+    recipient: str = ""
+    original_recipient: str = ""
+    dsn_action: str = ""
+    """The DSN Action field (failed, delayed, delivered, relayed, expanded)."""
+    status: str = ""
+    """Enhanced status code (RFC 3463) such as 5.1.1."""
+    reply_code: str = ""
+    """SMTP reply code such as 550."""
+    smtp_command: str = ""
+    """The SMTP command the failure happened at (CONN, HELO, EHLO, MAIL, RCPT, DATA, ...)."""
+    diagnostic: str = ""
+    diagnostic_type: str = ""
+    remote_mta: str = ""
+    reporting_mta: str = ""
+    last_attempt: str = ""
+    arrival_date: str = ""
+    mta: str = ""
+    """The report format the parser recognised (rfc3464, postfix, exim, arf, ...)."""
+    feedback_type: str = ""
+    source_ip: str = ""
+    user_agent: str = ""
+    original: OriginalMessage = field(default_factory=OriginalMessage)
+
+    @property
+    def message_id(self) -> str:
+        """Message-ID of the original message the report is about."""
+        return self.original.message_id
+
+    @property
+    def recipient_domain(self) -> str:
+        return self.recipient.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a rule says an event means."""
+
+    event: Event
+    reason: str
+    bounce_type: BounceType
+    rule_id: str = ""
+    action: Action | None = None
+    """An explicit action override from the rule; None lets the policy decide from bounce_type."""
+    ttl: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the policy does about a verdict, given the address's history."""
+
+    verdict: Verdict
+    address: str
+    action: Action
+    scope: str = "global"
+    expires_at: datetime | None = None
+    explanation: str = ""

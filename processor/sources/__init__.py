@@ -1,0 +1,1 @@
+"""Where messages come from: IMAP mailboxes, Maildirs, mbox files, directories of .eml files."""

@@ -1,0 +1,92 @@
+"""Messages from the file system: single .eml files, directories of them, Maildirs, mbox files,
+and standard input."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from processor.records import RawMessage
+
+_MBOX_START = b"From "
+
+
+class SourceError(Exception):
+    """A path that cannot be read as messages."""
+
+
+def is_maildir(path: Path) -> bool:
+    return path.is_dir() and (path / "cur").is_dir() and (path / "new").is_dir()
+
+
+def _looks_like_mbox(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(5)
+    except OSError:
+        return False
+    return head == _MBOX_START
+
+
+def iter_mbox(path: Path) -> Iterator[RawMessage]:
+    """Messages of an mbox file, streamed; '>From ' quoting is undone (mboxrd)."""
+    index = 0
+    lines: list[bytes] = []
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.startswith(_MBOX_START) and (not lines or lines[-1].strip() == b""):
+                if lines:
+                    yield RawMessage(b"".join(lines), f"{path}#{index}")
+                    index += 1
+                lines = []
+                continue
+            if line.startswith(b">") and line.lstrip(b">").startswith(_MBOX_START):
+                line = line[1:]
+            lines.append(line)
+    if lines:
+        yield RawMessage(b"".join(lines), f"{path}#{index}")
+
+
+def iter_directory(path: Path) -> Iterator[Path]:
+    """Message files below a directory (a Maildir's new/ and cur/, or any file), sorted."""
+    if is_maildir(path):
+        for sub in ("new", "cur"):
+            yield from sorted(p for p in (path / sub).iterdir() if p.is_file() and not p.name.startswith("."))
+        return
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "tmp")
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(root) / name
+
+
+def iter_path(given: str) -> Iterator[RawMessage]:
+    """Every message a command-line argument names: a file, directory, Maildir, mbox, or '-'."""
+    if given == "-":
+        yield RawMessage(sys.stdin.buffer.read(), "-")
+        return
+    path = Path(given)
+    if path.is_dir():
+        for file in iter_directory(path):
+            yield from _iter_file(file)
+        return
+    if not path.exists():
+        raise SourceError(f"{given}: no such file or directory")
+    yield from _iter_file(path)
+
+
+def _iter_file(path: Path) -> Iterator[RawMessage]:
+    try:
+        if _looks_like_mbox(path):
+            messages = list(iter_mbox(path)) if path.stat().st_size < 64 * 1024 else None
+            if messages is not None and len(messages) == 1:
+                # one message with an envelope line: report it under its own path
+                yield RawMessage(messages[0].data, str(path))
+                return
+            yield from (messages if messages is not None else iter_mbox(path))
+            return
+        yield RawMessage(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise SourceError(f"{path}: {exc.strerror or exc}") from exc
