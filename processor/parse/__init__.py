@@ -56,6 +56,11 @@ class Parser:
         report = Report(root, flanker_ok=flanker_ok)
         try:
             events = self._detect(report)
+            if not events:
+                forwarded = self._forwarded_bounce(report)
+                if forwarded is not None:
+                    report = forwarded
+                    events = self._detect(report)
         except RecursionError as exc:
             raise ParseError("message nesting is too deep to parse") from exc
         if not events:
@@ -73,6 +78,18 @@ class Parser:
                 if found:
                     return found
         return []
+
+    @staticmethod
+    def _forwarded_bounce(report: Report) -> Report | None:
+        """A bounce forwarded as an attachment (by a person or a fetchmail-style relay): the
+        enclosed message is the report to read."""
+        enclosed = report.original_part
+        if enclosed is None:
+            return None
+        inner = Report(enclosed, flanker_ok=report.flanker_ok)
+        if inner.looks_like_bounce_sender or enclosed.content_type == "multipart/report":
+            return inner
+        return None
 
     def _complete(self, report: Report, events: Sequence[Event]) -> list[Event]:
         original = self._original(report.original_headers)

@@ -24,7 +24,8 @@ def _feedback_fields(report: Report) -> Headers | None:
 def is_complaint(report: Report) -> bool:
     """Cheap guard: an ARF part, an ARF report type, or a Microsoft/Yahoo-style complaint."""
     root = report.root
-    if root.content_type == "multipart/report" and root.params.get("report-type", "").lower().strip('"') == "feedback-report":
+    report_type = root.params.get("report-type", "").lower().strip('"')
+    if root.content_type == "multipart/report" and report_type == "feedback-report":
         return True
     if report.has_part("message/feedback-report"):
         return True

@@ -88,24 +88,28 @@ def _blocks(text: str) -> list[list[tuple[str, str]]]:
     return blocks
 
 
-_PER_RECIPIENT_START = ("final-recipient", "original-recipient", "x-actual-recipient")
-
-
 def _split_recipients(fields: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-    """Some reporters omit the blank line between recipient blocks: split at each new recipient."""
+    """Some reporters omit the blank line between recipient blocks: a field that may appear only
+    once per recipient, seen again, starts the next block (taking an Original-Recipient that
+    directly precedes a Final-Recipient with it)."""
     out: list[list[tuple[str, str]]] = []
     current: list[tuple[str, str]] = []
     seen: set[str] = set()
     for name, value in fields:
-        starts = name in ("final-recipient", "original-recipient")
-        if starts and (name in seen or ("final-recipient" in seen and name == "original-recipient" and "action" in seen)):
+        if name in _ONCE and name in seen:
+            carry: list[tuple[str, str]] = []
+            if name == "final-recipient" and current and current[-1][0] == "original-recipient":
+                carry = [current.pop()]
             out.append(current)
-            current, seen = [], set()
+            current, seen = carry, {n for n, _ in carry}
         current.append((name, value))
         seen.add(name)
     if current:
         out.append(current)
-    return out
+    return [block for block in out if block]
+
+
+_ONCE = frozenset({"final-recipient", "original-recipient", "action", "status"})
 
 
 def parse_delivery_status(text: str, report: DsnReport | None = None) -> DsnReport:

@@ -7,10 +7,13 @@ detector looks at (images, the body of the returned original) are never decoded.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email
 import email.header
 import email.message
 import email.policy
+import quopri
 import re
 from collections.abc import Callable, Iterator
 
@@ -36,7 +39,7 @@ HEADER_PARTS = frozenset({"text/rfc822-headers", "message/global-headers"})
 class Headers:
     """Case-insensitive, multi-valued, ordered header access. Values are unfolded text."""
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
         self._items = items
@@ -63,28 +66,53 @@ class Headers:
 
 
 class Part:
-    """One MIME entity: its type, headers, decoded text (lazily) and children.
+    """One MIME entity: its type, headers, decoded text and children, each read on first use.
 
     For multipart types ``children`` are the sub-parts; for message/rfc822 it holds the enclosed
     message as a single child.
     """
 
-    __slots__ = ("_load_text", "_text", "children", "content_type", "headers", "params")
+    __slots__ = ("_children", "_headers", "_load_children", "_load_headers", "_load_text", "_text",
+                 "content_type", "params")
 
     def __init__(
         self,
         content_type: str,
         params: dict[str, str],
-        headers: Headers,
+        headers: Headers | Callable[[], Headers],
         load_text: Callable[[], str] | None,
-        children: list[Part] | None = None,
+        children: list[Part] | Callable[[], list[Part]] | None = None,
     ) -> None:
         self.content_type = content_type
         self.params = params
-        self.headers = headers
+        self._headers: Headers | None = headers if isinstance(headers, Headers) else None
+        self._load_headers = None if isinstance(headers, Headers) else headers
         self._load_text = load_text
         self._text: str | None = None
-        self.children = children or []
+        self._children: list[Part] | None = None if callable(children) else (children or [])
+        self._load_children = children if callable(children) else None
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            loader, self._load_headers = self._load_headers, None
+            try:
+                self._headers = loader() if loader is not None else Headers([])
+            except Exception:  # unreadable headers lose the headers, not the message
+                self._headers = Headers([])
+        return self._headers
+
+    @property
+    def children(self) -> list[Part]:
+        if self._children is None:
+            loader, self._load_children = self._load_children, None
+            try:
+                self._children = loader() if loader is not None else []
+            except RecursionError:
+                raise
+            except Exception:
+                self._children = []
+        return self._children
 
     @property
     def text(self) -> str:
@@ -194,28 +222,75 @@ def _from_flanker(node: object, depth: int) -> Part:
     ctype_obj = node.content_type  # type: ignore[attr-defined]
     ctype = str(ctype_obj.value or "text/plain").lower()
     params = {str(k).lower(): str(v) for k, v in (ctype_obj.params or {}).items()}
-    items: list[tuple[str, str]] = []
-    for name, value in node.headers.items():  # type: ignore[attr-defined]
-        items.append((str(name), decode_header_value(str(value))))
-    headers = Headers(items)
-    children: list[Part] = []
+
+    def headers() -> Headers:
+        return _flanker_headers(node)
+
+    children: Callable[[], list[Part]] | None = None
     load: Callable[[], str] | None = None
     if ctype.startswith("multipart/"):
         if depth < MAX_DEPTH:
-            children = [_from_flanker(child, depth + 1) for child in list(node.parts)[:MAX_PARTS]]  # type: ignore[attr-defined]
+
+            def children() -> list[Part]:
+                return [_from_flanker(child, depth + 1) for child in list(node.parts)[:MAX_PARTS]]  # type: ignore[attr-defined]
+
     elif ctype in ENCLOSING:
-        enclosed = node.enclosed  # type: ignore[attr-defined]
-        if enclosed is not None and depth < MAX_DEPTH:
-            children = [_from_flanker(enclosed, depth + 1)]
+        if depth < MAX_DEPTH:
+
+            def children() -> list[Part]:
+                enclosed = node.enclosed  # type: ignore[attr-defined]
+                return [_from_flanker(enclosed, depth + 1)] if enclosed is not None else []
+
     elif ctype.startswith("text/") or ctype in _TEXTUAL or ctype.startswith("message/"):
 
         def load() -> str:
-            body = node.body  # type: ignore[attr-defined]
-            if isinstance(body, bytes):
-                return _decode_bytes(body, params.get("charset"))
-            return str(body) if body is not None else ""
+            return _flanker_body(node, part.headers, params.get("charset"))
 
-    return Part(ctype, params, headers, load, children)
+    part = Part(ctype, params, headers, load, children)
+    return part
+
+
+def _flanker_headers(node: object) -> Headers:
+    """The part's headers, read straight from the source text (flanker's own header parser
+    normalises every value and costs several times more)."""
+    container = getattr(node, "_container", None)
+    source = getattr(container, "string", None)
+    start = getattr(container, "start", None)
+    if not isinstance(source, str) or not isinstance(start, int):
+        return Headers([(str(n), decode_header_value(str(v))) for n, v in node.headers.items()])  # type: ignore[attr-defined]
+    end = source.find("\n\n", start)
+    block = source[start : end if end != -1 else len(source)]
+    return parse_header_block(block)
+
+
+def _flanker_body(node: object, headers: Headers, charset: str | None) -> str:
+    """The part's body as text, read from the source and decoded here (flanker decodes the whole
+    message to text once while scanning; its per-part body reader parses the headers again)."""
+    container = getattr(node, "_container", None)
+    source = getattr(container, "string", None)
+    start, end = getattr(container, "start", None), getattr(container, "end", None)
+    if not isinstance(source, str) or not isinstance(start, int) or not isinstance(end, int):
+        body = node.body  # type: ignore[attr-defined]
+        return _decode_bytes(body, charset) if isinstance(body, bytes) else str(body or "")
+    split = source.find("\n\n", start, end + 1)
+    text = source[split + 2 : end + 1] if split != -1 else ""
+    encoding = headers.get("content-transfer-encoding").strip().lower()
+    if encoding in ("base64", "quoted-printable"):
+        raw = text.encode("ascii", "ignore")
+        if encoding == "base64":
+            try:
+                raw = base64.b64decode(raw + b"==", validate=False)
+            except (binascii.Error, ValueError):
+                return text
+        else:
+            raw = quopri.decodestring(raw)
+        return _decode_bytes(raw, charset)
+    if charset and text.isascii() and charset.lower() not in _ASCII_COMPATIBLE:
+        return _decode_bytes(text.encode("ascii"), charset)  # 7-bit charsets such as ISO-2022-JP
+    return text
+
+
+_ASCII_COMPATIBLE = frozenset({"us-ascii", "ascii", "utf-8", "utf8", "iso-8859-1", "latin-1", "windows-1252"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,11 +311,23 @@ def _from_stdlib(msg: email.message.Message, depth: int) -> Part:
     load: Callable[[], str] | None = None
     if isinstance(payload, list):
         if depth < MAX_DEPTH:
-            children = [_from_stdlib(sub, depth + 1) for sub in payload[:MAX_PARTS]]
+            children = [
+                _from_stdlib(sub, depth + 1) for sub in payload[:MAX_PARTS] if isinstance(sub, email.message.Message)
+            ]
         if ctype in ENCLOSING and not children:
             children = []
     else:
         if declared.startswith("multipart/"):
+            text = str(payload)
+            if text.lstrip().lower().startswith("boundary=") and depth < MAX_DEPTH:
+                # the boundary parameter was folded onto a line that lost its indentation
+                head, _, body = text.lstrip().partition("\n")
+                repaired = email.message_from_string(
+                    f"Content-Type: {declared.split(';')[0]}; {head}\n\n{body}", policy=email.policy.compat32
+                )
+                if isinstance(repaired.get_payload(), list):
+                    inner = _from_stdlib(repaired, depth + 1)
+                    return Part(ctype, params, Headers(items), None, inner.children)
             # a multipart without (usable) boundaries: keep its whole body as plain text
             ctype = "text/plain"
 

@@ -17,7 +17,8 @@ _ORIGINAL_MARKER = re.compile(
     r"^[ \t]*(?:[-=_*]{2,}[ \t]*)?(?:"
     r"(?:this is a )?copy of (?:the |your )?(?:original |returned )?message"
     r"|(?:the )?original message(?: header| headers)?(?: follows| is (?:following|attached))?"
-    r"|(?:the |your )?(?:original |returned |unsent |undelivered )(?:message|mail|e-?mail)(?: header| headers)?(?: follows| is attached)?"
+    r"|(?:the |your )?(?:original |returned |unsent |undelivered )(?:message|mail|e-?mail)"
+    r"(?: header| headers)?(?: follows| is attached)?"
     r"|(?:returned|unsent|undeliverable) message(?: follows)?"
     r"|(?:the )?header(?:s)? of (?:the )?original message(?: is following)?"
     r"|message header(?:s)? follows?"
@@ -30,6 +31,9 @@ _ORIGINAL_MARKER = re.compile(
     r")\b[^\n]{0,40}$",
     re.IGNORECASE | re.MULTILINE,
 )
+_NOT_NOTICE = frozenset({"text/html", *HEADER_PARTS})
+_INLINE_DSN = re.compile(r"^(?:Final-Recipient|Original-Recipient):[ \t]*\S", re.MULTILINE | re.IGNORECASE)
+_INLINE_DSN_END = re.compile(r"^(?:--|Content-Type:)", re.MULTILINE | re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,40}:[ \t]", re.MULTILINE)
 _BOUNCE_SENDER = re.compile(
     r"mailer-daemon|postmaster|mail delivery (?:system|subsystem)|mdaemon|mail ?administrator|"
@@ -68,7 +72,7 @@ class Report:
     @cached_property
     def looks_like_bounce_sender(self) -> bool:
         rp = self.headers.get("return-path").strip()
-        return rp in ("<>", "") and "return-path" in self.headers or bool(
+        return (rp in ("<>", "") and "return-path" in self.headers) or bool(
             _BOUNCE_SENDER.search(self.from_header)
         )
 
@@ -89,7 +93,25 @@ class Report:
         for part in self.top_parts:
             if part.content_type in DSN_TYPES:
                 report = parse_delivery_status(part.text, report)
+        if report is None or not report.recipients:
+            inline = self._inline_dsn()
+            if inline is not None and inline.recipients:
+                return inline
         return report
+
+    def _inline_dsn(self) -> DsnReport | None:
+        """Delivery-status fields pasted into a text part (a bounce forwarded as text, or a
+        multipart whose structure was lost)."""
+        text = self.text
+        m = _INLINE_DSN.search(text)
+        if not m:
+            return None
+        start = m.start()
+        reporting = text.rfind("Reporting-MTA:", max(0, start - 800), start)
+        if reporting != -1:
+            start = reporting
+        end = _INLINE_DSN_END.search(text, m.end())
+        return parse_delivery_status(text[start : end.start() if end else len(text)])
 
     @cached_property
     def text(self) -> str:
@@ -98,7 +120,7 @@ class Report:
         markup: list[str] = []
         for part in self.top_parts:
             ctype = part.content_type
-            if ctype == "text/plain" or (ctype.startswith("text/") and ctype not in ("text/html", *HEADER_PARTS)):
+            if ctype.startswith("text/") and ctype not in _NOT_NOTICE:
                 if part.headers.get("content-disposition").lower().startswith("attachment") and plain:
                     continue
                 plain.append(part.text)

@@ -26,17 +26,23 @@ _BR = re.compile(r"<\s*(?:br|/p|/div|/tr|/li|/h\d)\s*/?>", re.IGNORECASE)
 _COMMANDS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(?:in reply to|after|while sending|on|at)\s+(?:the\s+)?(RCPT(?:\s+TO)?)\b", re.I), "RCPT"),
     (re.compile(r"\b(?:in reply to|after|while sending|on|at)\s+(?:the\s+)?(MAIL(?:\s+FROM)?)\b", re.I), "MAIL"),
-    (re.compile(r"\b(?:in reply to|after|while sending)\s+(?:the\s+)?(?:end of\s+)?(DATA|data block|message body)\b", re.I), "DATA"),
+    (re.compile(r"\b(?:in reply to|after|while sending)\s+(?:the\s+)?(?:end of\s+)?"
+                r"(?:DATA|data block|message body)\b", re.I), "DATA"),
     (re.compile(r"\bafter end of data\b", re.I), "DATA"),
     (re.compile(r"\b(?:in reply to|after|while sending)\s+(?:the\s+)?(EHLO|HELO|LHLO)\b", re.I), "EHLO"),
     (re.compile(r"\b(?:in reply to|after)\s+(?:the\s+)?STARTTLS\b", re.I), "STARTTLS"),
     (re.compile(r"\bin reply to\s+(?:the\s+)?(?:AUTH)\b", re.I), "AUTH"),
     (re.compile(r">>>\s*(RCPT)\b", re.I), "RCPT"),
+    (re.compile(r"\bSMTP:\s*RCPT\b", re.I), "RCPT"),
+    (re.compile(r"\bSMTP:\s*MAIL\b", re.I), "MAIL"),
+    (re.compile(r"\bSMTP:\s*DATA\b", re.I), "DATA"),
     (re.compile(r">>>\s*(MAIL)\b", re.I), "MAIL"),
     (re.compile(r">>>\s*(DATA|\.|\(end of message\)|end of message)", re.I), "DATA"),
     (re.compile(r">>>\s*(EHLO|HELO|LHLO)\b", re.I), "EHLO"),
-    (re.compile(r"\bSMTP error from remote (?:mail server|mailer) after (RCPT|MAIL|DATA|end of data|pipelined|initial connection|EHLO|HELO)", re.I), ""),
-    (re.compile(r"\b(?:in reply to|after)\s+(?:the\s+)?(?:initial connection|greeting|banner|connect)\b", re.I), "CONN"),
+    (re.compile(r"\bSMTP error from remote (?:mail server|mailer) after "
+                r"(RCPT|MAIL|DATA|end of data|pipelined|initial connection|EHLO|HELO)", re.I), ""),
+    (re.compile(r"\b(?:in reply to|after)\s+(?:the\s+)?(?:initial connection|greeting|banner|connect)\b", re.I),
+     "CONN"),
 ]
 
 
@@ -72,6 +78,26 @@ def find_status(text: str) -> str:
     return ""
 
 
+_CONTINUED_REPLY = re.compile(r"(?:(?<=\s)|^)([245]\d\d)[\- ](?:[245]\.\d{1,3}\.\d{1,3}\s+)?")
+
+
+def squash_reply(text: str) -> str:
+    """One line from a multi-line SMTP reply: the first code kept, the repeated
+    "550-5.7.1 " prefixes of the continuation lines dropped."""
+    text = one_line(text)
+    first = _CONTINUED_REPLY.search(text)
+    if not first or text.count(first.group(1)) < 2:
+        return text
+    head = text[: first.end()]
+    rest = _CONTINUED_REPLY.sub(
+        lambda m: "" if m.group(1) == first.group(1) else m.group(0), text[first.end() :]
+    )
+    return one_line(head + rest)
+
+
+_BEFORE_REPLY = (":", "said", "<<<", "smtp;", "(", "error", "returned", "replied", "code", "response")
+
+
 def find_reply_code(text: str) -> str:
     """The SMTP reply code a diagnostic starts with (or that precedes a status code), or ''."""
     if not text:
@@ -84,7 +110,7 @@ def find_reply_code(text: str) -> str:
         before = text[max(0, start - 12) : start].lower()
         after = text[m.end() : m.end() + 10]
         if (
-            before.rstrip().endswith((":", "said", "<<<", "smtp;", "(", "error", "returned", "replied", "code", "response"))
+            before.rstrip().endswith(_BEFORE_REPLY)
             or STATUS.match(after.lstrip(" -"))
         ):
             return m.group(1)
@@ -113,14 +139,19 @@ def find_command(text: str) -> str:
     return ""
 
 
+_ANGLE_ANY = re.compile(r"<([^<>]*@[^<>]*)>")
+
+
 def strip_address(value: str) -> str:
     """'alice@example.org' from 'rfc822; <alice@example.org>', '"Alice" <alice@...>', 'mailto:...'."""
     value = value.strip()
-    if ";" in value[:12]:
+    if ";" in value[:12] and "@" not in value.split(";", 1)[0]:
         value = value.split(";", 1)[1].strip()
-    m = ANGLE_ADDRESS.search(value)
+    m = _ANGLE_ANY.search(value)
     if m:
-        value = m.group(1)
+        value = m.group(1).strip()
+    if value.startswith("@") and ":" in value:  # a source route: <@relay.example:user@example.org>
+        value = value.rsplit(":", 1)[1]
     value = value.strip().strip("<>\"'()[],;:.").strip()
     if value.lower().startswith("mailto:"):
         value = value[7:]

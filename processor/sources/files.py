@@ -42,9 +42,8 @@ def iter_mbox(path: Path) -> Iterator[RawMessage]:
                     index += 1
                 lines = []
                 continue
-            if line.startswith(b">") and line.lstrip(b">").startswith(_MBOX_START):
-                line = line[1:]
-            lines.append(line)
+            quoted = line.startswith(b">") and line.lstrip(b">").startswith(_MBOX_START)
+            lines.append(line[1:] if quoted else line)
     if lines:
         yield RawMessage(b"".join(lines), f"{path}#{index}")
 

@@ -4,10 +4,53 @@ generic text fallback, which are last."""
 
 from __future__ import annotations
 
-from processor.parse.mta import generic, rfc3464
+from processor.parse.mta import (
+    amazonses,
+    apachejames,
+    biglobe,
+    domino,
+    dragonfly,
+    exchange,
+    exim,
+    ezweb,
+    fml,
+    generic,
+    gmail,
+    googlegroups,
+    kddi,
+    messagingserver,
+    notes,
+    opensmtpd,
+    postfix,
+    qmail,
+    rfc3464,
+    sendmail,
+    verizon,
+    zoho,
+)
 from processor.parse.mta._common import Detector
 
 ORDER: tuple[Detector, ...] = (
+    amazonses,
+    googlegroups,
+    gmail,
+    exchange,
+    zoho,
+    opensmtpd,
+    dragonfly,
+    messagingserver,
+    domino,
+    notes,
+    ezweb,
+    kddi,
+    biglobe,
+    verizon,
+    apachejames,
+    fml,
+    exim,
+    qmail,
+    postfix,
+    sendmail,
     rfc3464,
     generic,
 )

@@ -8,7 +8,15 @@ from typing import Protocol
 
 from processor.parse.dsn import DsnRecipient
 from processor.parse.report import Report
-from processor.parse.text import ADDRESS, find_command, find_reply_code, find_status, one_line, strip_address
+from processor.parse.text import (
+    ADDRESS,
+    STATUS,
+    find_command,
+    find_reply_code,
+    find_status,
+    squash_reply,
+    strip_address,
+)
 from processor.records import Event, EventKind
 
 
@@ -64,7 +72,7 @@ def failure(
 ) -> Event:
     """A failure event from what a text bounce says; status, reply code and command are read
     from the diagnostic when not given."""
-    diagnostic = one_line(diagnostic)
+    diagnostic = squash_reply(diagnostic)
     return Event(
         kind=kind,
         recipient=strip_address(recipient),
@@ -98,7 +106,10 @@ def from_dsn(
     texts = texts or {}
     commands = commands or {}
     events: list[Event] = []
-    for rcpt in dsn.recipients:
+    named = [a for a in texts if ADDRESS.fullmatch(a)]
+    for index, rcpt in enumerate(dsn.recipients):
+        if not ADDRESS.fullmatch(rcpt.recipient) and len(named) == len(dsn.recipients):
+            rcpt.final_recipient = named[index]  # a mangled Final-Recipient: the text names it
         address = rcpt.recipient
         key = address.lower()
         said = texts.get(key) or texts.get(rcpt.original_recipient.lower(), "")
@@ -112,7 +123,7 @@ def from_dsn(
 def dsn_event(
     mta: str, report: Report, rcpt: DsnRecipient, diagnostic: str, *, extra_text: str = "", command: str = ""
 ) -> Event:
-    diagnostic = one_line(diagnostic)
+    diagnostic = squash_reply(diagnostic)
     status = best_status(rcpt.status, diagnostic)
     dsn = report.dsn
     return Event(
@@ -134,13 +145,34 @@ def dsn_event(
 
 
 def best_status(stated: str, diagnostic: str) -> str:
-    """The DSN's status, unless it is a bare X.0.0 and the diagnostic names a precise one."""
-    found = find_status(diagnostic)
+    """The DSN's status, unless the diagnostic names a more precise one: the stated code is
+    generic for its subject (X.Y.0), or it is the "gave up" code X.4.7 wrapping the real cause."""
+    codes = [c for c in _all_statuses(diagnostic) if c != stated]
     if not stated:
-        return found
-    if found and stated.endswith(".0.0") and found[0] == stated[0] and not found.endswith(".0.0"):
-        return found
+        return find_status(diagnostic)
+    if not codes:
+        return stated
+    if stated in ("4.4.7", "5.4.7"):
+        return codes[-1]
+    for code in codes:
+        if code[0] == stated[0] and not code.endswith(".0.0"):
+            return code
     return stated
+
+
+_AFTER_REPLY = re.compile(r"[245]\d\d[ \-]['\"(#]?$")
+
+
+def _all_statuses(text: str) -> list[str]:
+    """Status codes in a diagnostic, those the remote server gave after its reply code first."""
+    said: list[str] = []
+    other: list[str] = []
+    for m in STATUS.finditer(text or ""):
+        if int(m.group(2)) > 7:
+            continue
+        code = f"{m.group(1)}.{int(m.group(2))}.{int(m.group(3))}"
+        (said if _AFTER_REPLY.search(text[max(0, m.start() - 6) : m.start()]) else other).append(code)
+    return said + other
 
 
 # -- plain-text bounces ---------------------------------------------------------------------------

@@ -1,0 +1,37 @@
+"""OpenSMTPD: "An error has occurred while attempting to deliver a message for the following
+list of recipients:" with "address: error" lines."""
+
+from __future__ import annotations
+
+import re
+
+from processor.parse.mta._common import failure, unique
+from processor.parse.report import Report
+from processor.records import Event, EventKind
+
+NAME = "opensmtpd"
+
+_INTRO = re.compile(r"(?:the following list of recipients|recipients? (?:could not be|has not yet been) delivered|"
+                    r"delivery of (?:your|this) message (?:to|has been) )[^\n]*\n", re.IGNORECASE)
+_LINE = re.compile(r"^\s*<?([^\s<>]+@[^\s<>:]+)>?:\s*(.*)$")
+_END = re.compile(r"^\s*Below is a copy of the original message", re.IGNORECASE | re.MULTILINE)
+
+
+def matches(report: Report) -> bool:
+    return "(opensmtpd)" in report.received or "This is the MAILER-DAEMON, please DO NOT REPLY" in report.text
+
+
+def parse(report: Report) -> list[Event] | None:
+    notice = report.notice
+    end = _END.search(notice)
+    if end:
+        notice = notice[: end.start()]
+    intro = _INTRO.search(notice)
+    body = notice[intro.end() :] if intro else notice
+    delayed = "warning" in report.subject.lower() or "delayed" in report.subject.lower()
+    events: list[Event] = []
+    for line in body.split("\n"):
+        m = _LINE.match(line)
+        if m:
+            events.append(failure(NAME, m.group(1), m.group(2), kind=EventKind.DELAY if delayed else EventKind.FAILURE))
+    return unique(events) or None

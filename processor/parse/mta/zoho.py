@@ -1,0 +1,28 @@
+"""Zoho Mail: "address Invalid Address, ERROR_CODE :550, ERROR_CODE :5.1.1 ..." lines."""
+
+from __future__ import annotations
+
+import re
+
+from processor.parse.mta._common import failure, unique
+from processor.parse.report import Report
+from processor.records import Event, EventKind
+
+NAME = "zoho"
+
+_LINE = re.compile(r"^\s*<?([^\s<>]+@[^\s<>]+?)>?\s+(.*ERROR_CODE.*)$", re.MULTILINE)
+_CODES = re.compile(r"ERROR_CODE\s*:\s*", re.IGNORECASE)
+
+
+def matches(report: Report) -> bool:
+    mailer = report.headers.get("x-mailer").lower()
+    return mailer.startswith("zoho mail") or report.from_address.endswith("@mail.zoho.com")
+
+
+def parse(report: Report) -> list[Event] | None:
+    delayed = "temporary" in report.notice.lower() and "permanent" not in report.notice.lower()
+    events = [
+        failure(NAME, m.group(1), _CODES.sub("", m.group(2)), kind=EventKind.DELAY if delayed else EventKind.FAILURE)
+        for m in _LINE.finditer(report.notice)
+    ]
+    return unique(events) or None
