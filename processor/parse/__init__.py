@@ -17,7 +17,8 @@ from functools import lru_cache
 from processor.config import ParseSettings
 from processor.parse import arf, autoreply, verp
 from processor.parse.mime import Headers, MimeError, read_message
-from processor.parse.mta import ORDER
+from processor.parse.mta import ORDER, generic
+from processor.parse.mta._common import failure
 from processor.parse.report import Report
 from processor.parse.text import find_command, find_reply_code, find_status, one_line, strip_address
 from processor.records import Event, EventKind, OriginalMessage
@@ -61,6 +62,8 @@ class Parser:
                 if forwarded is not None:
                     report = forwarded
                     events = self._detect(report)
+            if not events:
+                events = self._verp_only(report)
         except RecursionError as exc:
             raise ParseError("message nesting is too deep to parse") from exc
         if not events:
@@ -78,6 +81,15 @@ class Parser:
                 if found:
                     return found
         return []
+
+    def _verp_only(self, report: Report) -> list[Event]:
+        """A bounce that names no recipient at all, sent to a VERP address that does."""
+        if not generic.matches(report):
+            return []
+        recipient = self._verp_recipient(report, self._original(report.original_headers))
+        if not recipient:
+            return []
+        return [failure("verp", recipient, generic.error_lines(report.notice))]
 
     @staticmethod
     def _forwarded_bounce(report: Report) -> Report | None:

@@ -116,6 +116,8 @@ def from_dsn(
         diagnostic = rcpt.diagnostic
         if said and (prefer_text or not diagnostic):
             diagnostic = said
+        if not diagnostic and len(dsn.recipients) == 1:
+            diagnostic = notice_context(report.notice, address)
         events.append(dsn_event(mta, report, rcpt, diagnostic, extra_text=said, command=commands.get(key, "")))
     return events
 
@@ -173,6 +175,17 @@ def _all_statuses(text: str) -> list[str]:
         code = f"{m.group(1)}.{int(m.group(2))}.{int(m.group(3))}"
         (said if _AFTER_REPLY.search(text[max(0, m.start() - 6) : m.start()]) else other).append(code)
     return said + other
+
+
+def notice_context(notice: str, address: str) -> str:
+    """What the notice says around an address: its paragraph and the one before it (for DSNs
+    whose Diagnostic-Code is empty and whose prose explains the failure)."""
+    paragraphs = [p.strip() for p in notice.split("\n\n") if p.strip()]
+    for index, paragraph in enumerate(paragraphs):
+        if address and address.lower() in paragraph.lower():
+            context = paragraphs[max(0, index - 1) : index + 1]
+            return " ".join(" ".join(p.replace(address, " ").split()) for p in context)
+    return ""
 
 
 # -- plain-text bounces ---------------------------------------------------------------------------

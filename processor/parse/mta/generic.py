@@ -114,6 +114,11 @@ def _scattered(notice: str, own: set[str]) -> list[Event]:
 _CODE_LINE = re.compile(r"^.*(?:\b[245]\d\d[ -]|(?<![\d.])[245]\.\d{1,3}\.\d{1,3}(?![\d.])).*$", re.MULTILINE)
 
 
+def error_lines(notice: str) -> str:
+    """The lines of a notice that carry an SMTP reply or status code, joined."""
+    return " ".join(m.group(0).strip() for m in _CODE_LINE.finditer(notice))
+
+
 def parse(report: Report) -> list[Event] | None:
     notice = report.notice
     if not notice.strip():

@@ -58,15 +58,20 @@ def _transcript(notice: str) -> list[Event]:
 
 
 def parse(report: Report) -> list[Event] | None:
+    return parse_as(NAME, report)
+
+
+def parse_as(name: str, report: Report) -> list[Event] | None:
+    """Postfix's reading, for providers that run Postfix under their own name (Yandex, ...)."""
     notice = report.notice
     pairs = address_paragraphs(notice, _ADDRESS_LINE, _STOP)
     texts = {address.lower(): said for address, said in pairs}
     if report.dsn is not None and report.dsn.recipients:
-        return from_dsn(NAME, report, texts) or None
+        return from_dsn(name, report, texts) or None
     if pairs:
         delayed = "delayed mail" in report.subject.lower() or "will not be returned" in notice.lower()
         kind = EventKind.DELAY if delayed else EventKind.FAILURE
-        return unique(failure(NAME, address, said, kind=kind) for address, said in pairs if "@" in address) or None
+        return unique(failure(name, address, said, kind=kind) for address, said in pairs if "@" in address) or None
     if "Transcript of session follows" in notice:
         return _transcript(notice) or None
     return None

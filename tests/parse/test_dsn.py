@@ -1,0 +1,63 @@
+"""RFC 3464 / RFC 6533 delivery-status fields."""
+
+from __future__ import annotations
+
+from processor.parse.dsn import parse_delivery_status
+
+REPORT = """Reporting-MTA: dns; mx.example.org
+Arrival-Date: Mon, 2 Nov 2026 10:00:00 +0000
+
+Final-Recipient: rfc822; alice@example.net
+Original-Recipient: rfc822;Alice@Example.NET
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx.example.net [192.0.2.10]
+Diagnostic-Code: smtp; 550 5.1.1 <alice@example.net>: Recipient address
+    rejected: User unknown in local
+    recipient table
+Last-Attempt-Date: Mon, 2 Nov 2026 10:00:05 +0000
+
+Final-Recipient: rfc822; bob@example.net
+Action: delayed
+Status: 4.4.1
+Diagnostic-Code: X-Postfix; connect to mx.example.net[192.0.2.10]:25: Connection timed out
+"""
+
+
+def test_per_message_and_per_recipient_fields() -> None:
+    """Every recipient block comes out with its fields; folded Diagnostic-Code lines are joined."""
+    report = parse_delivery_status(REPORT)
+    assert report.reporting_mta == "mx.example.org"
+    assert report.arrival_date == "Mon, 2 Nov 2026 10:00:00 +0000"
+    first, second = report.recipients
+    assert first.final_recipient == "alice@example.net"
+    assert first.original_recipient == "Alice@Example.NET"
+    assert (first.action, first.status, first.remote_mta) == ("failed", "5.1.1", "mx.example.net")
+    assert first.diagnostic_type == "smtp"
+    assert first.diagnostic == (
+        "550 5.1.1 <alice@example.net>: Recipient address rejected: User unknown in local recipient table"
+    )
+    assert first.last_attempt == "Mon, 2 Nov 2026 10:00:05 +0000"
+    assert (second.recipient, second.action, second.status) == ("bob@example.net", "delayed", "4.4.1")
+
+
+def test_blocks_without_blank_lines_are_split() -> None:
+    """A reporter that forgets the blank line between recipients still yields one block each."""
+    text = (
+        "Reporting-MTA: dns; mx.example.org\n\n"
+        "Original-Recipient: rfc822;a@example.net\nFinal-Recipient: rfc822;a@example.net\n"
+        "Action: failed\nStatus: 5.0.0\n"
+        "Original-Recipient: rfc822;b@example.net\nFinal-Recipient: rfc822;b@example.net\n"
+        "Action: failed\nStatus: 5.1.1\n"
+    )
+    report = parse_delivery_status(text)
+    assert [(r.final_recipient, r.original_recipient, r.status) for r in report.recipients] == [
+        ("a@example.net", "a@example.net", "5.0.0"),
+        ("b@example.net", "b@example.net", "5.1.1"),
+    ]
+
+
+def test_utf8_address_type() -> None:
+    """RFC 6533 utf-8 addresses with \\x{...} escapes are decoded."""
+    report = parse_delivery_status("Final-Recipient: utf-8; j\\x{00FC}rgen@example.de\nAction: failed\nStatus: 5.1.1\n")
+    assert report.recipients[0].final_recipient == "jürgen@example.de"

@@ -1,0 +1,161 @@
+"""parse(): line endings, encodings, report kinds, and the completion of events."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from processor.config import ParseSettings
+from processor.parse import ParseError, Parser, parse
+from processor.records import EventKind
+
+DSN = b"""From: MAILER-DAEMON@mx.example.org
+To: sender@example.com
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="XX"
+
+--XX
+Content-Type: text/plain
+
+This is the mail system at host mx.example.org.
+
+<alice@example.net>: host mx.example.net[192.0.2.10] said: 550 5.1.1
+    <alice@example.net>: Recipient address rejected: User unknown (in reply to
+    RCPT TO command)
+
+--XX
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+
+Final-Recipient: rfc822; alice@example.net
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx.example.net
+Diagnostic-Code: smtp; 550 5.1.1 <alice@example.net>: Recipient address
+    rejected: User unknown
+
+--XX
+Content-Type: message/rfc822
+
+From: sender@example.com
+To: alice@example.net
+Subject: Hello
+Message-ID: <hello-1@example.com>
+X-Campaign-ID: spring-42
+
+Hello.
+--XX--
+"""
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_line_endings(newline: bytes) -> None:
+    """LF, CRLF and CR-only messages parse to the same event."""
+    [event] = parse(DSN.replace(b"\n", newline))
+    assert (event.recipient, event.status, event.reply_code, event.smtp_command) == (
+        "alice@example.net", "5.1.1", "550", "RCPT")
+    assert event.remote_mta == "mx.example.net"
+    assert event.reporting_mta == "mx.example.org"
+    assert event.message_id == "<hello-1@example.com>"
+    assert event.original.subject == "Hello"
+    assert dict(event.original.correlation) == {"x-campaign-id": "spring-42"}
+
+
+def test_base64_and_encoded_words() -> None:
+    """A base64 ISO-8859-1 notice with an encoded-word subject is decoded."""
+    notice = "Die Nachricht an <jörg@example.de> ist unzustellbar: 550 5.1.1 Benutzer unbekannt\n"
+    body = base64.encodebytes(notice.encode("iso-8859-1"))
+    message = (
+        b"From: MAILER-DAEMON@mx.example.de\nSubject: =?ISO-8859-1?Q?Unzustellbar=3A_Gr=FC=DFe?=\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: base64\n\n" + body
+    )
+    [event] = parse(message)
+    assert event.recipient == "jörg@example.de"
+    assert event.status == "5.1.1"
+
+
+def test_quoted_printable_notice() -> None:
+    """A quoted-printable notice whose address is split by a soft line break is joined first."""
+    message = (
+        b"From: postmaster@example.org\nSubject: Delivery failure\n"
+        b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n"
+        b"Delivery to the following recipient failed permanently:\n\n"
+        b"   carol.longname@exam=\nple.net\n\n550 5.2.1 The account is disabled\n"
+    )
+    [event] = parse(message)
+    assert event.recipient == "carol.longname@example.net"
+
+
+@pytest.mark.parametrize(("action", "kind"), [
+    ("delivered", EventKind.DELIVERED), ("relayed", EventKind.DELIVERED),
+    ("expanded", EventKind.DELIVERED), ("delayed", EventKind.DELAY), ("failed", EventKind.FAILURE)])
+def test_dsn_actions(action: str, kind: EventKind) -> None:
+    """Delivered, relayed and expanded are successes; delayed is a delay, never a failure."""
+    status = {"failed": "5.1.1", "delayed": "4.4.1"}.get(action, "2.0.0")
+    message = DSN.replace(b"Action: failed", b"Action: " + action.encode()).replace(
+        b"Status: 5.1.1", b"Status: " + status.encode())
+    [event] = parse(message)
+    assert event.kind is kind
+
+
+def test_auto_reply_is_not_a_bounce() -> None:
+    """An RFC 3834 auto-reply is reported as auto_reply, with who replied."""
+    message = (
+        b"From: Dana <dana@example.net>\nTo: sender@example.com\nSubject: Away until Monday\n"
+        b"Auto-Submitted: auto-replied\n\nI am out of the office, back on Monday.\n"
+    )
+    [event] = parse(message)
+    assert event.kind is EventKind.AUTO_REPLY
+    assert event.recipient == "dana@example.net"
+
+
+def test_verp_recovers_recipient() -> None:
+    """A bounce that names no recipient gets it from the VERP address it was sent to."""
+    message = (
+        b"From: MAILER-DAEMON@mx.example.net\nTo: bounces+erin=example.net@sender.example\n"
+        b"Subject: Mail delivery failed\n\nYour message could not be delivered.\n"
+        b"Reason: 550 5.1.1 mailbox unavailable\n"
+    )
+    [event] = parse(message)
+    assert event.recipient == "erin@example.net"
+    assert event.status == "5.1.1"
+
+
+def test_arf_redacted_recipient_still_reported() -> None:
+    """A complaint whose reporter redacted the address still yields one complaint event."""
+    message = (
+        b'From: fbl@isp.example\nSubject: Abuse report\nMIME-Version: 1.0\n'
+        b'Content-Type: multipart/report; report-type=feedback-report; boundary="B"\n\n'
+        b"--B\nContent-Type: text/plain\n\nA complaint.\n"
+        b"--B\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: FBL/1.0\n"
+        b"Version: 1\nSource-IP: 192.0.2.7\nArrival-Date: Mon, 2 Nov 2026 10:00:00 +0000\n"
+        b"--B\nContent-Type: text/rfc822-headers\n\nFrom: sender@example.com\nTo: redacted\n"
+        b"Message-ID: <m1@example.com>\n--B--\n"
+    )
+    [event] = parse(message)
+    assert (event.kind, event.recipient, event.feedback_type, event.source_ip) == (
+        EventKind.COMPLAINT, "", "abuse", "192.0.2.7")
+    assert event.message_id == "<m1@example.com>"
+
+
+def test_non_bounce_reports_nothing() -> None:
+    """An ordinary message is not a bounce."""
+    assert parse(b"From: a@example.org\nTo: b@example.net\nSubject: lunch?\n\nNoon at the usual place.\n") == []
+
+
+@pytest.mark.parametrize("junk", [b"", b"   \n\n", "not bytes"])
+def test_unreadable_input_raises_parse_error(junk: object) -> None:
+    """Empty or non-bytes input raises the project's ParseError."""
+    with pytest.raises(ParseError):
+        parse(junk)  # type: ignore[arg-type]
+
+
+def test_size_limit_truncates() -> None:
+    """Only max_message_bytes are parsed; the report at the start still comes out."""
+    big = DSN.replace(b"Hello.\n", b"Hello.\n" + b"x" * 200_000 + b"\n")
+    parser = Parser(ParseSettings(max_message_bytes=4096))
+    [event] = parser.parse(big)
+    assert event.recipient == "alice@example.net"

@@ -1,0 +1,78 @@
+"""Text helpers: status codes, reply codes, SMTP commands and addresses in free text."""
+
+from __future__ import annotations
+
+import pytest
+
+from processor.parse.text import find_command, find_reply_code, find_status, squash_reply, strip_address
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("550 5.1.1 <bob@example.org>... User unknown", "5.1.1"),
+        ("smtp; 550 #5.1.0 Address rejected", "5.1.0"),
+        ("452 4.2.2 Mailbox full", "4.2.2"),
+        ("host 192.5.1.1 said: 554 rejected", ""),
+        ("version 5.1.10 of the software", "5.1.10"),
+        ("Status: 5.01.001", "5.1.1"),
+        ("no code here", ""),
+    ],
+)
+def test_find_status(text: str, status: str) -> None:
+    """The first RFC 3463 code is found, and IP addresses are not mistaken for one."""
+    assert find_status(text) == status
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        ("550 5.1.1 User unknown", "550"),
+        ("host mx.example.org[192.0.2.1] said: 452 4.3.2 Try later", "452"),
+        ("<<< 554 Transaction failed", "554"),
+        ("Connection timed out after 300 seconds", ""),
+        ("#550 5.1.1 RESOLVER.ADR.RecipNotFound", "550"),
+    ],
+)
+def test_find_reply_code(text: str, reply: str) -> None:
+    """A reply code is taken where an SMTP server's answer starts, not from any number."""
+    assert find_reply_code(text) == reply
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("said: 550 5.1.1 unknown (in reply to RCPT TO command)", "RCPT"),
+        ("said: 554 5.7.1 rejected (in reply to end of DATA command)", "DATA"),
+        ("SMTP error from remote mail server after MAIL FROM:<a@example.org>:", "MAIL"),
+        ("SMTP error from remote mail server after initial connection:", "CONN"),
+        (">>> RCPT To:<bob@example.org>\n<<< 550 unknown", "RCPT"),
+        ("Remote host said: 550 5.1.1 User Unknown [RCPT_TO]", "RCPT"),
+        ("mailbox full", ""),
+    ],
+)
+def test_find_command(text: str, command: str) -> None:
+    """The SMTP command a failure happened at is read from the usual phrasings."""
+    assert find_command(text) == command
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [
+        ("rfc822; <bob@example.org>", "bob@example.org"),
+        ('"Bob Example" <bob@example.org>', "bob@example.org"),
+        ("RFC822; <@relay.example.net:bob@example.org>", "bob@example.org"),
+        ("mailto:bob@example.org", "bob@example.org"),
+        ("<bob@example.org>:", "bob@example.org"),
+        ("utf-8; bob@example.org", "bob@example.org"),
+    ],
+)
+def test_strip_address(value: str, address: str) -> None:
+    """Address-type prefixes, display names, angle brackets and source routes are removed."""
+    assert strip_address(value) == address
+
+
+def test_squash_reply_drops_continuation_prefixes() -> None:
+    """A multi-line SMTP reply becomes one line with its code once."""
+    text = "550-5.7.26 Unauthenticated email\n550-5.7.26 is not accepted\n550 5.7.26 see help - gsmtp"
+    assert squash_reply(text) == "550-5.7.26 Unauthenticated email is not accepted see help - gsmtp"
