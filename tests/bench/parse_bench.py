@@ -55,8 +55,7 @@ def run_command(files_dir: Path, env: dict[str, str]) -> tuple[float, int]:
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "processor", "parse", "--jsonl", str(files_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         env=env,
         check=False,
     )
@@ -166,7 +165,8 @@ def main() -> None:
         )
         baseline = flufl_baseline(files)
         if baseline is not None:
-            print(f"baseline flufl.bounce all_failures, same files: {baseline:.2f}s, {args.messages / baseline:.0f} messages/s")
+            rate = args.messages / baseline
+            print(f"baseline flufl.bounce all_failures, same files: {baseline:.2f}s, {rate:.0f} messages/s")
         else:
             print("baseline flufl.bounce: not installed (pip install flufl.bounce to compare)")
         print(f"peak memory parsing one {args.big_message_mb} MB message:")

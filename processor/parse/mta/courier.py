@@ -27,6 +27,6 @@ def parse(report: Report) -> list[Event] | None:
     pairs = address_paragraphs(body, _ADDRESS_LINE, _STOP)
     if report.dsn is not None and report.dsn.recipients:
         return from_dsn(NAME, report, {a.lower(): s for a, s in pairs}) or None
-    delayed = bool(start) and "DELAYED" in start.group(0)
+    delayed = start is not None and "DELAYED" in start.group(0)
     kind = EventKind.DELAY if delayed else EventKind.FAILURE
     return unique(failure(NAME, address, said, kind=kind) for address, said in pairs) or None
