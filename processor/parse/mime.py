@@ -241,6 +241,9 @@ def _from_flanker(node: object, depth: int) -> Part:
                 enclosed = node.enclosed  # type: ignore[attr-defined]
                 return [_from_flanker(enclosed, depth + 1)] if enclosed is not None else []
 
+        def load() -> str:  # message/global is not a container to flanker: its text is the message
+            return _flanker_body(node, part.headers, params.get("charset"))
+
     elif ctype.startswith("text/") or ctype in _TEXTUAL or ctype.startswith("message/"):
 
         def load() -> str:

@@ -159,6 +159,8 @@ class Report:
             return enclosed.headers
         for part in self.top_parts:
             if part.content_type in HEADER_PARTS:
+                if part.children:  # the lenient parser reads a headers part as a message
+                    return part.children[0].headers
                 return parse_header_block(part.text)
             if part.content_type in ENCLOSING and not part.children:
                 return parse_header_block(part.text)

@@ -24,8 +24,8 @@ _TAGS = re.compile(r"<(?:script|style)\b.*?</(?:script|style)>|<[^>]+>", re.IGNO
 _BR = re.compile(r"<\s*(?:br|/p|/div|/tr|/li|/h\d)\s*/?>", re.IGNORECASE)
 
 _COMMANDS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"\b(?:in reply to|after|while sending|on|at)\s+(?:the\s+)?(RCPT(?:\s+TO)?)\b", re.I), "RCPT"),
-    (re.compile(r"\b(?:in reply to|after|while sending|on|at)\s+(?:the\s+)?(MAIL(?:\s+FROM)?)\b", re.I), "MAIL"),
+    (re.compile(r"\b(?:in reply to|after|while sending|on|at)\s+(?:the\s+|pipelined\s+)?(RCPT(?:\s+TO)?)\b", re.I), "RCPT"),
+    (re.compile(r"\b(?:in reply to|after|while sending|on|at)\s+(?:the\s+|pipelined\s+)?(MAIL(?:\s+FROM)?)\b", re.I), "MAIL"),
     (re.compile(r"\b(?:in reply to|after|while sending)\s+(?:the\s+)?(?:end of\s+)?"
                 r"(?:DATA|data block|message body)\b", re.I), "DATA"),
     (re.compile(r"\bafter end of data\b", re.I), "DATA"),
@@ -42,10 +42,13 @@ _COMMANDS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r">>>\s*(MAIL)\b", re.I), "MAIL"),
     (re.compile(r">>>\s*(DATA|\.|\(end of message\)|end of message)", re.I), "DATA"),
     (re.compile(r">>>\s*(EHLO|HELO|LHLO)\b", re.I), "EHLO"),
-    (re.compile(r"\bSMTP error from remote (?:mail server|mailer) after "
-                r"(RCPT|MAIL|DATA|end of data|pipelined|initial connection|EHLO|HELO)", re.I), ""),
+    (re.compile(r"\bSMTP error from remote (?:mail server|mailer|server) (?:after|for) (?:pipelined )?"
+                r"(RCPT|MAIL|DATA|TEXT|end of data|sending data block|initial connection|EHLO|HELO)", re.I), ""),
     (re.compile(r"\b(?:in reply to|after)\s+(?:the\s+)?(?:initial connection|greeting|banner|connect)\b", re.I),
      "CONN"),
+    (re.compile(r"\brefused to talk to me\b|\bwhile receiving the initial server greeting\b|"
+                r"\bdid not like our (?:greeting|banner)\b", re.I), "CONN"),
+    (re.compile(r"\btimed out while sending (RCPT|MAIL|DATA|end of data|message body)", re.I), ""),
 ]
 
 
@@ -124,6 +127,7 @@ def find_command(text: str) -> str:
     """The SMTP command a failure happened at, when the text says so ('' otherwise)."""
     if not text:
         return ""
+    text = " ".join(text.split())
     for pattern, command in _COMMANDS:
         m = pattern.search(text)
         if m:
@@ -134,7 +138,7 @@ def find_command(text: str) -> str:
                 return "RCPT"
             if word.startswith("MAIL"):
                 return "MAIL"
-            if "DATA" in word:
+            if "DATA" in word or word in ("TEXT", "SENDING DATA BLOCK", "MESSAGE BODY"):
                 return "DATA"
             if word in ("EHLO", "HELO"):
                 return "EHLO"
