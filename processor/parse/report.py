@@ -70,6 +70,20 @@ class Report:
         return "\n".join(self.headers.get_all("received")).lower()
 
     @cached_property
+    def origin_received(self) -> str:
+        """The bottom-most Received header, lower-cased: the hop where the report was written.
+        Guards read this one, not the receiving site's own Received lines above it."""
+        received = self.headers.get_all("received")
+        if len(received) < 2 and not (received and received[-1].lower().lstrip().startswith("by ")):
+            return ""  # one "from ... by ..." line is the receiving site's, not the writer's
+        return received[-1].lower()
+
+    @cached_property
+    def head(self) -> str:
+        """The start of the notification text, for guards that look for an MTA's banner."""
+        return self.text[:2000]
+
+    @cached_property
     def looks_like_bounce_sender(self) -> bool:
         rp = self.headers.get("return-path").strip()
         return (rp in ("<>", "") and "return-path" in self.headers) or bool(

@@ -17,15 +17,16 @@ ADDRESS = re.compile(
 )
 ANGLE_ADDRESS = re.compile(r"<([^<>\s@]+@[^<>\s@]+)>")
 STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
-REPLY = re.compile(r"(?<![\d.\-/:])([245][0-7]\d)(?=[ \-]|$)(?![\-.]\d)")
+REPLY = re.compile(r"(?<![\d.\-/:,])([245][0-7]\d)(?=[ ,;]|$|-[245]\.\d|-[^\d])")
 REPLY_AT_START = re.compile(r"^\s*(?:#\s*)?([245][0-7]\d)(?:[ \-]|$)")
 _BLANKS = re.compile(r"[ \t]+")
 _TAGS = re.compile(r"<(?:script|style)\b.*?</(?:script|style)>|<[^>]+>", re.IGNORECASE | re.DOTALL)
 _BR = re.compile(r"<\s*(?:br|/p|/div|/tr|/li|/h\d)\s*/?>", re.IGNORECASE)
 
+_BEFORE_COMMAND = r"\b(?:in reply to|after|while sending|on|at)\s+(?:the\s+|pipelined\s+)?"
 _COMMANDS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"\b(?:in reply to|after|while sending|on|at)\s+(?:the\s+|pipelined\s+)?(RCPT(?:\s+TO)?)\b", re.I), "RCPT"),
-    (re.compile(r"\b(?:in reply to|after|while sending|on|at)\s+(?:the\s+|pipelined\s+)?(MAIL(?:\s+FROM)?)\b", re.I), "MAIL"),
+    (re.compile(rf"{_BEFORE_COMMAND}(RCPT(?:\s+TO)?)\b", re.I), "RCPT"),
+    (re.compile(rf"{_BEFORE_COMMAND}(MAIL(?:\s+FROM)?)\b", re.I), "MAIL"),
     (re.compile(r"\b(?:in reply to|after|while sending)\s+(?:the\s+)?(?:end of\s+)?"
                 r"(?:DATA|data block|message body)\b", re.I), "DATA"),
     (re.compile(r"\bafter end of data\b", re.I), "DATA"),
@@ -48,6 +49,11 @@ _COMMANDS: list[tuple[re.Pattern[str], str]] = [
      "CONN"),
     (re.compile(r"\brefused to talk to me\b|\bwhile receiving the initial server greeting\b|"
                 r"\bdid not like our (?:greeting|banner)\b", re.I), "CONN"),
+    (re.compile(r"\bconnect to \S+: (?:Connection timed out|Connection refused|No route to host|"
+                r"Network is unreachable)|"
+                r"\bDeferred: Connection (?:timed out|refused|reset)|did not accept our requests to connect|"
+                r"\bConnection (?:timed out|refused) (?:with|by|to) \S+", re.I), "CONN"),
+    (re.compile(r"\bin (RCPT TO|MAIL FROM|DATA)\s*$", re.I), ""),
     (re.compile(r"\btimed out while sending (RCPT|MAIL|DATA|end of data|message body)", re.I), ""),
 ]
 
@@ -101,7 +107,7 @@ def squash_reply(text: str) -> str:
     return one_line(head + rest)
 
 
-_BEFORE_REPLY = (":", "said", "<<<", "smtp;", "(", "error", "returned", "replied", "code", "response")
+_BEFORE_REPLY = (":", "said", "<<<", "smtp;", "(", "error", "returned", "replied", "code", "response", "error_code")
 
 
 def find_reply_code(text: str) -> str:
@@ -117,7 +123,7 @@ def find_reply_code(text: str) -> str:
         after = text[m.end() : m.end() + 10]
         if (
             before.rstrip().endswith(_BEFORE_REPLY)
-            or STATUS.match(after.lstrip(" -"))
+            or STATUS.match(after.lstrip(" -,;:"))
         ):
             return m.group(1)
     return ""

@@ -4,7 +4,6 @@ Delivery), and the DSNs SES itself sends."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from processor.parse.mta._common import failure, from_dsn
@@ -13,7 +12,7 @@ from processor.records import Event, EventKind
 
 NAME = "amazonses"
 
-_JSON_START = re.compile(r'\{\s*"(?:notificationType|eventType|Type|Message)"')
+_JSON_KEYS = ('"notificationType"', '"eventType"', '"Type"')
 
 
 def matches(report: Report) -> bool:
@@ -21,18 +20,18 @@ def matches(report: Report) -> bool:
     return (
         sender.endswith("@sns.amazonaws.com")
         or "x-ses-outgoing" in report.headers
-        or "amazonses.com" in report.received
-        or '"notificationType"' in report.text[:400]
+        or "amazonses.com" in report.origin_received
+        or any(key in report.head for key in _JSON_KEYS)
     )
 
 
 def _load(text: str) -> dict[str, Any] | None:
-    m = _JSON_START.search(text)
-    if not m:
+    """The first JSON object in the text (an SES event, or the SNS envelope around one)."""
+    start = text.find("{")
+    if start == -1 or not any(key in text for key in _JSON_KEYS):
         return None
-    decoder = json.JSONDecoder()
     try:
-        value, _ = decoder.raw_decode(text[m.start() :].replace("\n", ""))
+        value, _ = json.JSONDecoder().raw_decode(text[start:].replace("\n", ""))
     except ValueError:
         return None
     if isinstance(value, dict) and isinstance(value.get("Message"), str):  # an SNS envelope
@@ -50,7 +49,6 @@ def _from_json(doc: dict[str, Any]) -> list[Event]:
     events: list[Event] = []
     if kind == "Bounce":
         bounce = doc.get("bounce") or {}
-        transient = str(bounce.get("bounceType", "")).lower() == "transient"
         for rcpt in bounce.get("bouncedRecipients") or []:
             diagnostic = str(rcpt.get("diagnosticCode") or "")
             if ";" in diagnostic[:10]:
@@ -62,7 +60,6 @@ def _from_json(doc: dict[str, Any]) -> list[Event]:
                     diagnostic or f"{bounce.get('bounceType', '')} {bounce.get('bounceSubType', '')}",
                     status=str(rcpt.get("status") or ""),
                     remote_mta=str(bounce.get("remoteMtaIp") or ""),
-                    kind=EventKind.DELAY if transient and not diagnostic.strip().startswith("5") else EventKind.FAILURE,
                 )
             )
     elif kind == "Complaint":

@@ -11,9 +11,7 @@ NAME = "amazonworkmail"
 
 
 def matches(report: Report) -> bool:
-    return "amazon workmail" in report.headers.get("x-mailer").lower() or (
-        "An error occurred while trying to deliver the mail to the following recipients" in report.text[:400]
-    )
+    return "amazon workmail" in report.headers.get("x-mailer").lower() or "workmail" in report.origin_received
 
 
 def parse(report: Report) -> list[Event] | None:

@@ -17,7 +17,7 @@ _START = re.compile(r"^\s*(?:UNDELIVERABLE MAIL|DELAYED MAIL)\s*$", re.MULTILINE
 
 
 def matches(report: Report) -> bool:
-    return "running the Courier mail server" in report.text[:400] or "courier" in report.headers.get("x-mailer").lower()
+    return "running the Courier mail server" in report.head or "courier" in report.headers.get("x-mailer").lower()
 
 
 def parse(report: Report) -> list[Event] | None:

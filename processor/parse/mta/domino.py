@@ -19,7 +19,7 @@ _BLOCK = re.compile(
 
 
 def matches(report: Report) -> bool:
-    return report.subject.upper().startswith("DELIVERY FAILURE:") or "domino" in report.received or (
+    return report.subject.upper().startswith("DELIVERY FAILURE:") or "domino" in report.origin_received or (
         "was not delivered to:" in report.text and "because:" in report.text
     )
 

@@ -16,7 +16,7 @@ _DID_NOT_LIKE = re.compile(r"did not like our ([A-Z]+(?: [A-Z]+)?|final DATA)", 
 
 
 def matches(report: Report) -> bool:
-    return "dragonfly mail agent" in report.received or "This is the DragonFly Mail Agent" in report.text[:300]
+    return "dragonfly mail agent" in report.origin_received or "This is the DragonFly Mail Agent" in report.head
 
 
 def parse(report: Report) -> list[Event] | None:

@@ -27,8 +27,10 @@ _CODE_LINE = re.compile(r"^#?([245]\d\d[ -][245]\.\d+\.\d+.*?)(?:##)?\s*$", re.M
 def matches(report: Report) -> bool:
     headers = report.headers
     return (
-        "microsoft smtpsvc" in report.received
+        "microsoft smtpsvc" in report.origin_received
+        or ("microsoft smtpsvc" in report.received and _SUBJECT.search(report.subject) is not None)
         or "x-ms-exchange-message-is-ndr" in headers
+        or "x-dsncontext" in headers
         or "internet mail service" in headers.get("x-mailer").lower()
         or "microsoft exchange" in headers.get("x-mailer").lower()
         or "x-ms-exchange-crosstenant-id" in headers

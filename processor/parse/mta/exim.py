@@ -40,11 +40,11 @@ def matches(report: Report) -> bool:
     headers = report.headers
     if "x-failed-recipients" in headers:
         return True
-    if "exim" in report.received and _SUBJECT.search(report.subject):
+    if "exim" in report.origin_received and _SUBJECT.search(report.subject):
         return True
-    return "created automatically by mail delivery software" in report.text[:600] or (
+    return "created automatically by mail delivery software" in report.head or (
         _SUBJECT.search(report.subject) is not None
-        and "This message was created automatically by" in report.text[:600]
+        and "This message was created automatically by" in report.head
     )
 
 

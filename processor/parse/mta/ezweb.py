@@ -30,7 +30,8 @@ def parse(report: Report) -> list[Event] | None:
         if not stripped:
             continue
         found = ANGLE_ADDRESS.search(stripped)
-        if found and (stripped.startswith("<") or stripped.lower().startswith("recipient:")):
+        dialogue = stripped.startswith(("<<<", ">>>"))
+        if found and not dialogue and (stripped.startswith("<") or stripped.lower().startswith("recipient:")):
             recipients.append(found.group(1))
         elif stripped.startswith(("<<<", ">>>")) or (_ENGLISH.match(stripped) and not stripped.startswith("$B")):
             reasons.append(stripped)

@@ -21,8 +21,13 @@ _MARKERS = (
     "-------SMTP command",
     "Delivery failed for the following reason",
     "---The following addresses had delivery errors---",
+    "Sent <<< RCPT TO:",
 )
 _GATEWAY_HEADERS = ("x-mxl-hash", "x-mxl-notehash", "x-barracuda-connect", "x-surfcontrol", "x-mfilter", "x-hm-spam")
+_DELIVER_TO = re.compile(r"(?:Unable to deliver message to|could not be delivered to)\s*<([^<>\s]+@[^<>\s]+)>(.*)$",
+                         re.IGNORECASE | re.MULTILINE)
+_SENT_RCPT = re.compile(r"^\s*Sent\s*<<<\s*RCPT TO:\s*<?([^<>\s]+@[^<>\s]+)>?\s*\n\s*Received\s*>>>\s*(.*)$",
+                        re.IGNORECASE | re.MULTILINE)
 _ANGLE_REASON = re.compile(r"^\s*<([^<>\s]+@[^<>\s]+)>\s+\((.*)\)\s*$", re.MULTILINE)
 _BRACKET_REASON = re.compile(r"^\s*([^\s<>\[]+@[^\s<>\[]+)\s+\[(.*)\]\s*$", re.MULTILINE)
 
@@ -37,9 +42,16 @@ def matches(report: Report) -> bool:
 def parse(report: Report) -> list[Event] | None:
     notice = report.notice
     texts: dict[str, str] = {}
-    for pattern in (_ANGLE_REASON, _BRACKET_REASON):
+    commands: dict[str, str] = {}
+    for pattern in (_SENT_RCPT, _ANGLE_REASON, _BRACKET_REASON, _DELIVER_TO):
         for m in pattern.finditer(notice):
-            texts.setdefault(strip_address(m.group(1)).lower(), m.group(2))
+            said = m.group(2).strip()
+            if pattern is _SENT_RCPT:
+                commands[strip_address(m.group(1)).lower()] = "RCPT"
+            elif pattern is _DELIVER_TO:
+                said = " ".join(line.strip() for line in notice.split("\n") if line.strip().lower().startswith(
+                    ("reason", "error", "<<<", ">>>", "sent", "received"))) or said
+            texts.setdefault(strip_address(m.group(1)).lower(), said)
     if report.dsn is not None and report.dsn.recipients:
-        return from_dsn(NAME, report, texts) or None
-    return unique(failure(NAME, address, said) for address, said in texts.items()) or None
+        return from_dsn(NAME, report, texts, commands=commands) or None
+    return unique(failure(NAME, a, said, command=commands.get(a, "")) for a, said in texts.items()) or None

@@ -16,7 +16,7 @@ _FIELD = re.compile(r"^\s{0,4}(Recipient address|Original address|Reason|Diagnos
 
 
 def matches(report: Report) -> bool:
-    return "This report relates to a message you sent" in report.text[:400] or "messaging server" in report.received
+    return "This report relates to a message you sent" in report.head or "messaging server" in report.origin_received
 
 
 def _blocks(notice: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ _END = re.compile(r"^\s*Below is a copy of the original message", re.IGNORECASE 
 
 
 def matches(report: Report) -> bool:
-    return "(opensmtpd)" in report.received or "This is the MAILER-DAEMON, please DO NOT REPLY" in report.text
+    return "(opensmtpd)" in report.origin_received or "This is the MAILER-DAEMON, please DO NOT REPLY" in report.text
 
 
 def parse(report: Report) -> list[Event] | None:

@@ -20,9 +20,9 @@ _OUT = re.compile(r"^\s*Out:\s+(.*)$")
 
 
 def matches(report: Report) -> bool:
-    head = report.text[:600]
+    head = report.head
     return (
-        "(postfix)" in report.received
+        "(postfix)" in report.origin_received
         or "This is the mail system at host" in head
         or "This is the Postfix program" in head
         or "Transcript of session follows." in head

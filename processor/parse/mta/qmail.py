@@ -23,9 +23,9 @@ _COMMANDS = (
 
 
 def matches(report: Report) -> bool:
-    head = report.text[:400]
+    head = report.head
     return (
-        "qmail" in report.received
+        "qmail" in report.origin_received
         or "This is the qmail-send program" in head
         or ("Hi. This is the" in head and "program at" in head)
         or "invoked for bounce" in report.received

@@ -15,7 +15,7 @@ _LINE = re.compile(r"^[^\s:]*:[^\s:]*:<([^<>\s]+@[^<>\s]+)>\s*:\s*(.*)$", re.MUL
 
 
 def matches(report: Report) -> bool:
-    return "generated message from SendGrid" in report.text[:300] or "sendgrid.net" in report.received
+    return "generated message from SendGrid" in report.head or "sendgrid.net" in report.origin_received
 
 
 def parse(report: Report) -> list[Event] | None:

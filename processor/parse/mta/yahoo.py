@@ -18,7 +18,7 @@ _STOP = re.compile(r"^\s*-{3,}", re.MULTILINE)
 def matches(report: Report) -> bool:
     sender = report.from_address
     return ("yahoo" in sender and sender.startswith("mailer-daemon@")) or (
-        "Sorry, we were unable to deliver your message" in report.text[:300]
+        "Sorry, we were unable to deliver your message" in report.head
     )
 
 

@@ -12,6 +12,7 @@ NAME = "zoho"
 
 _LINE = re.compile(r"^\s*<?([^\s<>]+@[^\s<>]+?)>?\s+(.*ERROR_CODE.*)$", re.MULTILINE)
 _CODES = re.compile(r"ERROR_CODE\s*:\s*", re.IGNORECASE)
+_REPLY = re.compile(r"ERROR_CODE\s*:\s*([245]\d\d)\b", re.IGNORECASE)
 
 
 def matches(report: Report) -> bool:
@@ -21,8 +22,10 @@ def matches(report: Report) -> bool:
 
 def parse(report: Report) -> list[Event] | None:
     delayed = "temporary" in report.notice.lower() and "permanent" not in report.notice.lower()
-    events = [
-        failure(NAME, m.group(1), _CODES.sub("", m.group(2)), kind=EventKind.DELAY if delayed else EventKind.FAILURE)
-        for m in _LINE.finditer(report.notice)
-    ]
+    kind = EventKind.DELAY if delayed else EventKind.FAILURE
+    events = []
+    for m in _LINE.finditer(report.notice):
+        reply = _REPLY.search(m.group(2))
+        said = _CODES.sub("", m.group(2))
+        events.append(failure(NAME, m.group(1), said, reply_code=reply.group(1) if reply else "", kind=kind))
     return unique(events) or None
