@@ -4,9 +4,15 @@ but fail when the CI variable is set: in CI a missing server is a failure, not a
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.servers import Dovecot, MailUser, Postfix, SmtpSink
 
 PROJECT = Path(__file__).resolve().parent.parent
 SAMPLES = PROJECT / "samples"
@@ -20,3 +26,74 @@ def require(available: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required in CI: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+# --- real mail servers (tests/servers.py) ------------------------------------------------------
+# Session-wide Dovecot and Postfix on free loopback ports; the function-scoped fixtures restart a
+# server that an earlier test stopped. Give every test its own users (``dovecot.new_user()``) so
+# that tests sharing the servers never see each other's mail.
+
+
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[Dovecot]:
+    """The session's Dovecot (IMAP, IMAPS with a generated CA, LMTP); see tests/servers.py."""
+    from tests import servers
+
+    missing = servers.dovecot_missing()
+    require(not missing, missing)
+    server = servers.Dovecot(servers.private_dir("bp-dovecot-"))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def dovecot(dovecot_server: Dovecot) -> Dovecot:
+    """The session's Dovecot, running (started again if a previous test stopped it)."""
+    dovecot_server.ensure_running()
+    return dovecot_server
+
+
+@pytest.fixture
+def bounce_mailbox(dovecot: Dovecot) -> MailUser:
+    """A fresh Dovecot user ``bounces@<hex>.sender.example``: use it (or a VERP form such as
+    ``bounces+alice=example.org@<hex>.sender.example``) as the envelope sender, and the DSNs
+    Postfix produces land in its INBOX."""
+    return dovecot.add_user(f"bounces@{os.urandom(4).hex()}.sender.example")
+
+
+@pytest.fixture(scope="session")
+def postfix_server(dovecot_server: Dovecot) -> Iterator[Postfix]:
+    """The session's Postfix: smtpd on a free loopback port; mail for sender.example (and its
+    subdomains) and mail.example.com goes over LMTP to the session's Dovecot (unknown users there
+    bounce with a genuine DSN); local.example.net bounces every address (local(8): unknown user);
+    any other domain fails with 5.4.4 (nothing leaves the machine)."""
+    from tests import servers
+
+    missing = servers.postfix_missing()
+    require(not missing, missing)
+    lmtp = f"lmtp:inet:{servers.LOOPBACK}:{dovecot_server.lmtp_port}"
+    server = servers.Postfix(
+        servers.private_dir("bp-postfix-"),
+        routes={"sender.example": lmtp, ".sender.example": lmtp, "mail.example.com": lmtp},
+    )
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def postfix(postfix_server: Postfix, dovecot: Dovecot) -> Postfix:
+    """The session's Postfix, with the session's Dovecot running behind it."""
+    return postfix_server
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A scriptable SMTP server on a free loopback port (``smtp_sink.reply(addr, stage, code, text)``)."""
+    from tests import servers
+
+    with servers.SmtpSink() as sink:
+        yield sink

@@ -1,0 +1,409 @@
+"""Produce genuine bounces with real Postfix and Exim on loopback and save them under samples/generated/.
+
+    python tests/generate_samples.py                # both MTAs, into samples/generated/
+    python tests/generate_samples.py --only exim    # one MTA
+    python tests/generate_samples.py --out /tmp/x   # somewhere else (the test suite does this)
+
+Needs root, Debian's postfix, dovecot-imapd and dovecot-lmtpd, and Exim extracted as .ci/run does.
+Every scenario sends one message with its own Message-ID (``<NAME@sender.example>``) from
+``bounces@sender.example``; the MTA under test fails it in its own way, and its DSN travels back
+to the sender domain, whose mail is delivered by Postfix over LMTP into a Dovecot mailbox. The
+generator reads that mailbox over IMAP and saves each DSN, exactly as it landed (with Dovecot's
+Return-Path, Delivered-To and Received), under the scenario's name. Exim's DSNs travel through
+Postfix to Dovecot, like mail from another host would.
+
+The remote servers that refuse mail are ``servers.SmtpSink`` instances answering scripted codes;
+"unknown domain" asks the machine's resolver about ``nowhere.invalid`` (a reserved name that no
+resolver knows), the only query that leaves loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make ``tests`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests import servers
+from tests.servers import Dovecot, Exim, MailUser, Postfix, Reply, SmtpSink
+
+PROJECT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = PROJECT / "samples" / "generated"
+SENDER = "bounces@sender.example"
+FROM_HEADER = "Example News <news@sender.example>"
+
+
+@dataclass
+class Scenario:
+    """One way to make an MTA bounce: whom to send to and what DSNs to wait for."""
+
+    name: str
+    rcpts: list[str]
+    expect: int = 1
+    """How many DSNs this scenario produces (2 for delay warning + final failure)."""
+    rcpt_options: list[str] = field(default_factory=list)
+    mail_options: list[str] = field(default_factory=list)
+    size: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    subject: str = ""
+    sender: str = SENDER
+    """The envelope sender, where the DSN goes."""
+
+    @property
+    def message_id(self) -> str:
+        return f"<{self.name}@sender.example>"
+
+    def message(self) -> bytes:
+        return servers.make_message(
+            mail_from=FROM_HEADER,
+            to=", ".join(self.rcpts),
+            subject=self.subject or f"Sample message for the {self.name} scenario",
+            body=f"This message was sent by the bounce-processor sample generator ({self.name}).\n",
+            message_id=self.message_id,
+            headers={"X-Campaign-ID": f"sample-{self.name}", **self.headers},
+            size=self.size,
+        )
+
+
+@dataclass
+class Lab:
+    """Everything running: Dovecot (the sender's mailbox), Postfix, Exim and the SMTP sinks."""
+
+    dovecot: Dovecot
+    bounces: MailUser
+    postfix: Postfix
+    exim: Exim | None
+    sinks: dict[str, SmtpSink]
+
+
+def _sinks() -> dict[str, SmtpSink]:
+    main = SmtpSink(hostname="mx.remote.example")
+    main.reply(
+        "rcpt-unknown@remote.example",
+        "rcpt",
+        550,
+        "5.1.1 <rcpt-unknown@remote.example>: Recipient address rejected: no such user here",
+    )
+    main.reply("rcpt-plain@remote.example", "rcpt", 550, "Requested action not taken: mailbox unavailable")
+    main.reply("data-spam@remote.example", "data", 554, "5.7.1 Message rejected: content looks like spam (score 12.3)")
+    main.reply(
+        "disabled@remote.example",
+        "rcpt",
+        550,
+        "5.2.1 <disabled@remote.example>: mailbox disabled, not accepting messages",
+    )
+    main.reply(
+        "greylisted@slow.example", "rcpt", 451, "4.7.1 <greylisted@slow.example>: greylisted, please try again later"
+    )
+    blocked = SmtpSink(hostname="mx.blocked.example")
+    blocked.replies["*"] = Reply("mail", 553, "5.7.1 Sender address rejected: your domain is on our block list")
+    return {
+        "main": main,
+        "size": SmtpSink(hostname="mx.big.example", size_limit=2000),
+        "blocked": blocked,
+        "refuse": SmtpSink(
+            hostname="mx.refuse.example",
+            greeting=Reply("connect", 554, "5.7.1 mx.refuse.example: client host blocked, see policy page"),
+        ),
+        "nodsn": SmtpSink(hostname="mx.nodsn.example", dsn=False),
+        # the sender domain's server for SMTPUTF8 DSNs (Dovecot's LMTP does not offer SMTPUTF8)
+        "utf8box": SmtpSink(hostname="mx.utf8.sender.example", smtputf8=True),
+    }
+
+
+@contextlib.contextmanager
+def lab(with_exim: bool, keep: bool = False) -> Iterator[Lab]:
+    """Start everything; stop it and remove its directories afterwards (unless ``keep``)."""
+    sinks = _sinks()
+    for sink in sinks.values():
+        sink.start()
+    closed_port = servers.free_port()
+    dovecot = Dovecot(servers.private_dir("bp-gen-dovecot-"))
+    postfix: Postfix | None = None
+    exim: Exim | None = None
+    try:
+        dovecot.start()
+        bounces = dovecot.add_user(SENDER)
+        dovecot.add_user("alice@mail.example.com")
+        dovecot.add_user("full@mail.example.com", quota_bytes=1)
+        lmtp = f"lmtp:inet:127.0.0.1:{dovecot.lmtp_port}"
+        guard_port = servers.free_port()
+        postfix = Postfix(
+            servers.private_dir("bp-gen-postfix-"),
+            routes={
+                "sender.example": lmtp,
+                "utf8.sender.example": f"smtp:[127.0.0.1]:{sinks['utf8box'].port}",
+                "mail.example.com": lmtp,
+                "remote.example": f"smtp:[127.0.0.1]:{sinks['main'].port}",
+                "slow.example": f"smtp:[127.0.0.1]:{sinks['main'].port}",
+                "big.example": f"smtp:[127.0.0.1]:{sinks['size'].port}",
+                "blocked.example": f"smtp:[127.0.0.1]:{sinks['blocked'].port}",
+                "refuse.example": f"smtp:[127.0.0.1]:{sinks['refuse'].port}",
+                "nodsn.example": f"smtp:[127.0.0.1]:{sinks['nodsn'].port}",
+                "down.example": f"smtp:[127.0.0.1]:{closed_port}",
+                "relay.example": f"smtp:[127.0.0.1]:{guard_port}",
+            },
+            main={
+                # the guard relays for nobody; relay.example must not be a relay domain, since
+                # reject_unauth_destination asks the instance-wide trivial-rewrite about it
+                "relay_domains": "sender.example mail.example.com",
+                # virtual(8) delivers to Maildirs: the "delivered" success DSN
+                "virtual_mailbox_domains": "virtual.example.net",
+                "virtual_mailbox_base": "{vmail}",
+                "virtual_mailbox_maps": "texthash:{vmailbox}",
+                "virtual_uid_maps": "static:{uid}",
+                "virtual_gid_maps": "static:{gid}",
+                "default_transport": "smtp",
+                "smtp_dns_support_level": "enabled",
+                "smtp_host_lookup": "dns",
+                "delay_warning_time": "3s",
+                "maximal_queue_lifetime": "12s",
+                "bounce_queue_lifetime": "12s",
+                "smtputf8_enable": "yes",
+            },
+            extra_services=[
+                # a second smtpd that relays for nobody: the "relay denied" server
+                f"127.0.0.1:{guard_port} inet n - n - - smtpd -o mynetworks=127.0.0.2/32 "
+                "-o smtpd_relay_restrictions=permit_mynetworks,reject_unauth_destination "
+                "-o myhostname=guard.example.net -o relay_domains=",
+            ],
+        )
+        vmail = postfix.root / "vmail"
+        vmail.mkdir()
+        nobody = pwd.getpwnam("nobody")
+        os.chown(vmail, nobody.pw_uid, nobody.pw_gid)
+        (postfix.config_dir / "vmailbox").write_text("carol@virtual.example.net carol/\n")
+        for name, value in list(postfix.main.items()):
+            postfix.main[name] = value.format(
+                vmail=vmail,
+                vmailbox=postfix.config_dir / "vmailbox",
+                uid=nobody.pw_uid,
+                gid=nobody.pw_gid,
+            )
+        postfix.write_config()
+        postfix.start()
+        if with_exim:
+            exim = Exim(
+                servers.private_dir("bp-gen-exim-"),
+                routes={
+                    "sender.example": postfix.smtp_port,
+                    "remote.example": sinks["main"].port,
+                    "slow.example": sinks["main"].port,
+                    "big.example": sinks["size"].port,
+                    "relay.example": guard_port,
+                    "down.example": closed_port,
+                },
+                local_users={"alice": 0, "full": 1},
+                delay_warning="3s:1h",
+                retry_rule="F,12s,1s",
+            )
+            exim.start()
+        yield Lab(dovecot, bounces, postfix, exim, sinks)
+    finally:
+        if exim is not None:
+            exim.stop()
+        if postfix is not None:
+            postfix.stop()
+        dovecot.stop()
+        for sink in sinks.values():
+            sink.stop()
+        for server in (exim, postfix, dovecot):
+            if server is not None and not keep:
+                shutil.rmtree(server.root, ignore_errors=True)
+
+
+POSTFIX: list[Scenario] = [
+    Scenario("postfix-local-unknown-user", ["nosuchuser@local.example.net"]),
+    Scenario("postfix-lmtp-unknown-user", ["nobody@mail.example.com"]),
+    Scenario("postfix-unknown-domain", ["someone@nowhere.invalid"]),
+    Scenario("postfix-over-quota", ["full@mail.example.com"]),
+    Scenario("postfix-message-too-large", ["big@big.example"], size=6000),
+    Scenario("postfix-relay-denied", ["someone@relay.example"]),
+    Scenario("postfix-remote-rcpt-5xx", ["rcpt-unknown@remote.example"]),
+    Scenario("postfix-remote-rcpt-5xx-no-enhanced-code", ["rcpt-plain@remote.example"]),
+    Scenario("postfix-remote-data-5xx", ["data-spam@remote.example"]),
+    Scenario("postfix-remote-mail-5xx", ["someone@blocked.example"]),
+    # Postfix treats a 5xx greeting as "try another server" (smtp_skip_5xx_greeting): deferred
+    Scenario("postfix-greeting-5xx-expired", ["someone@refuse.example"], expect=2),
+    Scenario("postfix-delay-then-expired", ["greylisted@slow.example"], expect=2),
+    Scenario("postfix-connection-refused-expired", ["someone@down.example"], expect=2),
+    Scenario(
+        "postfix-several-recipients",
+        ["nosuchuser@local.example.net", "disabled@remote.example", "alice@mail.example.com"],
+        rcpt_options=["NOTIFY=FAILURE", "ORCPT=rfc822;list-member@sender.example"],
+    ),
+    Scenario("postfix-delivered-notify", ["carol@virtual.example.net"], rcpt_options=["NOTIFY=SUCCESS"]),
+    Scenario("postfix-lmtp-relayed-notify", ["alice@mail.example.com"], rcpt_options=["NOTIFY=SUCCESS"]),
+    Scenario("postfix-relayed-notify", ["someone@nodsn.example"], rcpt_options=["NOTIFY=SUCCESS"]),
+    Scenario(
+        "postfix-smtputf8-not-offered",
+        ["jörg@remote.example"],
+        mail_options=["SMTPUTF8"],
+        subject="Grüße from the sample generator",
+        sender="bounces@utf8.sender.example",
+    ),
+]
+
+EXIM: list[Scenario] = [
+    Scenario("exim-local-unknown-user", ["nosuchuser@local.example.com"]),
+    Scenario("exim-unknown-domain", ["someone@nowhere.invalid"]),
+    Scenario("exim-over-quota", ["full@local.example.com"]),
+    Scenario("exim-message-too-large", ["big@big.example"], size=6000),
+    Scenario("exim-relay-denied", ["someone@relay.example"]),
+    Scenario("exim-remote-rcpt-5xx", ["rcpt-unknown@remote.example"]),
+    Scenario("exim-remote-data-5xx", ["data-spam@remote.example"]),
+    Scenario("exim-delay-then-expired", ["greylisted@slow.example"], expect=2),
+    Scenario(
+        "exim-several-recipients",
+        ["nosuchuser@local.example.com", "disabled@remote.example", "alice@local.example.com"],
+    ),
+]
+
+
+def _send(submit: Callable[..., dict[str, tuple[int, bytes]]], scenario: Scenario) -> None:
+    refused = submit(
+        scenario.sender,
+        scenario.rcpts,
+        scenario.message(),
+        rcpt_options=scenario.rcpt_options,
+        **({"mail_options": scenario.mail_options} if scenario.mail_options else {}),
+    )
+    if refused:
+        raise servers.ServerError(f"{scenario.name}: the MTA refused at SMTP time: {refused}")
+
+
+def _assign(messages: list[bytes], scenarios: list[Scenario]) -> dict[str, list[bytes]]:
+    by_name: dict[str, list[bytes]] = {s.name: [] for s in scenarios}
+    for data in messages:
+        for scenario in scenarios:
+            if f"{scenario.name}@sender.example".encode() in data:
+                by_name[scenario.name].append(data)
+                break
+    return by_name
+
+
+def _is_delay(data: bytes) -> bool:
+    action = re.search(rb"(?im)^Action:\s*(\w+)", data)
+    subject = re.search(rb"(?im)^Subject:\s*(.*)$", data)
+    return bool(
+        (action and action.group(1).lower() == b"delayed") or (subject and b"warning" in subject.group(1).lower())
+    )
+
+
+def _complete(scenario: Scenario, found: list[bytes]) -> bool:
+    if scenario.expect == 1:
+        return len(found) >= 1
+    return any(_is_delay(d) for d in found) and any(not _is_delay(d) for d in found)
+
+
+def _file_names(name: str, found: list[bytes]) -> list[tuple[str, bytes]]:
+    """One file per DSN; for a delayed-then-failed scenario, the first warning and the failure."""
+    if len(found) == 1:
+        return [(f"{name}.eml", found[0])]
+    out = []
+    delays = [d for d in found if _is_delay(d)]
+    finals = [d for d in found if not _is_delay(d)]
+    if delays:
+        out.append((f"{name}-delay.eml", delays[0]))
+    if finals:
+        out.append((f"{name}-final.eml", finals[0]))
+    return out
+
+
+def resolver_denies_invalid() -> bool:
+    """True when the machine's resolver answers at once that nowhere.invalid does not exist (the
+    unknown-domain scenarios need that answer; without a resolver they would only be deferred)."""
+    try:
+        socket.getaddrinfo("nowhere.invalid", 25)
+    except socket.gaierror as exc:
+        return exc.errno == socket.EAI_NONAME
+    return False
+
+
+def selected(only: str | None = None) -> list[Scenario]:
+    """The scenarios a run with ``only`` performs on this machine."""
+    chosen = (POSTFIX if only in (None, "postfix") else []) + (EXIM if only in (None, "exim") else [])
+    if not resolver_denies_invalid():
+        print("no resolver answer for nowhere.invalid: skipping the unknown-domain scenarios", file=sys.stderr)
+        chosen = [s for s in chosen if not s.name.endswith("-unknown-domain")]
+    return chosen
+
+
+def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bool = False) -> dict[str, list[Path]]:
+    """Run the scenarios; write one .eml per DSN under out/<mta>/; return what was written."""
+    scenarios = selected(only)
+    want_exim = only in (None, "exim")
+    written: dict[str, list[Path]] = {}
+    with lab(with_exim=want_exim, keep=keep) as running:
+        for scenario in scenarios:
+            if scenario in POSTFIX:
+                _send(running.postfix.submit, scenario)
+            elif running.exim is not None:
+                _send(running.exim.submit, scenario)
+        deadline = time.monotonic() + timeout
+        while True:
+            landed = [m for _, m in running.dovecot.messages(running.bounces)]
+            # what reached the SMTPUTF8 sink, with the Return-Path a delivery agent would add
+            landed += [
+                b"Return-Path: <" + env.mail_from.encode() + b">\r\n" + env.data
+                for env in running.sinks["utf8box"].received
+            ]
+            got = _assign(landed, scenarios)
+            missing = [s.name for s in scenarios if not _complete(s, got[s.name])]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    for scenario in scenarios:
+        mta = scenario.name.split("-", 1)[0]
+        directory = out / mta
+        directory.mkdir(parents=True, exist_ok=True)
+        for filename, data in _file_names(scenario.name, got[scenario.name]):
+            path = directory / filename
+            path.write_bytes(data)
+            written.setdefault(scenario.name, []).append(path)
+    if missing:
+        raise servers.ServerError(f"after {timeout}s no (or too few) DSNs for {missing}")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--only", choices=("postfix", "exim"))
+    parser.add_argument("--clean", action="store_true", help="remove out/<mta>/ first")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' directories (logs) under /tmp")
+    args = parser.parse_args(argv)
+    for missing in (
+        servers.dovecot_missing(),
+        servers.postfix_missing(),
+        servers.exim_missing() if args.only != "postfix" else "",
+    ):
+        if missing:
+            print(f"cannot generate: {missing}", file=sys.stderr)
+            return 2
+    if args.clean:
+        for mta in ("postfix", "exim"):
+            if args.only in (None, mta):
+                shutil.rmtree(args.out / mta, ignore_errors=True)
+    started = time.monotonic()
+    written = generate(args.out, args.only, keep=args.keep)
+    for name, paths in written.items():
+        for path in paths:
+            print(f"{name:45} {path.relative_to(args.out)}")
+    print(f"{sum(len(p) for p in written.values())} DSNs in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

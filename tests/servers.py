@@ -1,0 +1,1329 @@
+"""Real mail servers for the tests, on loopback, with throwaway configurations.
+
+Nothing here is a mock: Dovecot, Postfix and Exim are the Debian binaries, started on free
+127.0.0.1 ports with configuration files written into a private temporary directory.
+
+- ``Dovecot``: IMAP (plain) and IMAPS (implicit TLS, with a certificate signed by a CA generated
+  here), LMTP for Postfix to deliver into, passwd-file users, Maildir storage owned by the dovecot
+  uid/gid. IDLE, MOVE and UIDPLUS are standard in Dovecot. ``stop()``/``start()`` restart it on
+  the same ports.
+- ``Postfix``: a private instance (``postfix -c DIR``) whose smtpd listens on a free loopback port,
+  routes chosen domains with a transport map (to Dovecot's LMTP, to an SMTP sink, ...), and bounces
+  what it cannot deliver. ``policy_service(port)`` puts ``check_policy_service`` in front of RCPT.
+- ``Exim``: the binary of Debian's exim4-daemon-light extracted with ``dpkg -x`` (Debian's exim4
+  and postfix packages conflict, so Exim is not installed; see .ci/run), with its own config.
+- ``SmtpSink``: a small SMTP server (asyncio, in a thread) that stores what it accepts and answers
+  chosen codes at chosen stages (connect, MAIL, RCPT, DATA) per recipient: the "remote server"
+  that MTAs under test talk to.
+
+The fixtures in tests/conftest.py wrap these classes; this module is also used by
+tests/generate_samples.py to produce the genuine bounces in samples/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import email.utils
+import grp
+import imaplib
+import ipaddress
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+EXIM_EXTRACTED = Path(os.environ.get("BP_EXIM_ROOT", "/opt/exim4-debian"))
+"""Where .ci/run extracts Debian's exim4-daemon-light package (``dpkg -x``)."""
+
+
+class ServerError(RuntimeError):
+    """A test server failed to start or to do what it was asked; the message carries its log."""
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float = 15.0, host: str = LOOPBACK) -> None:
+    """Block until something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise ServerError(f"nothing listens on {host}:{port} after {timeout}s") from None
+            time.sleep(0.05)
+
+
+def wait_port_closed(port: int, timeout: float = 15.0, host: str = LOOPBACK) -> None:
+    """Block until host:port refuses connections."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                pass
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise ServerError(f"{host}:{port} still accepts connections after {timeout}s")
+
+
+def private_dir(prefix: str) -> Path:
+    """A new directory under /tmp that the servers' unprivileged users can traverse (pytest's own
+    tmp_path lives in a 0700 directory that dovecot/postfix cannot enter)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"({path} not readable)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 60) -> str:
+    proc = subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(env) if env else None,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ServerError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout + proc.stderr
+
+
+def _start_daemon(argv: Sequence[str], output: Path, timeout: float = 60) -> None:
+    """Run a command that puts a daemon in the background; its output goes to a file (a pipe
+    would stay open in the daemon and never reach end of file)."""
+    with output.open("ab") as out:
+        code = subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+        ).returncode
+    if code != 0:
+        raise ServerError(f"{' '.join(argv)} exited {code}:\n{_tail(output)}")
+
+
+def make_message(
+    *,
+    mail_from: str,
+    to: str,
+    subject: str = "Test message",
+    body: str = "Hello.\n",
+    message_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    size: int = 0,
+) -> bytes:
+    """A simple RFC 5322 message (CRLF line ends). ``size`` pads the body to at least that many bytes."""
+    domain = mail_from.rpartition("@")[2] or "example.org"
+    lines = [
+        f"From: {mail_from}",
+        f"To: {to}",
+        f"Subject: {subject}",
+        f"Date: {email.utils.formatdate(localtime=False)}",
+        f"Message-ID: {message_id or email.utils.make_msgid(domain=domain)}",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=us-ascii",
+    ]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    text = body
+    if size:
+        filler = "This line pads the message to a chosen size for the size-limit tests.\n"
+        while len(text) < size:
+            text += filler
+    data = "\r\n".join(lines) + "\r\n\r\n" + text.replace("\r\n", "\n").replace("\n", "\r\n")
+    if not data.isascii():  # SMTPUTF8 messages: raw UTF-8 headers (RFC 6532)
+        data = data.replace("charset=us-ascii", "charset=utf-8")
+    return data.encode("utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# TLS material
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A CA and a server certificate it signed (for localhost and 127.0.0.1), as PEM files."""
+
+    ca_cert: Path
+    cert: Path
+    key: Path
+    other_ca_cert: Path
+    """A second CA that signed nothing here: a client trusting only it must refuse the server."""
+
+
+def generate_tls(directory: Path, hostnames: Sequence[str] = ("localhost",)) -> TlsFiles:
+    """Write a fresh CA, a server key/certificate signed by it, and an unrelated CA into directory."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        return key, cert
+
+    ca_key, ca_cert = ca("bounce-processor test CA")
+    _, other_ca = ca("bounce-processor unrelated CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
+    names.append(x509.IPAddress(ipaddress.ip_address(LOOPBACK)))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = serialization.Encoding.PEM
+    files = TlsFiles(
+        ca_cert=directory / "ca.pem",
+        cert=directory / "server.pem",
+        key=directory / "server.key",
+        other_ca_cert=directory / "other-ca.pem",
+    )
+    files.ca_cert.write_bytes(ca_cert.public_bytes(pem))
+    files.other_ca_cert.write_bytes(other_ca.public_bytes(pem))
+    files.cert.write_bytes(cert.public_bytes(pem))
+    files.key.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    files.key.chmod(0o600)
+    return files
+
+
+# --------------------------------------------------------------------------------------------
+# Dovecot
+
+
+def dovecot_missing() -> str:
+    """Why Dovecot cannot run here ("" when it can)."""
+    if not shutil.which("dovecot") and not Path("/usr/sbin/dovecot").exists():
+        return "Dovecot is not installed (Debian packages dovecot-imapd dovecot-lmtpd)"
+    if not Path("/usr/lib/dovecot/imap").exists():
+        return "Dovecot's IMAP server is not installed (Debian package dovecot-imapd)"
+    if not Path("/usr/lib/dovecot/lmtp").exists():
+        return "Dovecot's LMTP server is not installed (Debian package dovecot-lmtpd)"
+    for user in ("dovecot", "dovenull"):
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            return f"the system user {user!r} that Dovecot needs does not exist"
+    if os.geteuid() != 0:
+        return "Dovecot's test instance must be started as root (it drops privileges itself)"
+    return ""
+
+
+@dataclass(frozen=True)
+class MailUser:
+    """A Dovecot user: log in with ``name``/``password``; LMTP delivers to ``name`` (an address)."""
+
+    name: str
+    password: str
+
+
+@dataclass
+class Dovecot:
+    """A private Dovecot instance on loopback (see the module docstring)."""
+
+    root: Path
+    imap_port: int = field(default_factory=free_port)
+    imaps_port: int = field(default_factory=free_port)
+    lmtp_port: int = field(default_factory=free_port)
+    host: str = LOOPBACK
+    quota: bool = True
+    """Load the quota plugin (users get a limit with ``add_user(..., quota_bytes=N)``)."""
+
+    def __post_init__(self) -> None:
+        self.tls = generate_tls(self.root / "tls")
+        self.uid = pwd.getpwnam("dovecot").pw_uid
+        self.gid = grp.getgrnam("dovecot").gr_gid
+        self.config = self.root / "dovecot.conf"
+        self.passwd = self.root / "users"
+        """One passwd-file per user (Dovecot re-reads a changed passwd-file at most once a second,
+        so a user added right after another could be unknown for a moment; a new file is not)."""
+        self.mail_root = self.root / "mail"
+        self.log = self.root / "dovecot.log"
+        self._users: dict[str, tuple[str, int]] = {}
+        for sub in ("run", "state"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.mail_root.mkdir(parents=True, exist_ok=True)
+        os.chown(self.mail_root, self.uid, self.gid)
+        self.passwd.mkdir(parents=True, exist_ok=True)
+        self.passwd.chmod(0o755)
+        self._write_config()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the server certificate (give it to a verifying client)."""
+        return self.tls.ca_cert
+
+    def _write_config(self) -> None:
+        plugins = "quota" if self.quota else ""
+        quota = "plugin {\n  quota = maildir:User quota\n  quota_rule = *:storage=0\n}\n" if self.quota else ""
+        self.config.write_text(
+            f"""# throwaway Dovecot for bounce-processor tests
+base_dir = {self.root}/run
+state_dir = {self.root}/state
+log_path = {self.log}
+protocols = imap lmtp
+hostname = imap.example.com
+listen = {self.host}
+default_login_user = dovenull
+default_internal_user = dovecot
+first_valid_uid = {min(self.uid, 100)}
+first_valid_gid = {min(self.gid, 100)}
+mail_location = maildir:~/Maildir
+mail_plugins = {plugins}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_verbose = yes
+# no delay after a failed login (tests try wrong passwords on purpose)
+auth_failure_delay = 0
+ssl = yes
+ssl_cert = <{self.tls.cert}
+ssl_key = <{self.tls.key}
+ssl_min_protocol = TLSv1.2
+shutdown_clients = yes
+# VERP: bounces+anything@domain is delivered to the INBOX of bounces@domain
+recipient_delimiter = +
+lmtp_save_to_detail_mailbox = no
+imap_idle_notify_interval = 1 secs
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.passwd}/%Lu
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {self.passwd}/%Lu
+  default_fields = uid={self.uid} gid={self.gid} home={self.mail_root}/%u
+}}
+{quota}service imap-login {{
+  inet_listener imap {{
+    address = {self.host}
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    address = {self.host}
+    port = {self.imaps_port}
+    ssl = yes
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = {self.host}
+    port = {self.lmtp_port}
+  }}
+}}
+service imap {{
+  process_limit = 64
+}}
+service anvil {{
+  # no growing auth penalty for 127.0.0.1 after failed logins (Dovecot's documented switch)
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+protocol imap {{
+  mail_max_userip_connections = 200
+}}
+"""
+        )
+
+    def _pid(self) -> int | None:
+        try:
+            return int((self.root / "run" / "master.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def running(self) -> bool:
+        pid = self._pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def start(self) -> None:
+        """Start the server (on the same ports as before) and wait until IMAP and LMTP answer."""
+        if self.running:
+            return
+        try:
+            _start_daemon(["dovecot", "-c", str(self.config)], self.root / "start.out")
+            for port in (self.imap_port, self.imaps_port, self.lmtp_port):
+                wait_for_port(port)
+        except ServerError as exc:
+            raise ServerError(f"{exc}\n--- dovecot.log:\n{_tail(self.log)}") from exc
+
+    def stop(self) -> None:
+        """Stop the server (clients are disconnected) and wait until its ports are closed."""
+        pid = self._pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            raise ServerError(f"Dovecot (pid {pid}) did not stop:\n{_tail(self.log)}")
+        for port in (self.imap_port, self.imaps_port, self.lmtp_port):
+            wait_port_closed(port)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def ensure_running(self) -> None:
+        """Start the server again if a test stopped it."""
+        if not self.running:
+            self.start()
+
+    # -- users and mailboxes -----------------------------------------------------------------
+
+    def add_user(self, name: str, password: str | None = None, *, quota_bytes: int = 0) -> MailUser:
+        """Create a user (an address such as bounces@sender.example); returns its credentials.
+        With ``quota_bytes`` the user's mailbox refuses mail beyond that size (552 5.2.2)."""
+        if name in self._users:
+            raise ServerError(f"user {name} exists already")
+        password = password or f"pw-{os.urandom(6).hex()}"
+        if "/" in name or name.startswith("."):
+            raise ServerError(f"not a usable user name: {name!r}")
+        self._users[name] = (password, quota_bytes)
+        extra = f"userdb_quota_rule=*:bytes={quota_bytes}" if quota_bytes else ""
+        tmp = self.passwd / f".{name.lower()}.new"
+        tmp.write_text(f"{name}:{{PLAIN}}{password}::::::{extra}\n")
+        tmp.chmod(0o644)
+        tmp.replace(self.passwd / name.lower())
+        return MailUser(name, password)
+
+    def new_user(self, prefix: str = "user", domain: str = "mail.example.com", *, quota_bytes: int = 0) -> MailUser:
+        """A user with a unique name in ``domain`` (tests sharing a server never collide)."""
+        return self.add_user(f"{prefix}-{os.urandom(4).hex()}@{domain}", quota_bytes=quota_bytes)
+
+    def maildir(self, user: MailUser | str) -> Path:
+        """The user's Maildir on disk (INBOX; folders are .Name sub-directories)."""
+        name = user.name if isinstance(user, MailUser) else user
+        return self.mail_root / name / "Maildir"
+
+    def connect(self, user: MailUser, *, tls: bool = False, cafile: Path | None = None) -> imaplib.IMAP4:
+        """A logged-in imaplib client (plain, or implicit TLS verified against the test CA)."""
+        client: imaplib.IMAP4
+        if tls:
+            context = ssl.create_default_context(cafile=str(cafile or self.ca_file))
+            client = imaplib.IMAP4_SSL(self.host, self.imaps_port, ssl_context=context, timeout=15)
+        else:
+            client = imaplib.IMAP4(self.host, self.imap_port, timeout=15)
+        client.login(user.name, user.password)
+        return client
+
+    @contextlib.contextmanager
+    def session(self, user: MailUser, *, tls: bool = False) -> Iterator[imaplib.IMAP4]:
+        """``with dovecot.session(user) as imap:`` a logged-in client, logged out afterwards."""
+        client = self.connect(user, tls=tls)
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                client.logout()
+
+    def create_mailbox(self, user: MailUser, mailbox: str) -> None:
+        """Create a folder (no error when it exists already)."""
+        with self.session(user) as imap:
+            typ, data = imap.create(_quote(mailbox))
+            if typ != "OK" and b"exists" not in b" ".join(d for d in data if isinstance(d, bytes)):
+                raise ServerError(f"CREATE {mailbox} failed: {data!r}")
+
+    def append(self, user: MailUser, message: bytes, mailbox: str = "INBOX", flags: str = "") -> int:
+        """APPEND one message; returns its UID (from UIDPLUS's APPENDUID)."""
+        return self.append_many(user, [message], mailbox, flags)[0]
+
+    def append_many(
+        self, user: MailUser, messages: Sequence[bytes], mailbox: str = "INBOX", flags: str = ""
+    ) -> list[int]:
+        """APPEND several messages over one connection; returns their UIDs in order."""
+        uids = []
+        with self.session(user) as imap:
+            for message in messages:
+                typ, data = imap.append(_quote(mailbox), f"({flags})" if flags else None, None, message)
+                if typ != "OK":
+                    raise ServerError(f"APPEND to {mailbox} failed: {data!r}")
+                text = b" ".join(d for d in data if isinstance(d, bytes)).decode()
+                found = re.search(r"APPENDUID \d+ (\d+)", text)
+                if not found:
+                    raise ServerError(f"APPEND gave no APPENDUID: {text}")
+                uids.append(int(found.group(1)))
+        return uids
+
+    def messages(self, user: MailUser, mailbox: str = "INBOX") -> list[tuple[int, bytes]]:
+        """(UID, full message bytes) of every message in a folder, in UID order; marks nothing \\Seen."""
+        with self.session(user) as imap:
+            typ, data = imap.select(_quote(mailbox), readonly=True)
+            if typ != "OK":
+                raise ServerError(f"SELECT {mailbox} failed: {data!r}")
+            return _fetch_all(imap)
+
+    def uids(self, user: MailUser, mailbox: str = "INBOX") -> list[int]:
+        """UIDs of the messages in a folder."""
+        with self.session(user) as imap:
+            typ, data = imap.select(_quote(mailbox), readonly=True)
+            if typ != "OK":
+                raise ServerError(f"SELECT {mailbox} failed: {data!r}")
+            typ, data = imap.uid("SEARCH", "ALL")
+            raw = data[0] if data and isinstance(data[0], bytes) else b""
+            return [int(x) for x in raw.split()]
+
+    def flags(self, user: MailUser, mailbox: str = "INBOX") -> dict[int, set[str]]:
+        """UID -> flags of every message in a folder."""
+        with self.session(user) as imap:
+            imap.select(_quote(mailbox), readonly=True)
+            _typ, data = imap.uid("FETCH", "1:*", "(UID FLAGS)")
+            out: dict[int, set[str]] = {}
+            for item in data:
+                if not isinstance(item, bytes):
+                    continue
+                uid = re.search(rb"UID (\d+)", item)
+                flags = re.search(rb"FLAGS \(([^)]*)\)", item)
+                if uid:
+                    out[int(uid.group(1))] = set(flags.group(1).decode().split()) if flags else set()
+            return out
+
+    def mailboxes(self, user: MailUser) -> list[str]:
+        """Names of the user's folders."""
+        with self.session(user) as imap:
+            _typ, data = imap.list()
+            names = []
+            for item in data:
+                if isinstance(item, bytes):
+                    name = item.rsplit(b' "/" ', 1)[-1].strip().strip(b'"')
+                    names.append(name.decode())
+            return sorted(names)
+
+    def wait_for_messages(
+        self, user: MailUser, count: int = 1, mailbox: str = "INBOX", timeout: float = 30.0
+    ) -> list[tuple[int, bytes]]:
+        """Poll until a folder holds at least ``count`` messages; returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.messages(user, mailbox)
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"{mailbox} of {user.name} has {len(found)} messages, expected {count}, "
+                    f"after {timeout}s\n--- dovecot.log:\n{_tail(self.log)}"
+                )
+            time.sleep(0.2)
+
+
+def _quote(mailbox: str) -> str:
+    return '"' + mailbox.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _fetch_all(imap: imaplib.IMAP4) -> list[tuple[int, bytes]]:
+    typ, data = imap.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
+    if typ != "OK":
+        raise ServerError(f"FETCH failed: {data!r}")
+    out = []
+    for item in data:
+        if isinstance(item, tuple):
+            uid = re.search(rb"UID (\d+)", item[0])
+            if uid:
+                out.append((int(uid.group(1)), item[1]))
+    return sorted(out)
+
+
+# --------------------------------------------------------------------------------------------
+# SMTP sink: a scriptable "remote server"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An SMTP reply the sink gives at one stage of a transaction."""
+
+    stage: str
+    """connect, ehlo, mail, rcpt or data."""
+    code: int
+    text: str
+
+    def line(self) -> bytes:
+        lines = self.text.split("\n")
+        out = [f"{self.code}-{t}" for t in lines[:-1]] + [f"{self.code} {lines[-1]}"]
+        return ("\r\n".join(out) + "\r\n").encode()
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One message the sink accepted."""
+
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    data: bytes
+
+
+class SmtpSink:
+    """A minimal SMTP server on loopback that stores what it accepts and answers scripted replies.
+
+    ``replies[address]`` (lower-case) makes the sink answer that address's transaction with a
+    chosen code at a chosen stage; ``size_limit`` is advertised in EHLO and enforced at MAIL
+    (552 5.3.4); ``dsn=False`` leaves the DSN extension out of EHLO; ``smtputf8=True`` offers
+    SMTPUTF8.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        hostname: str = "mx.remote.example",
+        size_limit: int = 0,
+        dsn: bool = True,
+        smtputf8: bool = False,
+        greeting: Reply | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.hostname = hostname
+        self.size_limit = size_limit
+        self.dsn = dsn
+        self.smtputf8 = smtputf8
+        self.greeting = greeting
+        self.replies: dict[str, Reply] = {}
+        self.received: list[Envelope] = []
+        self._cond = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="smtp-sink", daemon=True)
+
+    def __enter__(self) -> SmtpSink:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, LOOPBACK, self.port, reuse_address=True), self._loop
+        )
+        self._server = future.result(10)
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def reply(self, address: str, stage: str, code: int, text: str) -> None:
+        """Answer ``address`` with ``code text`` at ``stage`` (rcpt, data or mail)."""
+        self.replies[address.lower()] = Reply(stage, code, text)
+
+    def wait_for(self, count: int = 1, timeout: float = 30.0) -> list[Envelope]:
+        """Block until the sink has accepted at least ``count`` messages; returns all of them."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.received) >= count, timeout):
+                raise ServerError(f"the SMTP sink got {len(self.received)} messages, expected {count}")
+            return list(self.received)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._session(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def send(data: bytes) -> None:
+            writer.write(data)
+            await writer.drain()
+
+        if self.greeting is not None:
+            await send(self.greeting.line())
+            if self.greeting.code >= 400:
+                # a refusing server still answers QUIT politely
+                while line := await reader.readline():
+                    if line.strip().upper() == b"QUIT":
+                        await send(b"221 2.0.0 Bye\r\n")
+                        return
+                    await send(self.greeting.line())
+                return
+        else:
+            await send(f"220 {self.hostname} ESMTP test sink\r\n".encode())
+        mail_from = ""
+        rcpts: list[str] = []
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            command = line.decode("utf-8", "replace").rstrip("\r\n")
+            verb = command.split(" ", 1)[0].upper()
+            arg = command[len(verb) :].strip()
+            if verb == "EHLO":
+                caps = [self.hostname, "PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"]
+                if self.size_limit:
+                    caps.append(f"SIZE {self.size_limit}")
+                if self.dsn:
+                    caps.append("DSN")
+                if self.smtputf8:
+                    caps.append("SMTPUTF8")
+                await send(Reply("ehlo", 250, "\n".join(caps)).line())
+            elif verb == "HELO":
+                await send(f"250 {self.hostname}\r\n".encode())
+            elif verb == "MAIL":
+                mail_from = _angle(arg)
+                rcpts = []
+                size = re.search(r"\bSIZE=(\d+)", arg, re.I)
+                mail_reply = next((r for r in self.replies.values() if r.stage == "mail"), None)
+                if self.size_limit and size and int(size.group(1)) > self.size_limit:
+                    await send(b"552 5.3.4 Message size exceeds fixed maximum message size\r\n")
+                elif mail_reply is not None:
+                    await send(mail_reply.line())
+                else:
+                    await send(b"250 2.1.0 Ok\r\n")
+            elif verb == "RCPT":
+                address = _angle(arg)
+                scripted = self.replies.get(address.lower())
+                if scripted is not None and scripted.stage == "rcpt":
+                    await send(scripted.line())
+                else:
+                    rcpts.append(address)
+                    await send(b"250 2.1.5 Ok\r\n")
+            elif verb == "DATA":
+                if not rcpts:
+                    await send(b"554 5.5.1 Error: no valid recipients\r\n")
+                    continue
+                await send(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                data = await _read_data(reader)
+                scripted_data = [self.replies[r.lower()] for r in rcpts if r.lower() in self.replies]
+                failing = [r for r in scripted_data if r.stage == "data"]
+                if failing:
+                    await send(failing[0].line())
+                elif self.size_limit and len(data) > self.size_limit:
+                    await send(b"552 5.3.4 Message size exceeds fixed maximum message size\r\n")
+                else:
+                    with self._cond:
+                        self.received.append(Envelope(mail_from, tuple(rcpts), data))
+                        self._cond.notify_all()
+                    await send(b"250 2.0.0 Ok: queued\r\n")
+                rcpts = []
+            elif verb == "RSET":
+                mail_from, rcpts = "", []
+                await send(b"250 2.0.0 Ok\r\n")
+            elif verb == "NOOP":
+                await send(b"250 2.0.0 Ok\r\n")
+            elif verb == "QUIT":
+                await send(b"221 2.0.0 Bye\r\n")
+                return
+            else:
+                await send(b"502 5.5.2 Error: command not recognized\r\n")
+
+
+def _angle(arg: str) -> str:
+    found = re.search(r"<([^>]*)>", arg)
+    if found:
+        return found.group(1)
+    return arg.split(":", 1)[-1].strip().split(" ")[0]
+
+
+async def _read_data(reader: asyncio.StreamReader) -> bytes:
+    lines = []
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("connection closed in DATA")
+        if line in (b".\r\n", b".\n"):
+            break
+        if line.startswith(b".."):
+            line = line[1:]
+        lines.append(line)
+    return b"".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Postfix
+
+
+def postfix_missing() -> str:
+    """Why Postfix cannot run here ("" when it can)."""
+    if not Path("/usr/sbin/postfix").exists():
+        return "Postfix is not installed (Debian package postfix)"
+    try:
+        pwd.getpwnam("postfix")
+        grp.getgrnam("postdrop")
+    except KeyError:
+        return "the postfix user or postdrop group does not exist"
+    if os.geteuid() != 0:
+        return "Postfix's test instance must be started as root"
+    return ""
+
+
+_MASTER_CF = """\
+# service  type  private unpriv chroot wakeup maxproc command
+{listen}   inet  n       -      n      -      -       smtpd
+pickup     unix  n       -      n      60     1       pickup
+cleanup    unix  n       -      n      -      0       cleanup
+qmgr       unix  n       -      n      300    1       qmgr
+rewrite    unix  -       -      n      -      -       trivial-rewrite
+bounce     unix  -       -      n      -      0       bounce
+defer      unix  -       -      n      -      0       bounce
+trace      unix  -       -      n      -      0       bounce
+verify     unix  -       -      n      -      1       verify
+flush      unix  n       -      n      1000?  0       flush
+proxymap   unix  -       -      n      -      -       proxymap
+proxywrite unix  -       -      n      -      1       proxymap
+smtp       unix  -       -      n      -      -       smtp
+relay      unix  -       -      n      -      -       smtp
+showq      unix  n       -      n      -      -       showq
+error      unix  -       -      n      -      -       error
+retry      unix  -       -      n      -      -       error
+discard    unix  -       -      n      -      -       discard
+local      unix  -       n      n      -      -       local
+virtual    unix  -       n      n      -      -       virtual
+lmtp       unix  -       -      n      -      -       lmtp
+anvil      unix  -       -      n      -      1       anvil
+scache     unix  -       -      n      -      1       scache
+postlog    unix-dgram n  -      n      -      1       postlogd
+"""
+
+
+@dataclass
+class Postfix:
+    """A private Postfix instance on loopback (``postfix -c DIR``).
+
+    Mail for a domain goes where ``routes[domain]`` says, a Postfix transport such as
+    ``lmtp:inet:127.0.0.1:2400`` (Dovecot) or ``smtp:[127.0.0.1]:2525`` (an SMTP sink); mail for
+    any other domain fails at once with a 5.4.4 DSN unless ``main`` names another
+    ``default_transport``. Addresses in ``local_domain`` go to Postfix's local(8), which knows no
+    user there and so bounces every one of them ("unknown user").
+    """
+
+    root: Path
+    routes: dict[str, str] = field(default_factory=dict)
+    hostname: str = "mx.example.net"
+    local_domain: str = "local.example.net"
+    smtp_port: int = field(default_factory=free_port)
+    main: dict[str, str] = field(default_factory=dict)
+    """Extra main.cf parameters (override the defaults below)."""
+    extra_services: list[str] = field(default_factory=list)
+    """Extra master.cf lines (for example a second smtpd with different restrictions)."""
+
+    def __post_init__(self) -> None:
+        self.config_dir = self.root / "etc"
+        self.queue_dir = self.root / "queue"
+        self.data_dir = self.root / "data"
+        self.log = self.root / "maillog"
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.queue_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        postfix = pwd.getpwnam("postfix")
+        os.chown(self.data_dir, postfix.pw_uid, postfix.pw_gid)
+        self._started = False
+        self.write_config()
+
+    def defaults(self) -> dict[str, str]:
+        return {
+            "compatibility_level": "3.6",
+            "config_directory": str(self.config_dir),
+            "queue_directory": str(self.queue_dir),
+            "data_directory": str(self.data_dir),
+            "command_directory": "/usr/sbin",
+            "daemon_directory": "/usr/lib/postfix/sbin",
+            "meta_directory": "/etc/postfix",
+            "shlib_directory": "/usr/lib/postfix",
+            "mail_owner": "postfix",
+            "setgid_group": "postdrop",
+            "maillog_file": str(self.log),
+            "maillog_file_prefixes": str(self.root),
+            "myhostname": self.hostname,
+            "mydomain": self.hostname.split(".", 1)[-1],
+            "myorigin": "$myhostname",
+            "mydestination": self.local_domain,
+            "local_recipient_maps": "",
+            "alias_maps": "",
+            "alias_database": "",
+            "inet_interfaces": LOOPBACK,
+            "inet_protocols": "ipv4",
+            "mynetworks": "127.0.0.0/8",
+            "relay_domains": " ".join(sorted({domain.lstrip(".") for domain in self.routes})),
+            "transport_maps": f"texthash:{self.config_dir}/transport",
+            "default_transport": "error:5.4.4 test instance: no route to this domain",
+            "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+            "smtpd_recipient_restrictions": "",
+            "smtpd_banner": "$myhostname ESMTP",
+            "smtp_dns_support_level": "disabled",
+            "lmtp_host_lookup": "native",
+            "smtp_host_lookup": "native",
+            "biff": "no",
+            "append_dot_mydomain": "no",
+            "queue_run_delay": "1s",
+            "minimal_backoff_time": "1s",
+            "maximal_backoff_time": "2s",
+            "smtp_connect_timeout": "5s",
+            "lmtp_connect_timeout": "5s",
+            "delay_warning_time": "0",
+            "maximal_queue_lifetime": "5d",
+            "bounce_queue_lifetime": "5d",
+            "smtputf8_enable": "no",
+            "notify_classes": "",
+            "message_size_limit": "10240000",
+        }
+
+    def write_config(self) -> None:
+        """(Re)write main.cf, master.cf and the transport map from the current attributes."""
+        params = {**self.defaults(), **self.main}
+        (self.config_dir / "main.cf").write_text("".join(f"{name} = {value}\n" for name, value in params.items()))
+        master = _MASTER_CF.format(listen=f"{LOOPBACK}:{self.smtp_port}")
+        master += "".join(line.rstrip("\n") + "\n" for line in self.extra_services)
+        (self.config_dir / "master.cf").write_text(master)
+        (self.config_dir / "transport").write_text(
+            "".join(f"{domain} {nexthop}\n" for domain, nexthop in sorted(self.routes.items()))
+        )
+        for name in ("main.cf", "master.cf", "transport"):
+            (self.config_dir / name).chmod(0o644)
+
+    def _postfix(self, *args: str) -> str:
+        return _run(["/usr/sbin/postfix", "-c", str(self.config_dir), *args])
+
+    def start(self) -> None:
+        """Start the instance and wait until its smtpd answers."""
+        try:
+            _start_daemon(["/usr/sbin/postfix", "-c", str(self.config_dir), "start"], self.root / "start.out")
+            wait_for_port(self.smtp_port)
+        except ServerError as exc:
+            raise ServerError(f"{exc}\n--- maillog:\n{_tail(self.log)}") from exc
+        self._started = True
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        with contextlib.suppress(ServerError):
+            self._postfix("stop")
+        wait_port_closed(self.smtp_port)
+        self._started = False
+
+    def reload(self) -> None:
+        """Rewrite the configuration and make the running instance use it."""
+        self.write_config()
+        self._postfix("reload")
+        # smtpd processes of the old generation linger; wait until new ones answer.
+        time.sleep(0.5)
+        wait_for_port(self.smtp_port)
+
+    def configure(self, **params: str) -> None:
+        """Set main.cf parameters and reload."""
+        self.main.update(params)
+        self.reload()
+
+    @contextlib.contextmanager
+    def configured(self, **params: str) -> Iterator[None]:
+        """``with postfix.configured(name=value, ...):`` main.cf parameters for the block only
+        (the session's Postfix is shared: tests restore what they change)."""
+        saved = dict(self.main)
+        self.configure(**params)
+        try:
+            yield
+        finally:
+            self.main = saved
+            self.reload()
+
+    def route(self, domain: str, nexthop: str) -> None:
+        """Send mail for ``domain`` to ``nexthop`` (a transport:destination) from now on."""
+        self.routes[domain] = nexthop
+        self.reload()
+
+    @contextlib.contextmanager
+    def policy_service(self, port: int, host: str = LOOPBACK) -> Iterator[None]:
+        """``with postfix.policy_service(port):`` smtpd asks the policy server at host:port at
+        RCPT TO (``smtpd_recipient_restrictions = check_policy_service inet:host:port``)."""
+        with self.configured(
+            smtpd_recipient_restrictions=f"check_policy_service inet:{host}:{port}",
+            smtpd_policy_service_timeout=self.main.get("smtpd_policy_service_timeout", "10s"),
+        ):
+            yield
+
+    def submit(
+        self,
+        mail_from: str,
+        rcpt_to: Sequence[str] | str,
+        message: bytes,
+        *,
+        rcpt_options: Sequence[str] = (),
+        mail_options: Sequence[str] = (),
+        port: int | None = None,
+    ) -> dict[str, tuple[int, bytes]]:
+        """Submit a message over SMTP; returns the refused recipients (address -> (code, text)),
+        empty when all were accepted. Raises smtplib errors for a refused MAIL FROM or DATA."""
+        rcpts = [rcpt_to] if isinstance(rcpt_to, str) else list(rcpt_to)
+        with smtplib.SMTP(LOOPBACK, port or self.smtp_port, timeout=30) as client:
+            client.ehlo("client.example.org")
+            try:
+                return dict(
+                    client.sendmail(
+                        mail_from,
+                        rcpts,
+                        message,
+                        mail_options=list(mail_options),
+                        rcpt_options=list(rcpt_options),
+                    )
+                )
+            except smtplib.SMTPRecipientsRefused as exc:
+                return dict(exc.recipients)
+
+    def queue(self) -> list[dict[str, object]]:
+        """The messages in the queue (``postqueue -j``)."""
+        out = _run(["/usr/sbin/postqueue", "-c", str(self.config_dir), "-j"])
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+    def flush(self) -> None:
+        """Attempt delivery of every queued message now (``postqueue -f``)."""
+        _run(["/usr/sbin/postqueue", "-c", str(self.config_dir), "-f"])
+
+    def wait_queue_empty(self, timeout: float = 30.0) -> None:
+        """Block until Postfix has delivered or bounced everything it holds."""
+        deadline = time.monotonic() + timeout
+        while self.queue():
+            if time.monotonic() > deadline:
+                raise ServerError(f"Postfix queue not empty after {timeout}s:\n{_tail(self.log)}")
+            time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------------------------
+# Exim
+
+
+def exim_binary() -> Path | None:
+    """Exim 4 (an installed exim4, or Debian's exim4-daemon-light extracted under EXIM_EXTRACTED)."""
+    for candidate in (
+        os.environ.get("BP_EXIM_BIN", ""),
+        str(EXIM_EXTRACTED / "usr/sbin/exim4"),
+        shutil.which("exim4") or "",
+    ):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
+def exim_missing() -> str:
+    """Why Exim cannot run here ("" when it can)."""
+    binary = exim_binary()
+    if binary is None:
+        return (
+            f"Exim is not available: extract Debian's exim4-daemon-light into {EXIM_EXTRACTED} "
+            "(apt-get download exim4-daemon-light && dpkg -x exim4-daemon-light_*.deb "
+            f"{EXIM_EXTRACTED}; see .ci/run)"
+        )
+    try:
+        pwd.getpwnam("Debian-exim")
+    except KeyError:
+        return "the system user Debian-exim that Debian's Exim binary needs does not exist (see .ci/run)"
+    if os.geteuid() != 0:
+        return "Exim's test instance must be started as root"
+    probe = subprocess.run([str(binary), "-bV"], capture_output=True, text=True, check=False)
+    if "Exim version" not in probe.stdout:
+        return f"{binary} does not run: {(probe.stdout + probe.stderr).strip()[:300]}"
+    return ""
+
+
+@dataclass
+class Exim:
+    """A private Exim instance on loopback with its own configuration file (``exim -C``).
+
+    ``routes[domain] = port``: mail for that domain goes over SMTP to 127.0.0.1:port. Addresses
+    at ``local_domain`` are delivered to Maildirs under root/mailboxes for the users listed in
+    ``local_users`` (user -> quota in bytes, 0 for none); other local parts are unrouteable.
+    Every other domain goes through a DNS lookup (``dnslookup`` router).
+    """
+
+    root: Path
+    routes: dict[str, int] = field(default_factory=dict)
+    hostname: str = "exim.example.net"
+    local_domain: str = "local.example.com"
+    local_users: dict[str, int] = field(default_factory=dict)
+    smtp_port: int = field(default_factory=free_port)
+    message_size_limit: str = "10M"
+    delay_warning: str = "24h"
+    retry_rule: str = "F,2h,15m; G,16h,1h,1.5; F,4d,6h"
+
+    def __post_init__(self) -> None:
+        binary = exim_binary()
+        if binary is None:
+            raise ServerError(exim_missing())
+        self.binary = binary
+        self.config = self.root / "exim.conf"
+        self.spool = self.root / "spool"
+        self.log_dir = self.root / "log"
+        self.mailboxes = self.root / "mailboxes"
+        self.pid_file = self.root / "exim.pid"
+        self._daemon: subprocess.Popen[bytes] | None = None
+        exim = pwd.getpwnam("Debian-exim")
+        for directory in (self.spool, self.log_dir, self.mailboxes):
+            directory.mkdir(parents=True, exist_ok=True)
+            os.chown(directory, exim.pw_uid, exim.pw_gid)
+            directory.chmod(0o750 if directory != self.mailboxes else 0o777)
+        self.write_config()
+
+    @property
+    def mainlog(self) -> Path:
+        return self.log_dir / "mainlog"
+
+    def write_config(self) -> None:
+        ports = "".join(f"{domain} {port}\n" for domain, port in sorted(self.routes.items()))
+        (self.root / "ports").write_text(ports)
+        # users: name -> name (the looked-up value is untainted and names the Maildir);
+        # quotas: name -> bytes.
+        (self.root / "users").write_text("".join(f"{user}: {user}\n" for user in sorted(self.local_users)))
+        (self.root / "quotas").write_text(
+            "".join(f"{user}: {quota}\n" for user, quota in sorted(self.local_users.items()))
+        )
+        route_list = ";".join(f"{domain} 127.0.0.1 byname" for domain in sorted(self.routes))
+        self.config.write_text(
+            f"""# throwaway Exim for bounce-processor tests
+primary_hostname = {self.hostname}
+exim_path = {self.binary}
+qualify_domain = {self.hostname}
+domainlist local_domains = {self.local_domain}
+hostlist relay_from_hosts = 127.0.0.1
+local_interfaces = 127.0.0.1
+daemon_smtp_ports = {self.smtp_port}
+spool_directory = {self.spool}
+log_file_path = {self.log_dir}/%slog
+pid_file_path = {self.pid_file}
+message_size_limit = {self.message_size_limit}
+delay_warning = {self.delay_warning}
+never_users = root
+keep_environment =
+trusted_users = root
+host_lookup =
+rfc1413_hosts =
+tls_advertise_hosts =
+acl_smtp_rcpt = acl_check_rcpt
+acl_smtp_data = acl_check_data
+timeout_frozen_after = 1h
+ignore_bounce_errors_after = 1h
+
+begin acl
+
+acl_check_rcpt:
+  accept  hosts = :
+  accept  hosts = +relay_from_hosts
+  deny    message = relay not permitted
+
+acl_check_data:
+  accept
+
+begin routers
+
+to_remote_test_hosts:
+  driver = manualroute
+  domains = {" : ".join(sorted(self.routes)) or "!*"}
+  route_list = {route_list or "* 127.0.0.1 byname"}
+  transport = remote_smtp
+  self = send
+  no_more
+
+local_user:
+  driver = accept
+  domains = +local_domains
+  local_parts = lsearch;{self.root}/users
+  transport = local_maildir
+
+dnslookup:
+  driver = dnslookup
+  domains = ! +local_domains
+  transport = remote_smtp
+  ignore_target_hosts = 0.0.0.0 : 127.0.0.0/8
+  no_more
+
+begin transports
+
+remote_smtp:
+  driver = smtp
+  port = ${{lookup{{$domain}}lsearch{{{self.root}/ports}}{{$value}}{{25}}}}
+  hosts_try_chunking =
+  hosts_try_prdr =
+
+local_maildir:
+  driver = appendfile
+  directory = {self.mailboxes}/$local_part_data/Maildir
+  maildir_format
+  create_directory
+  user = Debian-exim
+  group = Debian-exim
+  mode = 0660
+  quota = ${{lookup{{$local_part}}lsearch{{{self.root}/quotas}}{{$value}}{{0}}}}
+  delivery_date_add
+  envelope_to_add
+  return_path_add
+
+begin retry
+
+*  quota
+*  *  {self.retry_rule}
+
+begin rewrite
+"""
+        )
+        self.config.chmod(0o644)
+
+    def _exim(self, *args: str, input_data: bytes | None = None) -> str:
+        proc = subprocess.run(
+            [str(self.binary), "-C", str(self.config), *args],
+            input=input_data,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise ServerError(
+                f"exim {' '.join(args)} exited {proc.returncode}: {proc.stdout!r}{proc.stderr!r}\n"
+                f"--- mainlog:\n{_tail(self.mainlog)}\n--- paniclog:\n{_tail(self.log_dir / 'paniclog')}"
+            )
+        return (proc.stdout + proc.stderr).decode(errors="replace")
+
+    def check_config(self) -> None:
+        self._exim("-bV")
+
+    def start(self, queue_interval: str = "1s") -> None:
+        """Start the daemon (listening, and running the queue every ``queue_interval``)."""
+        self.check_config()
+        with (self.root / "daemon.out").open("ab") as out:
+            self._daemon = subprocess.Popen(
+                [str(self.binary), "-C", str(self.config), "-bdf", f"-q{queue_interval}"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_port(self.smtp_port)
+        except ServerError as exc:
+            raise ServerError(
+                f"{exc}\n--- paniclog:\n{_tail(self.log_dir / 'paniclog')}\n--- mainlog:\n{_tail(self.mainlog)}"
+            ) from exc
+
+    def stop(self) -> None:
+        if self._daemon is None:
+            return
+        self._daemon.terminate()
+        try:
+            self._daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            self._daemon.kill()
+            self._daemon.wait(5)
+        self._daemon = None
+        wait_port_closed(self.smtp_port)
+
+    def submit(
+        self,
+        mail_from: str,
+        rcpt_to: Sequence[str] | str,
+        message: bytes,
+        *,
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """Submit a message over SMTP; returns the refused recipients (empty when all accepted)."""
+        rcpts = [rcpt_to] if isinstance(rcpt_to, str) else list(rcpt_to)
+        with smtplib.SMTP(LOOPBACK, self.smtp_port, timeout=30) as client:
+            client.ehlo("client.example.org")
+            try:
+                return dict(client.sendmail(mail_from, rcpts, message, rcpt_options=list(rcpt_options)))
+            except smtplib.SMTPRecipientsRefused as exc:
+                return dict(exc.recipients)
+
+    def queue_size(self) -> int:
+        return int(self._exim("-bpc").strip() or "0")
+
+    def wait_queue_empty(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.queue_size():
+            if time.monotonic() > deadline:
+                raise ServerError(f"Exim queue not empty after {timeout}s:\n{_tail(self.mainlog)}")
+            time.sleep(0.2)
