@@ -60,7 +60,7 @@ def check(data: bytes, seconds: float = EXAMPLE_SECONDS) -> list[Event] | None:
 
 @cache
 def real_bounces() -> tuple[bytes, ...]:
-    files = sorted((SAMPLES / "generated").rglob("*.eml")) + sorted((SAMPLES / "handwritten").rglob("*.eml"))
+    files = sorted(path for sub in ("generated", "handwritten", "mta") for path in (SAMPLES / sub).rglob("*.eml"))
     return tuple(p.read_bytes() for p in files)
 
 
