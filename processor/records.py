@@ -89,6 +89,9 @@ class Event:
     feedback_type: str = ""
     source_ip: str = ""
     user_agent: str = ""
+    bounce_address: str = ""
+    """The address the report was delivered to: our envelope sender, possibly a (signed) VERP
+    return path (from X-Original-To, Delivered-To, Envelope-To or To of the report)."""
     original: OriginalMessage = field(default_factory=OriginalMessage)
 
     @property
@@ -124,3 +127,7 @@ class Decision:
     scope: str = "global"
     expires_at: datetime | None = None
     explanation: str = ""
+    source: str = ""
+    """Where a suppression comes from: bounce, complaint or unsubscribe ("" when nothing is suppressed)."""
+    counted: bool = False
+    """The verdict counts as a soft failure towards the soft threshold."""

@@ -69,12 +69,15 @@ def _human(record: dict[str, Any]) -> str:
 
 
 def iter_records(paths: list[str], settings: Any, errors: TextIO) -> Iterator[dict[str, Any]]:
-    from processor.classify import load_classifier
+    from processor.classify import RulesError, load_classifier
     from processor.parse import ParseError, Parser
     from processor.sources.files import SourceError, iter_path
 
     parser = Parser(settings.parse)
-    classifier = load_classifier(settings.rules)
+    try:
+        classifier = load_classifier(settings.rules)
+    except RulesError as exc:
+        raise CommandError(str(exc), exit_code=1) from None
     for given in paths:
         try:
             for message in iter_path(given):

@@ -108,6 +108,7 @@ class Parser:
         fallback_rcpt = ""
         if any(not e.recipient for e in events if e.kind is not EventKind.AUTO_REPLY):
             fallback_rcpt = self._verp_recipient(report, original)
+        bounce_address = self._bounce_address(report)
         out: list[Event] = []
         seen: set[tuple[str, EventKind]] = set()
         for event in events:
@@ -132,6 +133,7 @@ class Parser:
                     reply_code=reply,
                     smtp_command=event.smtp_command or find_command(diagnostic),
                     reporting_mta=event.reporting_mta or (report.dsn.reporting_mta if report.dsn else ""),
+                    bounce_address=bounce_address,
                     original=original,
                 )
             )
@@ -153,6 +155,15 @@ class Parser:
             date=one_line(headers.get("date")),
             correlation=correlation,
         )
+
+    @staticmethod
+    def _bounce_address(report: Report) -> str:
+        for name in ("x-original-to", "delivered-to", "envelope-to", "to"):
+            for value in report.headers.get_all(name):
+                address = strip_address(value)
+                if address:
+                    return address
+        return ""
 
     def _verp_recipient(self, report: Report, original: OriginalMessage) -> str:
         """The recipient encoded in the address the report was sent to, or in the original's

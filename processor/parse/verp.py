@@ -18,9 +18,21 @@ def _pattern(prefixes: tuple[str, ...]) -> re.Pattern[str]:
     )
 
 
+@cache
+def _signed_pattern(prefixes: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))
+    return re.compile(
+        rf"^(?:{alternatives})\+[a-z2-7]{{12}}(?:-[A-Za-z0-9_.]{{1,32}})?=(?P<local>.+)=(?P<domain>[^=@]+)@",
+        re.IGNORECASE,
+    )
+
+
 def recover(address: str, prefixes: Iterable[str]) -> str:
-    """The recipient encoded in a VERP address, or '' if the address is not one."""
-    m = _pattern(tuple(prefixes)).match(address.strip().strip("<>"))
+    """The recipient encoded in a VERP address (plain, or signed by processor.verp, whose
+    signature is checked elsewhere), or '' if the address is not one."""
+    address = address.strip().strip("<>")
+    key = tuple(prefixes)
+    m = _signed_pattern(key).match(address) or _pattern(key).match(address)
     if not m:
         return ""
     candidate = f"{m.group('local')}@{m.group('domain')}"

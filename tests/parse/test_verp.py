@@ -23,3 +23,11 @@ PREFIXES = ("bounces", "bounce")
 def test_recover(address: str, recipient: str) -> None:
     """The recipient is recovered from VERP addresses with the configured prefixes only."""
     assert recover(address, PREFIXES) == recipient
+
+
+def test_recover_signed_return_path() -> None:
+    """A signed return path (processor.verp) also yields its recipient to the parser."""
+    from processor.verp import make_return_path
+
+    address = make_return_path("frank@example.org", secret="x" * 20, sender_domain="sender.example", tag="c7")
+    assert recover(address, PREFIXES) == "frank@example.org"
