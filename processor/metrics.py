@@ -1,0 +1,45 @@
+"""Prometheus metrics, defined once for the whole process (daemon, API, policy service).
+
+The daemon and the policy service increment them; ``GET /metrics`` exposes them. Names follow
+Prometheus conventions: a ``bounce_processor_`` prefix, ``_total`` for counters, base units.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_PROCESSED = Counter(
+    "bounce_processor_messages_processed_total",
+    "Messages taken from a mailbox, by outcome (processed, duplicate, quarantined, failed).",
+    ["mailbox", "outcome"],
+)
+EVENTS = Counter(
+    "bounce_processor_events_total",
+    "Classified events, by bounce type and reason.",
+    ["bounce_type", "reason"],
+)
+SUPPRESSIONS = Counter(
+    "bounce_processor_suppressions_total",
+    "Suppression changes, by source (bounce, complaint, unsubscribe, manual, import) and action (add, remove).",
+    ["source", "action"],
+)
+IMAP_ERRORS = Counter(
+    "bounce_processor_imap_errors_total",
+    "IMAP connection and command errors, by mailbox.",
+    ["mailbox"],
+)
+ACTIVE_SUPPRESSIONS = Gauge(
+    "bounce_processor_active_suppressions",
+    "Suppression entries currently in force (refreshed by housekeeping).",
+)
+API_LATENCY = Histogram(
+    "bounce_processor_api_request_duration_seconds",
+    "HTTP API request latency, by method, route template and status code.",
+    ["method", "route", "status"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+POLICY_REQUESTS = Counter(
+    "bounce_processor_policy_requests_total",
+    "Postfix policy delegation requests, by answer (REJECT, DEFER, DUNNO, error).",
+    ["answer"],
+)
