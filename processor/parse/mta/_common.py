@@ -207,15 +207,13 @@ def address_paragraphs(
     stop: re.Pattern[str] | None = None,
 ) -> list[tuple[str, str]]:
     """(address, text that follows it) for each line matching ``address_line`` (group 1 must be
-    the address), up to the next such line, a ``stop`` match, or the end."""
-    if stop is not None:
-        m = stop.search(text)
-        if m:
-            text = text[: m.start()]
+    the address), up to the next such line, a ``stop`` line after the first address, or the end."""
     found: list[tuple[str, str]] = []
     current: str | None = None
     lines: list[str] = []
     for line in text.split("\n"):
+        if current is not None and stop is not None and stop.match(line):
+            break
         m = address_line.match(line)
         if m and ADDRESS.search(m.group(1)):
             if current is not None:

@@ -1,6 +1,10 @@
-"""Mail-security gateways that return mail themselves: McAfee (MXLogic), Barracuda, Trend Micro
-InterScan, SurfControl, m-FILTER, ActiveHunter, MailFoundry and similar. Their notices name the
-address with the reason beside it; most also carry a DSN part."""
+"""Mail-security gateways and filters that return mail themselves: McAfee (MXLogic), Barracuda,
+Trend Micro InterScan, SurfControl, m-FILTER, Active!hunter, MailFoundry and similar.
+
+Their notices name the address with the reason beside it; most also carry a DSN part. Events are
+tagged with the product (``mta``), because what a product's wording means differs: a content
+filter that accepted the message and then failed to hand it on reports after the data stage.
+"""
 
 from __future__ import annotations
 
@@ -13,45 +17,86 @@ from processor.records import Event
 
 NAME = "gateway"
 
-_MARKERS = (
-    "--- The following addresses had delivery problems ---",
-    "was blocked by our Spam Firewall",
-    "Message from InterScan Messaging Security Suite",
-    "Your message could not be sent.",
-    "-------SMTP command",
-    "Delivery failed for the following reason",
-    "---The following addresses had delivery errors---",
-    "Sent <<< RCPT TO:",
+# (product, header names, X-Mailer/From fragments, notice markers)
+_PRODUCTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    ("mcafee", ("x-mxl-hash", "x-mxl-notehash"), ("mcafee", "mxlogic"),
+     ("--- The following addresses had delivery problems ---",)),
+    ("barracuda", ("x-barracuda-connect",), ("barracuda",), ("was blocked by our Spam Firewall",)),
+    ("trendmicro", (), ("interscan",), ("Message from InterScan Messaging Security Suite", "Sent <<< RCPT TO:")),
+    ("surfcontrol", ("x-surfcontrol",), ("surfcontrol",), ("Your message could not be sent.",)),
+    ("mfilter", ("x-mfilter",), ("m-filter",), ("-------SMTP command",)),
+    ("mailfoundry", (), ("mailfoundry",), ("Delivery failed for the following reason",)),
+    ("activehunter", (), ("active!hunter",), ()),
+    ("gateway", ("x-hm-spam",), (), ("---The following addresses had delivery errors---",)),
 )
-_GATEWAY_HEADERS = ("x-mxl-hash", "x-mxl-notehash", "x-barracuda-connect", "x-surfcontrol", "x-mfilter", "x-hm-spam")
-_DELIVER_TO = re.compile(r"(?:Unable to deliver message to|could not be delivered to)\s*<([^<>\s]+@[^<>\s]+)>(.*)$",
-                         re.IGNORECASE | re.MULTILINE)
-_SENT_RCPT = re.compile(r"^\s*Sent\s*<<<\s*RCPT TO:\s*<?([^<>\s]+@[^<>\s]+)>?\s*\n\s*Received\s*>>>\s*(.*)$",
-                        re.IGNORECASE | re.MULTILINE)
+_DELIVER_TO = re.compile(
+    r"(?:Unable to deliver message to|could not be delivered to):?\s*<([^<>\s]+@[^<>\s]+)>(.*)$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_SENT_RCPT = re.compile(
+    r"^\s*Sent\s*<<<\s*RCPT TO:\s*<?([^<>\s]+@[^<>\s]+)>?\s*\n\s*Received\s*>>>\s*(.*)$", re.IGNORECASE | re.MULTILINE
+)
 _ANGLE_REASON = re.compile(r"^\s*<([^<>\s]+@[^<>\s]+)>\s+\((.*)\)\s*$", re.MULTILINE)
 _BRACKET_REASON = re.compile(r"^\s*([^\s<>\[]+@[^\s<>\[]+)\s+\[(.*)\]\s*$", re.MULTILINE)
+_MFILTER = re.compile(
+    r"^([^\s@]+@[^\s@]+)\s*\n-+\s*server message\s*\n(.*?)\n-+\s*SMTP command\s*\n\s*([A-Za-z]+)",
+    re.MULTILINE | re.DOTALL,
+)
+_FOUNDRY = re.compile(r"Delivery failed for the following reason:\s*\n(.*?)(?:\n\s*\n|\Z)", re.IGNORECASE | re.DOTALL)
+_ACTIVEHUNTER = re.compile(r"^>>>\s+(\S+@\S+)", re.MULTILINE)
+
+
+PRODUCTS = tuple(name for name, *_ in _PRODUCTS)
+"""The ``mta`` names this detector gives its events."""
+
+
+def product(report: Report) -> str:
+    """Which gateway wrote the report ('' if none we know)."""
+    boundary = report.root.params.get("boundary", "")
+    signature = f"{report.headers.get('x-mailer')} {report.from_header} {boundary}".lower()
+    head = report.head
+    for name, headers, fragments, markers in _PRODUCTS:
+        if any(h in report.headers for h in headers) or any(f in signature for f in fragments):
+            return name
+        if any(marker in head for marker in markers):
+            return name
+    return ""
 
 
 def matches(report: Report) -> bool:
-    if any(name in report.headers for name in _GATEWAY_HEADERS):
-        return True
-    head = report.text[:1500]
-    return any(marker in head for marker in _MARKERS)
+    return bool(product(report))
 
 
 def parse(report: Report) -> list[Event] | None:
+    name = product(report)
     notice = report.notice
     texts: dict[str, str] = {}
     commands: dict[str, str] = {}
+    for m in _MFILTER.finditer(notice):
+        key = strip_address(m.group(1)).lower()
+        texts[key] = " ".join(m.group(2).split())
+        commands[key] = m.group(3).upper()
     for pattern in (_SENT_RCPT, _ANGLE_REASON, _BRACKET_REASON, _DELIVER_TO):
         for m in pattern.finditer(notice):
+            key = strip_address(m.group(1)).lower()
             said = m.group(2).strip()
             if pattern is _SENT_RCPT:
-                commands[strip_address(m.group(1)).lower()] = "RCPT"
+                commands[key] = "RCPT"
             elif pattern is _DELIVER_TO:
-                said = " ".join(line.strip() for line in notice.split("\n") if line.strip().lower().startswith(
-                    ("reason", "error", "<<<", ">>>", "sent", "received"))) or said
-            texts.setdefault(strip_address(m.group(1)).lower(), said)
+                foundry = _FOUNDRY.search(notice)
+                reasons = [
+                    line.strip() for line in notice.split("\n")
+                    if line.strip().lower().startswith(("reason", "error", "<<<", ">>>", "sent", "received"))
+                ]
+                said = " ".join(foundry.group(1).split()) if foundry else " ".join(reasons) or said
+            texts.setdefault(key, said)
+    if name == "activehunter":
+        for m in _ACTIVEHUNTER.finditer(notice):
+            transcript = notice.split("Transcript of session follows", 1)
+            said = transcript[1].strip(" -\n") if len(transcript) == 2 else ""
+            texts.setdefault(strip_address(m.group(1)).lower(), " ".join(said.split()))
     if report.dsn is not None and report.dsn.recipients:
-        return from_dsn(NAME, report, texts, commands=commands) or None
-    return unique(failure(NAME, a, said, command=commands.get(a, "")) for a, said in texts.items()) or None
+        events = from_dsn(name, report, texts, commands=commands)
+    else:
+        events = [failure(name, a, said, command=commands.get(a, "")) for a, said in texts.items()]
+    return unique(events) or None

@@ -30,6 +30,7 @@ _REASON = re.compile(r"^\s*\((?:reason|expanded from)?:?\s*(.*?)\)?\s*$", re.IGN
 _WHILE_TALKING = re.compile(r"^\.{0,3}\s*while talking to ([^:\s]+?)\.?:\s*$", re.IGNORECASE)
 _SENT = re.compile(r"^>>>\s*(.*)$")
 _RECEIVED = re.compile(r"^<<<\s*(.*)$")
+_BARE_RESULT = re.compile(r"^()()<([^\s<>]+@[^\s<>]+)>\.\.\.\s*(.+)$")
 _RESULT = re.compile(r"^([245]\d\d)\s+(?:([245]\.\d{1,3}\.\d{1,3})\s+)?<?([^\s<>]+?)>?\.\.\.\s*(.*)$")
 
 
@@ -104,7 +105,7 @@ def _transcript(text: str) -> tuple[dict[str, list[str]], dict[str, str], list[s
                 lines_for.setdefault(key, []).append(received.group(1))
                 command_for.setdefault(key, "RCPT")
             continue
-        result = _RESULT.match(line)
+        result = _RESULT.match(line) or _BARE_RESULT.match(line)
         if result and "@" in result.group(3):
             key = strip_address(result.group(3)).lower()
             if key not in lines_for:
@@ -116,6 +117,7 @@ def _transcript(text: str) -> tuple[dict[str, list[str]], dict[str, str], list[s
                 if verb:
                     command_for.setdefault(key, _verb(verb))
             said.append(line)
+            last_command, last_reply = "", []  # the dialogue belongs to this address only
             continue
         if last_reply and not line.startswith(("<<<", ">>>")):
             last_reply.append(line)
