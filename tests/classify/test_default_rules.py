@@ -123,12 +123,17 @@ def test_default_rules_classify_typical_replies(
 
 
 def _listed_samples() -> list[str]:
-    """Sample files listed in samples/expected.yaml and, if present, samples/rules/expected.yaml."""
+    """Sample files listed in samples/expected.yaml, samples/mta/expected.yaml (paths relative to
+    samples/) and, if present, samples/rules/expected.yaml (relative to samples/rules/)."""
     files: list[str] = []
-    for listing in (SAMPLES / "expected.yaml", SAMPLES / "rules" / "expected.yaml"):
+    for listing, base in (
+        (SAMPLES / "expected.yaml", SAMPLES),
+        (SAMPLES / "mta" / "expected.yaml", SAMPLES),
+        (SAMPLES / "rules" / "expected.yaml", SAMPLES / "rules"),
+    ):
         if listing.is_file():
             rows = yaml.safe_load(listing.read_text(encoding="utf-8")) or []
-            files.extend(str((listing.parent / row["file"]).relative_to(SAMPLES)) for row in rows)
+            files.extend(str((base / row["file"]).relative_to(SAMPLES)) for row in rows)
     return files
 
 
