@@ -187,29 +187,22 @@ def _decode_bytes(raw: bytes, charset: str | None) -> str:
         return raw.decode("latin-1")
 
 
+_HEADER_FIELD = re.compile(r"^([!-9;-~]{1,76})[ \t]*:[ \t]*(.*(?:\n[ \t].*)*)", re.MULTILINE)
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
+_BLOCK_END = re.compile(r"\n[ \t]*\n")
+
+
 def parse_header_block(text: str) -> Headers:
-    """Parse a block of header lines (text/rfc822-headers, a DSN field block) into Headers."""
+    """Parse a block of header lines (text/rfc822-headers, a DSN field block, the head of a part)
+    into Headers; the block ends at the first empty line. Lines that are not fields are skipped."""
+    text = _LEADING_BLANK_LINES.sub("", text, count=1)
+    end = _BLOCK_END.search(text)
+    if end:
+        text = text[: end.start()]
     items: list[tuple[str, str]] = []
-    name = ""
-    value: list[str] = []
-    for line in text.split("\n"):
-        if not line.strip():
-            if items or name:
-                break
-            continue
-        if line[0] in " \t" and name:
-            value.append(line.strip())
-            continue
-        head, sep, rest = line.partition(":")
-        if not sep or not head or " " in head.strip() or len(head) > 76:
-            if name:  # a junk line inside a block: treat as a continuation
-                value.append(line.strip())
-            continue
-        if name:
-            items.append((name, decode_header_value(" ".join(value))))
-        name, value = head.strip(), [rest.strip()]
-    if name:
-        items.append((name, decode_header_value(" ".join(value))))
+    for name, raw in _HEADER_FIELD.findall(text):
+        value = " ".join(raw.split()) if "\n" in raw else raw.strip()
+        items.append((name.strip(), decode_header_value(value) if "=?" in value else value))
     return Headers(items)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
 
 # A pragmatic address pattern for finding addresses in free text (validation happens elsewhere).
 ADDRESS = re.compile(
@@ -129,8 +130,12 @@ def find_reply_code(text: str) -> str:
     return ""
 
 
+@lru_cache(maxsize=512)
 def find_command(text: str) -> str:
-    """The SMTP command a failure happened at, when the text says so ('' otherwise)."""
+    """The SMTP command a failure happened at, when the text says so ('' otherwise).
+
+    The first pattern of the list that matches wins, wherever in the text; results are cached
+    because detectors and the completion step ask about the same diagnostic more than once."""
     if not text:
         return ""
     text = " ".join(text.split())
