@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,6 +35,18 @@ class DatabaseSettings(BaseModel):
     """SQLAlchemy URL: sqlite:///path.db (default) or postgresql+psycopg://user@host/db."""
     lowercase_local_part: bool = True
     """Lower-case the local part of addresses (the domain is always lower-cased)."""
+    migrate_on_start: bool = True
+    """Apply pending migrations when the store is opened (``bounce-processor db upgrade`` does it too)."""
+    busy_timeout_ms: int = Field(default=30_000, ge=0)
+    """SQLite: how long a writer waits for another writer's lock before failing."""
+    sqlite_synchronous: Literal["normal", "full"] = "full"
+    """SQLite: "full" makes each commit survive a power cut; "normal" (WAL) only a process crash."""
+    sqlite_cache_mb: int = Field(default=64, ge=1)
+    """SQLite: page cache per connection (allocated as used); big imports and lookups need it."""
+    sqlite_mmap_mb: int = Field(default=256, ge=0)
+    """SQLite: memory-map up to this much of the database file (faster lookups; 0 turns it off)."""
+    pool_size: int = Field(default=5, ge=1)
+    """PostgreSQL: connections kept open per process."""
 
 
 class ParseSettings(BaseModel):
@@ -63,6 +75,360 @@ class PolicySettings(BaseModel):
     complaint_ttl_days: int | None = None
     allow_window_days: int = 0
     """After a manual removal, ignore bounces for this many days (0: only older events are ignored)."""
+    bounce_scope: Literal["global", "sender_domain"] = "global"
+    """Scope of bounce suppressions: global, or the original sender's domain. Complaints are global."""
+    unsubscribe_feedback_types: list[str] = Field(
+        default_factory=lambda: ["opt-out", "opt-out-list", "unsubscribe"]
+    )
+    """ARF Feedback-Type values that are unsubscribe requests (suppress, source "unsubscribe")."""
+    ignored_feedback_types: list[str] = Field(
+        default_factory=lambda: ["not-spam", "auth-failure", "dmarc", "virus"]
+    )
+    """ARF Feedback-Type values that are not the recipient's complaint: recorded, never suppress."""
+
+
+class VerpSettings(BaseModel):
+    """Signed return paths (processor.verp): the secrets, how long a token lives, its address."""
+
+    secrets: list[SecretStr] = Field(default_factory=list)
+    """HMAC secrets (at least 16 bytes each); the first signs, all verify (for rotation)."""
+    secrets_file: Path | None = None
+    """A file with one secret per line, read instead of (or in addition to) ``secrets``."""
+    max_age_days: int = Field(default=30, ge=1, le=1000)
+    sender_domain: str = ""
+    """The domain of the return path (bounces+TOKEN@sender_domain)."""
+    prefix: str = "bounces"
+
+    def all_secrets(self) -> list[str]:
+        values = [s.get_secret_value() for s in self.secrets]
+        if self.secrets_file is not None:
+            try:
+                lines = self.secrets_file.read_text().splitlines()
+            except OSError as exc:
+                raise ConfigError(f"cannot read verp.secrets_file {self.secrets_file}: {exc.strerror}") from None
+            values += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        return values
+
+
+class ApiToken(BaseModel):
+    """One API client: a name (logged, never the token), the token's SHA-256 and its scopes."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@:+-]+$")
+    hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    """``sha256:`` and the hex SHA-256 of the token (``bounce-processor api new-token`` makes both)."""
+    scopes: list[Literal["read", "write"]] = Field(default_factory=lambda: ["read"], min_length=1)
+    """"read": look-ups, listing, export, stats; "write": add, remove, import. Neither implies the other."""
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API (processor.api): where it listens, who may use it, how much one request may ask."""
+
+    enabled: bool = True
+    """Serve the API inside ``bounce-processor run``."""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8025, ge=0, le=65535)
+    tokens: list[ApiToken] = Field(default_factory=list)
+    """Bearer tokens, stored hashed. With none, the API is open, which is allowed on a loopback host only."""
+    batch_limit: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Most addresses in one POST /v1/suppressions/check (413 above)."""
+    page_limit: int = Field(default=1000, ge=1, le=100_000)
+    """Most entries in one page of GET /v1/suppressions."""
+    max_import_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
+    """Largest body POST /v1/suppressions/import accepts (413 above)."""
+    public_metrics: bool = True
+    """Serve /metrics without a token (health and readiness are always public)."""
+    access_log: bool = False
+    """Log one line per request (method, path, status, time; never the Authorization header)."""
+
+
+PolicyAnswer = Literal["reject", "defer", "dunno"]
+"""What the policy service answers for a suppressed recipient (Postfix REJECT, DEFER or DUNNO)."""
+
+_POLICY_TEXT_FIELDS = frozenset({"reason", "source", "bounce_type", "scope"})
+
+
+def _check_reply_text(value: str, first_digit: str, name: str, fields: frozenset[str]) -> str:
+    """A Postfix reply text: an enhanced status code of the right class, one line, known {fields}."""
+    import re
+    import string
+
+    if not re.match(rf"^{first_digit}\.\d{{1,3}}\.\d{{1,3}} \S", value):
+        raise ValueError(f"{name} must start with an enhanced status code {first_digit}.X.Y and a text")
+    if any(c in value for c in "\r\n") or not value.isprintable():
+        raise ValueError(f"{name} must be one line of printable text")
+    try:
+        used = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    unknown = used - fields
+    if unknown:
+        allowed = ", ".join("{" + f + "}" for f in sorted(fields)) or "none"
+        raise ValueError(f"{name} uses unknown field(s) {sorted(unknown)}; allowed: {allowed}")
+    return value
+
+
+class PolicydSettings(BaseModel):
+    """The Postfix policy service (``bounce-processor policyd``, processor.policyd)."""
+
+    listen: str = "inet:127.0.0.1:10040"
+    """inet:HOST:PORT or unix:/path/to/socket (Postfix's notation; IPv6 as inet:[::1]:PORT)."""
+    socket_mode: int = Field(default=0o666, ge=0, le=0o777)
+    """Permissions of a UNIX socket (Postfix's smtpd runs as an unprivileged user)."""
+    mode: Literal["memory", "query"] = "memory"
+    """memory: answer from an in-memory copy of the active suppressions, kept current from the
+    event table every ``refresh_seconds``; query: one indexed query per recipient, behind an LRU."""
+    refresh_seconds: float = Field(default=1.0, gt=0)
+    """memory: how often new changes to the list are read (the longest a new entry goes unseen)."""
+    full_reload_seconds: float = Field(default=3600.0, gt=0)
+    """memory: how often the whole list is read again (a safety net; changes arrive incrementally)."""
+    refresh_overlap_seconds: float = Field(default=10.0, ge=0)
+    """memory, PostgreSQL: events are re-read this far back, for transactions that commit out of id order."""
+    max_staleness_seconds: float = Field(default=300.0, gt=0)
+    """memory: a copy not refreshed for this long counts as "store unreachable" (``on_store_error``)."""
+    cache_size: int = Field(default=100_000, ge=0)
+    """query: answers kept in the per-process LRU (0: none)."""
+    cache_ttl_seconds: float = Field(default=5.0, ge=0)
+    """query: how long a cached answer is used (the longest a new entry goes unseen)."""
+    default_action: PolicyAnswer = "reject"
+    """The answer for a suppressed recipient unless one of the maps below says otherwise."""
+    action_by_bounce_type: dict[str, PolicyAnswer] = Field(default_factory=dict)
+    """Per entry bounce type (hard, soft, complaint, ...); consulted first, e.g. {soft = "defer"}."""
+    action_by_source: dict[str, PolicyAnswer] = Field(default_factory=dict)
+    """Per entry source (bounce, complaint, unsubscribe, manual, import); consulted second."""
+    reject_text: str = "5.1.1 recipient suppressed: {reason}"
+    """The REJECT text: a 5.X.Y code first; may use {reason}, {source}, {bounce_type}, {scope}."""
+    defer_text: str = "4.2.1 recipient temporarily suppressed: {reason}"
+    """The DEFER text: a 4.X.Y code first; same fields as ``reject_text``."""
+    on_store_error: Literal["dunno", "defer"] = "dunno"
+    """When the store cannot be read: fail open (DUNNO: mail goes out) or closed (DEFER)."""
+    store_error_text: str = "4.3.0 suppression list temporarily unavailable"
+    """The DEFER text when failing closed (a 4.X.Y code first)."""
+    scope_by_client: dict[str, str] = Field(default_factory=dict)
+    """Client address or network (10.1.2.3, 10.0.0.0/8) -> the scope to check (global entries always count)."""
+    scope_by_sender_domain: dict[str, str] = Field(default_factory=dict)
+    """Envelope sender domain -> scope; consulted after ``scope_by_client``."""
+    sender_domain_scope: bool = False
+    """Otherwise use the envelope sender's own domain as the scope (see ``policy.bounce_scope``)."""
+    max_request_bytes: int = Field(default=16_384, ge=1024)
+    """A request larger than this is malformed (Postfix's are well under 2 KiB)."""
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A request begun but not finished within this time is malformed (the connection is closed)."""
+    idle_timeout_seconds: float = Field(default=1200.0, gt=0)
+    """Idle connections are closed after this (Postfix's smtpd_policy_service_max_idle is 300s)."""
+    log_answers: bool = True
+    """Log one line for each REJECT and DEFER (DUNNO is never logged)."""
+    metrics_listen: str = ""
+    """HOST:PORT for a Prometheus /metrics endpoint of this process ("" for none)."""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        kind, _, rest = value.partition(":")
+        if kind == "unix" and rest:
+            return value
+        if kind == "inet":
+            host, _, port = rest.rpartition(":")
+            if host and port.isdigit() and 0 < int(port) < 65536:
+                return value
+        raise ValueError("expected inet:HOST:PORT or unix:/path/to/socket")
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if value and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError("expected HOST:PORT or an empty string")
+        return value
+
+    @field_validator("reject_text")
+    @classmethod
+    def _reject_text(cls, value: str) -> str:
+        return _check_reply_text(value, "5", "reject_text", _POLICY_TEXT_FIELDS)
+
+    @field_validator("defer_text")
+    @classmethod
+    def _defer_text(cls, value: str) -> str:
+        return _check_reply_text(value, "4", "defer_text", _POLICY_TEXT_FIELDS)
+
+    @field_validator("store_error_text")
+    @classmethod
+    def _store_error_text(cls, value: str) -> str:
+        return _check_reply_text(value, "4", "store_error_text", frozenset())
+
+    @field_validator("scope_by_client")
+    @classmethod
+    def _client_networks(cls, value: dict[str, str]) -> dict[str, str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {network!r}") from None
+        return value
+
+    @field_validator("scope_by_sender_domain")
+    @classmethod
+    def _sender_domains(cls, value: dict[str, str]) -> dict[str, str]:
+        return {domain.strip().lower(): scope for domain, scope in value.items()}
+
+
+# --- mailboxes and the daemon (issue 5) ----------------------------------------------------------
+
+_MAILBOX_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class MailboxSettings(BaseModel):
+    """One source of reports, worked by ``bounce-processor run``: an IMAP mailbox (one job per
+    folder), a Maildir, or a directory of message files.
+
+    IMAP: ``tls`` is "implicit" (port 993), "starttls" (port 143, the upgrade is required) or
+    "none" (loopback hosts only). Certificates are verified against ``ca_file`` (default: the
+    system's CAs); an unverified certificate is refused unless ``tls_verify = false``. The password
+    comes from ``password`` (or the environment, e.g. BOUNCE_MAILBOXES__BOUNCES__PASSWORD) or the
+    first line of ``password_file``; it is never logged.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["imap", "maildir", "directory"] = "imap"
+    kind: Literal["bounce", "fbl", "auto"] = "auto"
+    """What the mailbox receives: "bounce" (DSNs and auto-replies: an ARF complaint found here is
+    recorded but does not suppress), "fbl" (ARF complaints: a bounce found here is recorded but does
+    not suppress), or "auto" (both suppress)."""
+    enabled: bool = True
+    host: str = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """Default: 993 for implicit TLS, 143 otherwise."""
+    tls: Literal["implicit", "starttls", "none"] = "implicit"
+    ca_file: Path | None = None
+    """PEM file of the CA(s) to verify the server's certificate with (default: the system's)."""
+    tls_verify: bool = True
+    """False accepts any certificate (logged as a warning at start); never do this in production."""
+    username: str = ""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
+    """IMAP folders to read; each is worked by its own job and connection."""
+    idle: bool = True
+    """Use IMAP IDLE when the server offers it (new mail is handled within seconds); else poll."""
+    path: Path | None = None
+    """maildir: the Maildir; directory: the directory (searched recursively)."""
+    pattern: str = "*.eml"
+    """directory: which file names are messages (a glob)."""
+    read_only: bool = False
+    """maildir/directory: never move, flag or delete a file (the ledger keeps them from counting twice)."""
+    poll_interval_seconds: float = Field(default=60.0, ge=0.2, le=86_400)
+    """How often the mailbox is read (with IDLE: how often IDLE is renewed and the folder re-read)."""
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    """Messages fetched, parsed and committed together (one transaction, then one MOVE)."""
+    processed: Literal["folder", "seen", "delete", "keep"] = "folder"
+    """Where processed messages go: ``processed_folder`` (default), flagged \\Seen, deleted, or
+    left as they are (IMAP "seen"/"keep": the last UID stored per folder skips them later)."""
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    """Where unparseable messages, and messages whose processing raised, go (never deleted)."""
+    require_signed_return_path: bool = False
+    """Suppress only on reports whose return path (or the original's Return-Path) carries a valid
+    signature (processor.verp) for the event's recipient; others are recorded, not suppressed."""
+    connect_timeout_seconds: float = Field(default=30.0, gt=0)
+    command_timeout_seconds: float = Field(default=120.0, gt=0)
+    """An IMAP command that receives nothing for this long fails (the connection is dropped)."""
+    idle_renew_seconds: float = Field(default=25 * 60.0, ge=1, le=29 * 60)
+    """IDLE is re-issued at least this often (RFC 2177: servers may drop it after 30 minutes)."""
+    backoff_initial_seconds: float = Field(default=1.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    """After a failure the mailbox waits (exponential, with jitter) between these bounds."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MailboxSettings:
+        if self.source == "imap":
+            if not self.host:
+                raise ValueError("an IMAP mailbox needs a host")
+            if not self.username:
+                raise ValueError("an IMAP mailbox needs a username")
+            if self.password is None and self.password_file is None:
+                raise ValueError("an IMAP mailbox needs a password or a password_file")
+            if self.tls == "none" and not is_loopback_host(self.host):
+                raise ValueError(
+                    f'plain IMAP (tls = "none") is allowed only on a loopback host, not {self.host!r}: '
+                    'use tls = "implicit" or "starttls"'
+                )
+            if self.ca_file is not None and not self.ca_file.is_file():
+                raise ValueError(f"ca_file {self.ca_file} is not a readable file")
+            if self.password_file is not None and not self.password_file.is_file():
+                raise ValueError(f"password_file {self.password_file} is not a readable file")
+            for folder in self.folders:
+                if not folder or any(c in folder for c in "\r\n\0"):
+                    raise ValueError(f"invalid folder name {folder!r}")
+        else:
+            if self.path is None:
+                raise ValueError(f"a {self.source} source needs a path")
+            if self.processed == "seen" and self.source == "directory":
+                raise ValueError('processed = "seen" needs a Maildir or IMAP (a directory has no flags)')
+        if self.processed == "folder" and not self.processed_folder.strip():
+            raise ValueError("processed_folder is empty")
+        if not self.quarantine_folder.strip():
+            raise ValueError("quarantine_folder is empty")
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise ValueError("backoff_max_seconds is below backoff_initial_seconds")
+        return self
+
+    @property
+    def imap_port(self) -> int:
+        return self.port or (993 if self.tls == "implicit" else 143)
+
+    def secret_password(self) -> str:
+        """The password (from ``password``, else the first line of ``password_file``)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        assert self.password_file is not None
+        try:
+            lines = self.password_file.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read password_file {self.password_file}: {exc.strerror}") from None
+        return lines[0].strip() if lines else ""
+
+
+class DaemonSettings(BaseModel):
+    """``bounce-processor run``: scheduling, leases and shutdown."""
+
+    purge_interval_seconds: float = Field(default=3600.0, ge=1)
+    """How often expired suppressions are purged."""
+    housekeeping_interval_seconds: float = Field(default=30.0, ge=0.2)
+    """How often rule files are checked for changes (reloaded when changed) and gauges refreshed."""
+    lease_seconds: float = Field(default=30.0, ge=2)
+    """PostgreSQL: a daemon that dies loses its mailboxes to another daemon within this time (the
+    mailbox locks are PostgreSQL advisory locks on a connection with keepalives tuned to it)."""
+    shutdown_seconds: float = Field(default=8.0, gt=0, le=60)
+    """On SIGTERM/SIGINT: how long the message in hand may take before the daemon exits anyway."""
+    workers: int = Field(default=4, ge=1, le=64)
+    """Threads that parse, classify and store (so that the database never blocks IMAP)."""
+    embedded_default: bool = True
+    """With no mailbox configured, read the project's samples/ directory read-only (a demo that
+    works on a fresh machine); with False, no mailbox is an error."""
+
+
+def embedded_mailboxes() -> dict[str, MailboxSettings]:
+    """The embedded default: the samples/ directory, read-only."""
+    return {
+        "samples": MailboxSettings(
+            source="directory", path=DEFAULT_SAMPLES_DIR, pattern="*.eml", read_only=True, processed="keep"
+        )
+    }
 
 
 class Settings(BaseSettings):
@@ -77,7 +443,22 @@ class Settings(BaseSettings):
     parse: ParseSettings = Field(default_factory=ParseSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
-    verp_secret: SecretStr | None = None
+    verp: VerpSettings = Field(default_factory=VerpSettings)
+    mailboxes: dict[str, MailboxSettings] = Field(default_factory=dict)
+    """Mailboxes by name (lower-case: a-z 0-9 . _ -), e.g. ``[mailboxes.bounces]`` in TOML."""
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+
+    @field_validator("mailboxes")
+    @classmethod
+    def _mailbox_names(cls, value: dict[str, MailboxSettings]) -> dict[str, MailboxSettings]:
+        import re
+
+        for name in value:
+            if not re.match(_MAILBOX_NAME, name):
+                raise ValueError(f"invalid mailbox name {name!r}: use lower-case a-z 0-9 . _ - (up to 64)")
+        return value
+    policyd: PolicydSettings = Field(default_factory=PolicydSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -28,8 +28,10 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 def _modules() -> list[ModuleType]:
     from processor.commands import parse_cmd
+    from processor.commands import rules_cmd
+    from processor.commands import db_cmd, reprocess_cmd, suppress_cmd
 
-    return [parse_cmd]
+    return [parse_cmd, rules_cmd, suppress_cmd, db_cmd, reprocess_cmd]
 
 
 COMMAND_MODULES: list[ModuleType] = _modules()
