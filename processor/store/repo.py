@@ -813,7 +813,7 @@ class Store:
         scoped = "scope = 'global'" if scope == GLOBAL_SCOPE else f"scope IN ('global', {q})"
         extra: tuple[Any, ...] = () if scope == GLOBAL_SCOPE else (scope,)
         found: dict[str, Entry] = {}
-        names = list(wanted)
+        names = sorted(wanted)  # index probes in key order touch each B-tree page once
         for start in range(0, len(names), BATCH_CHECK_CHUNK):
             chunk = names[start : start + BATCH_CHECK_CHUNK]
             if self._pg:
