@@ -31,9 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from processor import logs
+    if getattr(args, "configure_logging", True):
+        from processor import logs
 
-    logs.configure(args.log_format, args.log_level)
+        logs.configure(args.log_format, args.log_level)
     try:
         code = args.handler(args)
     except CommandError as exc:

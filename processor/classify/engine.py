@@ -23,8 +23,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from processor.classify.loader import load_rules, rule_files
 from processor.classify.schema import (
     FIELDS,
@@ -44,7 +42,12 @@ from processor.classify.schema import (
 )
 from processor.records import BounceType, Event, Verdict
 
-log = structlog.get_logger(__name__)
+
+def _log() -> Any:
+    """The module's logger, imported on first use: classifying never logs, only reloading does."""
+    import structlog
+
+    return structlog.get_logger(__name__)
 
 UNMATCHED_REASON = "undefined"
 MAX_DIAGNOSTIC = 16_384
@@ -363,11 +366,11 @@ class RuleSet:
             compiled = self._build()
         except RulesError as exc:
             for problem in exc.problems:
-                log.error("rules_invalid", location=str(problem.location), problem=problem.message)
-            log.warning("rules_reload_failed", kept_rules=len(self._compiled.rules))
+                _log().error("rules_invalid", location=str(problem.location), problem=problem.message)
+            _log().warning("rules_reload_failed", kept_rules=len(self._compiled.rules))
             self._fingerprint = fingerprint
             return exc.problems
         self._compiled = compiled
         self._fingerprint = fingerprint
-        log.info("rules_reloaded", rules=len(compiled.rules))
+        _log().info("rules_reloaded", rules=len(compiled.rules))
         return []

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--jsonl", action="store_true", help="one JSON object per event per line")
-    p.set_defaults(handler=run)
+    # parse reports problems on stderr itself; it skips the logging set-up to start faster
+    p.set_defaults(handler=run, configure_logging=False)
 
 
 def event_record(source: str, verdict: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from processor.config import ParseSettings
 from processor.parse import arf, autoreply, verp
-from processor.parse.mime import Headers, MimeError, read_message
+from processor.parse.mime import Headers, MimeError, normalise_newlines, read_message, trim_returned_body
 from processor.parse.mta import ORDER, generic
 from processor.parse.mta._common import failure
 from processor.parse.report import Report
@@ -43,11 +43,23 @@ class Parser:
         """The events one message reports ([] for a message that reports nothing)."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ParseError(f"expected the bytes of a message, got {type(data).__name__}")
-        data = bytes(data[: self._max_bytes])
+        if not isinstance(data, bytes) or len(data) > self._max_bytes:
+            data = bytes(data[: self._max_bytes])
         if not data.strip():
             raise ParseError("empty message")
         if data.startswith(b"From ") and b"\n" in data[:1000]:
             data = data.split(b"\n", 1)[1]  # an mbox envelope line
+        data = normalise_newlines(data)
+        trimmed = trim_returned_body(data)
+        report, events = self._read(trimmed)
+        if not events and trimmed is not data:
+            # nothing found in the report itself: the returned message may be a bounce of its own
+            report, events = self._read(data)
+        if not events:
+            return []
+        return self._complete(report, events)
+
+    def _read(self, data: bytes) -> tuple[Report, list[Event]]:
         try:
             root, flanker_ok = read_message(data)
         except MimeError as exc:
@@ -66,9 +78,7 @@ class Parser:
                 events = self._verp_only(report)
         except RecursionError as exc:
             raise ParseError("message nesting is too deep to parse") from exc
-        if not events:
-            return []
-        return self._complete(report, events)
+        return report, events
 
     def _detect(self, report: Report) -> list[Event]:
         for first in (arf.parse, autoreply.parse):

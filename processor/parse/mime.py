@@ -211,7 +211,7 @@ def parse_header_block(text: str) -> Headers:
 # ---------------------------------------------------------------------------------------------
 
 
-def _from_flanker(node: object, depth: int) -> Part:
+def _from_flanker(node: object, depth: int, latin1: bool = False) -> Part:
     ctype_obj = node.content_type  # type: ignore[attr-defined]
     ctype = str(ctype_obj.value or "text/plain").lower()
     params = {str(k).lower(): str(v) for k, v in (ctype_obj.params or {}).items()}
@@ -225,22 +225,22 @@ def _from_flanker(node: object, depth: int) -> Part:
         if depth < MAX_DEPTH:
 
             def children() -> list[Part]:
-                return [_from_flanker(child, depth + 1) for child in list(node.parts)[:MAX_PARTS]]  # type: ignore[attr-defined]
+                return [_from_flanker(child, depth + 1, latin1) for child in list(node.parts)[:MAX_PARTS]]  # type: ignore[attr-defined]
 
     elif ctype in ENCLOSING:
         if depth < MAX_DEPTH:
 
             def children() -> list[Part]:
                 enclosed = node.enclosed  # type: ignore[attr-defined]
-                return [_from_flanker(enclosed, depth + 1)] if enclosed is not None else []
+                return [_from_flanker(enclosed, depth + 1, latin1)] if enclosed is not None else []
 
         def load() -> str:  # message/global is not a container to flanker: its text is the message
-            return _flanker_body(node, part.headers, params.get("charset"))
+            return _flanker_body(node, part.headers, params.get("charset"), latin1)
 
     elif ctype.startswith("text/") or ctype in _TEXTUAL or ctype.startswith("message/"):
 
         def load() -> str:
-            return _flanker_body(node, part.headers, params.get("charset"))
+            return _flanker_body(node, part.headers, params.get("charset"), latin1)
 
     part = Part(ctype, params, headers, load, children)
     return part
@@ -259,7 +259,7 @@ def _flanker_headers(node: object) -> Headers:
     return parse_header_block(block)
 
 
-def _flanker_body(node: object, headers: Headers, charset: str | None) -> str:
+def _flanker_body(node: object, headers: Headers, charset: str | None, latin1: bool = False) -> str:
     """The part's body as text, read from the source and decoded here (flanker decodes the whole
     message to text once while scanning; its per-part body reader parses the headers again)."""
     container = getattr(node, "_container", None)
@@ -283,6 +283,8 @@ def _flanker_body(node: object, headers: Headers, charset: str | None) -> str:
         return _decode_bytes(raw, charset)
     if charset and text.isascii() and charset.lower() not in _ASCII_COMPATIBLE:
         return _decode_bytes(text.encode("ascii"), charset)  # 7-bit charsets such as ISO-2022-JP
+    if latin1 and not text.isascii():  # 8-bit text of a message that is not UTF-8: its own charset
+        return _decode_bytes(text.encode("latin-1"), charset)
     return text
 
 
@@ -346,6 +348,35 @@ MAX_DEPTH = 12
 MAX_PARTS = 200
 
 
+_RETURNED_PART = re.compile(
+    rb"^content-type:[ \t]*(?:message/(?:rfc822|global|rfc2822)|text/rfc822-headers|message/global-headers)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+_REPORT_PART = re.compile(
+    rb"^content-type:[ \t]*message/(?:delivery-status|global-delivery-status|feedback-report)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+_TRIM_AT_LEAST = 4096
+
+
+def trim_returned_body(data: bytes) -> bytes:
+    """The message up to the end of the returned original's headers, when the rest is only that
+    original's body (which no detector reads, and which MIME-scanning would cost the most time
+    and memory for). Returns ``data`` itself when nothing can safely be cut."""
+    m = _RETURNED_PART.search(data)
+    if m is None or data.find(b"\n\n") > m.start():  # the message's own Content-Type
+        return data
+    part_body = data.find(b"\n\n", m.end())
+    if part_body == -1:
+        return data
+    original_headers_end = data.find(b"\n\n", part_body + 2)
+    if original_headers_end == -1 or len(data) - original_headers_end < _TRIM_AT_LEAST:
+        return data
+    if _REPORT_PART.search(data, original_headers_end):  # a report part after the original
+        return data
+    return data[: original_headers_end + 1]
+
+
 class MimeError(Exception):
     """Neither parser could read the message."""
 
@@ -353,9 +384,16 @@ class MimeError(Exception):
 def read_message(data: bytes) -> tuple[Part, bool]:
     """Parse raw bytes into a Part tree; returns (tree, parsed_by_flanker)."""
     data = normalise_newlines(data)
+    # Decoded here, not by flanker: it guesses the charset of non-UTF-8 input with a slow
+    # detector, where a byte-for-byte Latin-1 reading loses nothing and each part's declared
+    # charset is applied when its text is read.
     try:
-        root = flanker_mime().from_string(data)
-        return _from_flanker(root, 0), True
+        source, latin1 = data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        source, latin1 = data.decode("latin-1"), True
+    try:
+        root = flanker_mime().from_string(source)
+        return _from_flanker(root, 0, latin1), True
     except RecursionError:
         pass
     except Exception:
