@@ -10,6 +10,7 @@ message's identity, a recipient recovered from a VERP return path, codes read fr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -24,6 +25,8 @@ from processor.parse.text import find_command, find_reply_code, find_status, one
 from processor.records import Event, EventKind, OriginalMessage
 
 __all__ = ["ParseError", "Parser", "parse"]
+
+_NON_BLANK = re.compile(rb"\S")
 
 
 class ParseError(Exception):
@@ -45,7 +48,7 @@ class Parser:
             raise ParseError(f"expected the bytes of a message, got {type(data).__name__}")
         if not isinstance(data, bytes) or len(data) > self._max_bytes:
             data = bytes(data[: self._max_bytes])
-        if not data.strip():
+        if not _NON_BLANK.search(data):  # (no strip(): it would copy a big message)
             raise ParseError("empty message")
         if data.startswith(b"From ") and b"\n" in data[:1000]:
             data = data.split(b"\n", 1)[1]  # an mbox envelope line

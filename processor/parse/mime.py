@@ -269,7 +269,8 @@ def _flanker_body(node: object, headers: Headers, charset: str | None, latin1: b
         body = node.body  # type: ignore[attr-defined]
         return _decode_bytes(body, charset) if isinstance(body, bytes) else str(body or "")
     split = source.find("\n\n", start, end + 1)
-    text = source[split + 2 : end + 1] if split != -1 else ""
+    # a report's prose is a few kilobytes: a part's text is read up to MAX_TEXT characters
+    text = source[split + 2 : min(end + 1, split + 2 + MAX_TEXT)] if split != -1 else ""
     encoding = headers.get("content-transfer-encoding").strip().lower()
     if encoding in ("base64", "quoted-printable"):
         raw = text.encode("ascii", "ignore")
@@ -332,8 +333,8 @@ def _from_stdlib(msg: email.message.Message, depth: int) -> Part:
         def load() -> str:
             raw = msg.get_payload(decode=True)
             if isinstance(raw, bytes):
-                return _decode_bytes(raw, msg.get_content_charset())
-            return str(msg.get_payload())
+                return _decode_bytes(raw[:MAX_TEXT], msg.get_content_charset())
+            return str(msg.get_payload())[:MAX_TEXT]
 
         if ctype in ENCLOSING:
             # the enclosed message came through as text: parse it as a message of its own
@@ -344,6 +345,8 @@ def _from_stdlib(msg: email.message.Message, depth: int) -> Part:
     return Part(ctype, params, Headers(items), load, children)
 
 
+MAX_TEXT = 1024 * 1024
+"""Characters of a part's text that are read (4/3 of that for base64)."""
 MAX_DEPTH = 12
 MAX_PARTS = 200
 
