@@ -30,8 +30,9 @@ def _modules() -> list[ModuleType]:
     from processor.commands import parse_cmd
     from processor.commands import rules_cmd
     from processor.commands import db_cmd, reprocess_cmd, suppress_cmd
+    from processor.commands import api_cmd
 
-    return [parse_cmd, rules_cmd, suppress_cmd, db_cmd, reprocess_cmd]
+    return [parse_cmd, rules_cmd, suppress_cmd, db_cmd, reprocess_cmd, api_cmd]
 
 
 COMMAND_MODULES: list[ModuleType] = _modules()
