@@ -47,6 +47,11 @@ class DatabaseSettings(BaseModel):
     """SQLite: memory-map up to this much of the database file (faster lookups; 0 turns it off)."""
     pool_size: int = Field(default=5, ge=1)
     """PostgreSQL: connections kept open per process."""
+    connect_timeout_s: int = Field(default=10, ge=1)
+    """PostgreSQL: give up connecting after this many seconds."""
+    statement_timeout_ms: int = Field(default=60_000, ge=0)
+    """PostgreSQL: cancel a statement that runs longer (0: no limit), so that a stalled server
+    cannot block the daemon, the API or the policy service forever."""
 
 
 class ParseSettings(BaseModel):
@@ -116,7 +121,7 @@ class ApiToken(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@:+-]+$")
     hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     """``sha256:`` and the hex SHA-256 of the token (``bounce-processor api new-token`` makes both)."""
-    scopes: list[Literal["read", "write"]] = Field(default_factory=lambda: ["read"], min_length=1)
+    scopes: list[Literal["read", "write"]] = Field(default=["read"], min_length=1)
     """"read": look-ups, listing, export, stats; "write": add, remove, import. Neither implies the other."""
 
 
@@ -447,6 +452,7 @@ class Settings(BaseSettings):
     mailboxes: dict[str, MailboxSettings] = Field(default_factory=dict)
     """Mailboxes by name (lower-case: a-z 0-9 . _ -), e.g. ``[mailboxes.bounces]`` in TOML."""
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    policyd: PolicydSettings = Field(default_factory=PolicydSettings)
 
     @field_validator("mailboxes")
     @classmethod
@@ -457,7 +463,6 @@ class Settings(BaseSettings):
             if not re.match(_MAILBOX_NAME, name):
                 raise ValueError(f"invalid mailbox name {name!r}: use lower-case a-z 0-9 . _ - (up to 64)")
         return value
-    policyd: PolicydSettings = Field(default_factory=PolicydSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
     @classmethod

@@ -72,8 +72,10 @@ def create_store_engine(settings: DatabaseSettings | None = None, *, url: str | 
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
+        options = f"-c statement_timeout={settings.statement_timeout_ms}" if settings.statement_timeout_ms else ""
         return sa.create_engine(
             parsed,
+            connect_args={"connect_timeout": settings.connect_timeout_s, **({"options": options} if options else {})},
             pool_size=settings.pool_size,
             max_overflow=settings.pool_size,
             pool_recycle=3600,

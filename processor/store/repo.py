@@ -913,7 +913,10 @@ class Store:
         decision (default: the last 7 days; the ``top`` largest groups for domain and reason), and
         of active entries by source and bounce type."""
         end = as_utc(until) or utcnow()
-        start = as_utc(since) or end - timedelta(days=7)
+        try:
+            start = as_utc(since) or end - timedelta(days=7)
+        except OverflowError:
+            raise QueryError("until is too early: give since as well") from None
         if start > end:
             raise QueryError("since is after until")
         window = sa.and_(_E.c.received_at >= start, _E.c.received_at < end, _E.c.kind.in_(REPORT_KINDS))
