@@ -31,8 +31,9 @@ def _modules() -> list[ModuleType]:
     from processor.commands import rules_cmd
     from processor.commands import db_cmd, reprocess_cmd, suppress_cmd
     from processor.commands import api_cmd
+    from processor.commands import config_cmd, run_cmd
 
-    return [parse_cmd, rules_cmd, suppress_cmd, db_cmd, reprocess_cmd, api_cmd]
+    return [parse_cmd, rules_cmd, suppress_cmd, db_cmd, reprocess_cmd, api_cmd, run_cmd, config_cmd]
 
 
 COMMAND_MODULES: list[ModuleType] = _modules()

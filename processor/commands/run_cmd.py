@@ -1,0 +1,72 @@
+"""``bounce-processor run [--once]``: the daemon that reads the configured mailboxes.
+
+With no mailbox configured, the embedded default reads the project's samples/ directory
+read-only (so that ``python3 -m processor run --once`` works on a fresh machine, into the default
+SQLite file); the ledger keeps a second run from counting anything twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from typing import Any
+
+from processor.commands import CommandError, settings_from
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="read the bounce and feedback-loop mailboxes and process what arrives (the daemon)",
+        description="Read the configured mailboxes (IMAP, Maildir, directories), classify every report, "
+        "update the suppression list, and file each message away once its result is committed. "
+        "SIGTERM/SIGINT stop it cleanly; SIGHUP reloads the rules.",
+    )
+    p.add_argument("--once", action="store_true",
+                   help="read every mailbox once, then exit (exit 1 if a mailbox could not be read)")
+    p.set_defaults(handler=run)
+
+
+def extra_services(settings: Any) -> list[Any]:
+    """HOOK: services started inside ``bounce-processor run`` beside the mailboxes (not with
+    ``--once``), each an ``async def service(settings, stop: asyncio.Event) -> None`` that returns
+    soon after ``stop`` is set (processor.daemon.ExtraService). The HTTP API (issue 6) goes here::
+
+        if settings.api.enabled:
+            from processor.api.server import serve
+            services.append(serve)
+    """
+    services: list[Any] = []
+    return services
+
+
+def _exit_now_if_threads_hang(code: int) -> None:
+    """A worker thread stuck in a database call must not keep the process alive after shutdown."""
+    import time
+
+    deadline = time.monotonic() + 1.0
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    for thread in stuck:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in stuck):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from processor.config import ConfigError
+    from processor.daemon import Daemon, DaemonError
+
+    settings = settings_from(args)
+    try:
+        daemon = Daemon(settings, once=args.once, services=[] if args.once else extra_services(settings))
+        code = asyncio.run(daemon.run())
+    except (DaemonError, ConfigError) as exc:
+        raise CommandError(str(exc), exit_code=1) from None
+    _exit_now_if_threads_hang(code)
+    return code

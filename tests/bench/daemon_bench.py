@@ -1,0 +1,260 @@
+"""End-to-end throughput and latency of ``bounce-processor run`` against a real Dovecot.
+
+    python tests/bench/daemon_bench.py [--messages 10000] [--runs 3] [--sizes 2000,10000]
+                                       [--database sqlite|postgresql] [--latency-samples 10]
+
+1. Throughput: the .eml files under samples/ are replicated (each copy made unique: its recipients
+   renamed and a header added) until there are --messages of them, APPENDed to a Dovecot mailbox,
+   and ``bounce-processor --log-format json run --once`` reads the mailbox over IMAP (STARTTLS,
+   MOVE to Processed) into a fresh database. Printed: messages/s for the whole command (start-up
+   included) and for the processing alone (first to last message line), and the command's peak
+   RSS (from wait4). Between runs the messages are moved back to INBOX and the database is new.
+   --sizes repeats the measure for other mailbox sizes, to show that memory does not grow with
+   the mailbox (messages are streamed in batches).
+2. Latency: ``bounce-processor run`` (the daemon, in IDLE) on another mailbox; a bounce for a new
+   address is APPENDed and the time until the address is suppressed in the database is measured.
+
+Needs root, Dovecot (Debian dovecot-imapd) and, for --database postgresql, the server at
+127.0.0.1:5432. Medians are printed; run on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(PROJECT))
+
+from tests import servers  # noqa: E402
+from tests.daemon.helpers import bounce_for, write_config  # noqa: E402
+
+PG_ADMIN = os.environ.get("BOUNCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def replicate(count: int) -> list[bytes]:
+    """``count`` distinct messages made from the samples (recipients renamed per copy)."""
+    from processor.parse import ParseError, parse
+
+    bases: list[tuple[bytes, list[bytes]]] = []
+    for path in sorted((PROJECT / "samples").rglob("*.eml")):
+        data = path.read_bytes()
+        try:
+            recipients = sorted({e.recipient.encode() for e in parse(data) if e.recipient}, key=len, reverse=True)
+        except ParseError:
+            recipients = []
+        bases.append((data, [r for r in recipients if r in data]))
+    out = []
+    for n in range(count):
+        data, recipients = bases[n % len(bases)]
+        copy = n // len(bases)
+        for recipient in recipients:
+            local, _, domain = recipient.partition(b"@")
+            data = data.replace(recipient, local + b".c%d@" % copy + domain)
+        out.append(b"X-Bench-Copy: %d\r\n" % n + data)
+    return out
+
+
+def append_all(dovecot: servers.Dovecot, user: servers.MailUser, messages: list[bytes], threads: int = 4) -> float:
+    started = time.monotonic()
+    chunks = [messages[i::threads] for i in range(threads)]
+    workers = [threading.Thread(target=dovecot.append_many, args=(user, chunk)) for chunk in chunks]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return time.monotonic() - started
+
+
+def move_back(dovecot: servers.Dovecot, user: servers.MailUser) -> None:
+    with dovecot.session(user) as imap:
+        imap.select('"Processed"')
+        typ, data = imap.uid("MOVE", "1:*", "INBOX")
+        if typ != "OK":
+            raise RuntimeError(f"MOVE back failed: {data!r}")
+
+
+def new_database(kind: str, directory: Path, run: int) -> tuple[str, str | None]:
+    """(URL, name of a PostgreSQL database to drop afterwards)."""
+    if kind == "sqlite":
+        return f"sqlite:///{directory / f'bench-{run}.db'}", None
+    import sqlalchemy as sa
+
+    name = f"bp_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return sa.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), name
+
+
+def drop_database(name: str | None) -> None:
+    if name is None:
+        return
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def mailbox_config(dovecot: servers.Dovecot, user: servers.MailUser, **extra: object) -> dict[str, object]:
+    return {
+        "host": "127.0.0.1", "port": dovecot.imap_port, "tls": "starttls", "ca_file": str(dovecot.ca_file),
+        "username": user.name, "password": user.password, **extra,
+    }
+
+
+def run_once(config: Path, log: Path) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS in kB, seconds from the first to the last processed message)."""
+    env = {**os.environ, "BOUNCE_PROCESSOR_CONFIG": str(config)}
+    with log.open("wb") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "processor", "--log-format", "json", "run", "--once"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=config.parent)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"run --once exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+    stamps = [json.loads(line)["timestamp"] for line in log.read_text().splitlines()
+              if line.startswith("{") and '"message.processed"' in line]
+    from datetime import datetime
+
+    first, last = (datetime.fromisoformat(stamps[0]), datetime.fromisoformat(stamps[-1])) if stamps else (None, None)
+    span = (last - first).total_seconds() if first and last else 0.0
+    return wall, usage.ru_maxrss, span
+
+
+def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, database: str) -> None:
+    user = dovecot.new_user("bench")
+    messages = replicate(size)
+    megabytes = sum(len(m) for m in messages) / 1e6
+    seconds = append_all(dovecot, user, messages)
+    print(f"appended {size} messages ({megabytes:.1f} MB) in {seconds:.1f}s")
+    del messages
+    walls, rss, spans = [], [], []
+    for run in range(runs):
+        if run:
+            move_back(dovecot, user)
+        url, name = new_database(database, work, run)
+        config = write_config(work / f"bench-{size}-{run}.toml", {
+            "database": {"url": url},
+            "api": {"enabled": False},
+            "mailboxes.bench": mailbox_config(dovecot, user, batch_size=100),
+        })
+        try:
+            wall, peak, span = run_once(config, work / f"run-{size}-{run}.log")
+        finally:
+            drop_database(name)
+        left = len(dovecot.uids(user))
+        if left:
+            raise RuntimeError(f"{left} messages left in INBOX after run --once")
+        walls.append(wall)
+        rss.append(peak)
+        spans.append(span)
+        print(f"  run {run + 1}: {wall:.2f}s, {size / wall:.0f} messages/s end to end, "
+              f"{size / span if span else float('nan'):.0f} messages/s processing, peak RSS {peak / 1024:.0f} MB")
+    wall, peak, span = statistics.median(walls), statistics.median(rss), statistics.median(spans)
+    print(f"run --once, {size} messages, {database}: median {wall:.2f}s of {runs} runs = "
+          f"{size / wall:.0f} messages/s end to end ({size / span:.0f}/s processing, start-up excluded); "
+          f"peak RSS median {peak / 1024:.0f} MB (runs: {', '.join(f'{r / 1024:.0f}' for r in rss)} MB)")
+
+
+def latency(dovecot: servers.Dovecot, work: Path, samples: int, database: str) -> None:
+    from processor.config import DatabaseSettings, Settings
+    from processor.store import open_store
+
+    user = dovecot.new_user("idle")
+    url, name = new_database(database, work, 99)
+    config = write_config(work / "latency.toml", {
+        "database": {"url": url},
+        "api": {"enabled": False},
+        "mailboxes.idle": mailbox_config(dovecot, user, poll_interval_seconds=600),
+    })
+    env = {**os.environ, "BOUNCE_PROCESSOR_CONFIG": str(config)}
+    log = work / "latency.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "processor", "--log-format", "json", "--log-level", "DEBUG",
+                                 "run"], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=work)
+    store = None
+    try:
+        deadline = time.monotonic() + 30
+        while '"imap.idle"' not in log.read_text():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the daemon did not reach IDLE:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        store = open_store(Settings(database=DatabaseSettings(url=url)))
+        imap = dovecot.connect(user)
+        delays = []
+        for n in range(samples):
+            address = f"latency{n}-{secrets.token_hex(3)}@local.example.net"
+            data = bounce_for(address)
+            time.sleep(0.5)
+            started = time.monotonic()
+            typ, _ = imap.append('"INBOX"', None, None, data)
+            if typ != "OK":
+                raise RuntimeError("APPEND failed")
+            while store.is_suppressed(address) is None:
+                if time.monotonic() - started > 30:
+                    raise RuntimeError(f"{address} not suppressed after 30s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.005)
+            delays.append(time.monotonic() - started)
+        imap.logout()
+        print(f"APPEND -> suppressed, with IDLE, {database}: median {statistics.median(delays) * 1000:.0f} ms, "
+              f"max {max(delays) * 1000:.0f} ms over {samples} bounces "
+              f"({', '.join(f'{d * 1000:.0f}' for d in delays)} ms)")
+    finally:
+        if store is not None:
+            store.close()
+        proc.terminate()
+        started = time.monotonic()
+        code = proc.wait(20)
+        print(f"daemon stopped by SIGTERM in {time.monotonic() - started:.2f}s, exit code {code}")
+        drop_database(name)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--sizes", default="", help="comma-separated mailbox sizes (default: --messages)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--latency-samples", type=int, default=10)
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    missing = servers.dovecot_missing()
+    if missing:
+        print(f"cannot run: {missing}", file=sys.stderr)
+        return 2
+    sizes = [int(s) for s in args.sizes.split(",") if s] or [args.messages]
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; database {args.database}")
+    dovecot = servers.Dovecot(servers.private_dir("bp-bench-dovecot-"))
+    work = Path(tempfile.mkdtemp(prefix="bp-daemon-bench-"))
+    dovecot.start()
+    try:
+        if not args.skip_throughput:
+            for size in sizes:
+                throughput(dovecot, work, size, args.runs, args.database)
+        if args.latency_samples:
+            latency(dovecot, work, args.latency_samples, args.database)
+    finally:
+        dovecot.stop()
+        shutil.rmtree(dovecot.root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,433 @@
+"""``bounce-processor run`` as a real process against real servers: Postfix bouncing into Dovecot,
+SIGKILL and restart, Dovecot restarted mid-run, an unreachable database, two daemons on
+PostgreSQL, signals, logs without secrets, the embedded default and ``config check``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from processor.store import models as m
+from tests.conftest import PROJECT, SAMPLES
+from tests.daemon.helpers import (
+    DaemonProcess,
+    TcpProxy,
+    bounces,
+    cli,
+    imap_box,
+    run_once,
+    stop_dovecot_completely,
+    write_config,
+)
+from tests.servers import Dovecot, MailUser, Postfix, make_message
+
+pytestmark = pytest.mark.slow
+
+
+def config(workdir: Path, url: str, mailboxes: dict[str, dict[str, Any]], *, daemon: dict[str, Any] | None = None,
+           name: str = "config.toml", **sections: dict[str, Any]) -> Path:
+    values: dict[str, dict[str, Any]] = {
+        "database": {"url": url},
+        "daemon": {"housekeeping_interval_seconds": 1.0, "lease_seconds": 6.0, **(daemon or {})},
+        "api": {"enabled": False},  # several daemons run at once here: no HTTP API on a fixed port
+        **sections,
+    }
+    for box_name, box in mailboxes.items():
+        values[f"mailboxes.{box_name}"] = box
+    return write_config(workdir / name, values)
+
+
+def sqlite(workdir: Path) -> str:
+    return f"sqlite:///{workdir / 'bounces.db'}"
+
+
+def counts(url: str) -> dict[str, int]:
+    """Events from reports, ledger rows, and distinct (mailbox, uid) in the ledger."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            def one(query: Any) -> int:
+                return int(conn.execute(query).scalar_one())
+
+            pm = m.processed_message
+            return {
+                "events": one(sa.select(sa.func.count()).select_from(m.event)
+                              .where(m.event.c.message_ref.is_not(None))),
+                "ledger": one(sa.select(sa.func.count()).select_from(pm)),
+                "distinct": one(sa.select(sa.func.count()).select_from(
+                    sa.select(pm.c.mailbox, pm.c.uidvalidity, pm.c.uid).distinct().subquery())),
+                "suppressed": one(sa.select(sa.func.count()).select_from(m.suppression)),
+            }
+    finally:
+        engine.dispose()
+
+
+def processed_count(daemon: DaemonProcess) -> int:
+    return sum(1 for line in daemon.lines() if line.get("event") == "message.processed")
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_postfix_bounce_is_suppressed_through_idle(
+    postfix: Postfix, dovecot: Dovecot, bounce_mailbox: MailUser, workdir: Path
+) -> None:
+    """Postfix bounces mail for an unknown user; the genuine DSN lands in Dovecot; the daemon,
+    in IDLE, classifies it hard and suppresses the address, which `suppress check` reports."""
+    cfg = config(workdir, sqlite(workdir), {"bounces": imap_box(dovecot, bounce_mailbox, poll_interval_seconds=120)})
+    daemon = DaemonProcess(cfg, log_level="DEBUG")
+    try:
+        daemon.wait_for(lambda d: bool(d.events("imap.idle")), 30, "the daemon to enter IDLE")
+        rcpt = f"nobody-{os.urandom(3).hex()}@mail.example.com"
+        refused = postfix.submit(bounce_mailbox.name, rcpt,
+                                 make_message(mail_from=bounce_mailbox.name, to=rcpt, subject="newsletter"))
+        assert refused == {}
+        daemon.wait_for(lambda d: any(rcpt in e.get("recipients", []) for e in d.events("message.processed")),
+                        60, "the bounce to be processed")
+        line = next(e for e in daemon.events("message.processed") if rcpt in e["recipients"])
+        assert line["bounce_types"] == ["hard"] and line["decisions"] == ["suppress"]
+        assert line["mailbox"] == "bounces/INBOX" and line["uid"] == 1 and line["message_id"]
+        check = cli(cfg, "suppress", "check", rcpt)
+        assert check.returncode == 1, check.stdout + check.stderr
+        assert check.stdout.startswith("suppressed") and rcpt in check.stdout and "hard" in check.stdout
+        assert dovecot.uids(bounce_mailbox) == [] and len(dovecot.uids(bounce_mailbox, "Processed")) == 1
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        daemon.close()
+
+
+def test_sigkill_mid_batch_then_restart_processes_each_message_exactly_once(dovecot: Dovecot, workdir: Path) -> None:
+    """Killed with SIGKILL several times in the middle of its batches and restarted, the daemon
+    ends with exactly one event per appended message, and every message moved."""
+    user = dovecot.new_user()
+    total = 1200
+    dovecot.append_many(user, bounces(total, prefix=f"k{os.urandom(2).hex()}-"))
+    url = sqlite(workdir)
+    cfg = config(workdir, url, {"bounces": imap_box(dovecot, user, batch_size=15)})
+    kills = 0
+    for threshold in (30, 200, 500):
+        daemon = DaemonProcess(cfg, "--once")
+        try:
+            daemon.wait_for(lambda d, n=threshold: processed_count(d) >= n, 60, f"{threshold} messages processed")  # type: ignore[misc]
+            if daemon.proc.poll() is None:
+                daemon.proc.kill()
+                kills += 1
+            daemon.proc.wait(10)
+        finally:
+            daemon.close()
+    assert kills >= 2, "the runs finished before they could be killed"
+    assert dovecot.uids(user), "nothing left in INBOX: the kills came too late to test anything"
+    final = run_once(cfg)
+    assert final.proc.returncode == 0, final.text()[-3000:]
+    assert counts(url) | {"suppressed": 0} == {"events": total, "ledger": total, "distinct": total, "suppressed": 0}
+    assert dovecot.uids(user) == [] and len(dovecot.uids(user, "Processed")) == total
+    for line in final.text().splitlines():  # --log-format json: every line is one JSON object
+        assert isinstance(json.loads(line), dict)
+
+
+def test_dovecot_restarted_mid_run_is_reconnected_and_the_run_completes(dovecot: Dovecot, workdir: Path) -> None:
+    """Dovecot stopped and started again in the middle of `run --once`: the daemon reconnects with
+    backoff, finishes the mailbox, and counts every message once."""
+    user = dovecot.new_user()
+    total = 1500
+    dovecot.append_many(user, bounces(total, prefix=f"r{os.urandom(2).hex()}-"))
+    url = sqlite(workdir)
+    # one message per batch: several round trips each, so that the run is still going when Dovecot stops
+    cfg = config(workdir, url, {"bounces": imap_box(dovecot, user, batch_size=1)})
+    daemon = DaemonProcess(cfg, "--once")
+    try:
+        daemon.wait_for(lambda d: processed_count(d) >= 5, 60, "the run to get going")
+        stop_dovecot_completely(dovecot)
+        assert daemon.proc.poll() is None, "the run finished before Dovecot was stopped"
+        time.sleep(0.5)
+        dovecot.start()
+        assert daemon.wait(120) == 0, daemon.text()[-3000:]
+    finally:
+        daemon.close()
+    noticed = [e for e in daemon.lines() if e.get("event") not in ("message.processed", "store.retry")]
+    assert daemon.events("mailbox.source_error"), f"the restart was not noticed: {noticed}"
+    assert counts(url)["events"] == total and counts(url)["ledger"] == total
+    assert dovecot.uids(user) == [] and len(dovecot.uids(user, "Processed")) == total
+
+
+def test_unreachable_database_at_start_touches_no_message(dovecot: Dovecot, workdir: Path) -> None:
+    """`run --once` with an unreachable database exits 1 with a clear error; every message stays
+    in INBOX, unread, and no folder is created."""
+    user = dovecot.new_user()
+    dovecot.append_many(user, bounces(5))
+    closed = TcpProxy(("127.0.0.1", 9))  # never brought up: nothing listens on its port
+    url = f"postgresql+psycopg://postgres:Db-Pa55-91xq@127.0.0.1:{closed.port}/nowhere"
+    cfg = config(workdir, url, {"bounces": imap_box(dovecot, user)})
+    result = run_once(cfg)
+    assert result.proc.returncode == 1
+    assert "cannot open the database" in result.text() and "Db-Pa55-91xq" not in result.text()
+    assert dovecot.uids(user) == [1, 2, 3, 4, 5]
+    assert all("\\Seen" not in f for f in dovecot.flags(user).values())
+    assert "Processed" not in dovecot.mailboxes(user)
+
+
+def test_database_lost_mid_run_leaves_messages_in_place_until_it_returns(
+    dovecot: Dovecot, workdir: Path, pg_url: str
+) -> None:
+    """While PostgreSQL is unreachable, arriving bounces stay in INBOX unread and uncounted; when
+    it comes back they are processed, each once."""
+    user = dovecot.new_user()
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    proxy.up()
+    via_proxy = sa.make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
+    cfg = config(workdir, via_proxy, {"bounces": imap_box(dovecot, user, poll_interval_seconds=2.0)})
+    daemon = DaemonProcess(cfg)
+    try:
+        dovecot.append_many(user, bounces(10, prefix="before"))
+        daemon.wait_for(lambda d: processed_count(d) >= 10, 30, "the first ten")
+        proxy.down()
+        dovecot.append_many(user, bounces(10, prefix="during"))
+        daemon.wait_for(lambda d: bool(d.events("mailbox.store_error")), 30, "the daemon to notice")
+        time.sleep(2.0)
+        assert len(dovecot.uids(user)) == 10
+        assert all("\\Seen" not in f for f in dovecot.flags(user).values())
+        assert counts(pg_url)["events"] == 10
+        proxy.up()
+        daemon.wait_for(lambda d: processed_count(d) >= 20, 60, "the rest after the database returned")
+        deadline = time.monotonic() + 20
+        while dovecot.uids(user) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert dovecot.uids(user) == []
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+    finally:
+        daemon.close()
+        proxy.down()
+    assert counts(pg_url) | {"suppressed": 0} == {"events": 20, "ledger": 20, "distinct": 20, "suppressed": 0}
+
+
+def test_two_daemons_on_postgresql_process_each_message_once_and_take_over(
+    dovecot: Dovecot, workdir: Path, pg_url: str
+) -> None:
+    """Two daemons against the same mailboxes: each mailbox is worked by one of them, every message
+    is counted once, and when one is killed the other takes its mailboxes within a lease period."""
+    users = [dovecot.new_user() for _ in range(3)]
+    per = 150
+    for n, user in enumerate(users):
+        dovecot.append_many(user, bounces(per, prefix=f"t{n}-{os.urandom(2).hex()}-"))
+    boxes = {f"box{n}": imap_box(dovecot, user, poll_interval_seconds=3.0, batch_size=10)
+             for n, user in enumerate(users)}
+    cfg = config(workdir, pg_url, boxes, daemon={"lease_seconds": 6.0})
+    first, second = DaemonProcess(cfg), DaemonProcess(cfg)
+    daemons = [first, second]
+    try:
+        deadline = time.monotonic() + 90
+        while any(dovecot.uids(u) for u in users):
+            assert time.monotonic() < deadline, "the mailboxes were not emptied"
+            time.sleep(0.3)
+        result = counts(pg_url)
+        assert result["events"] == result["ledger"] == result["distinct"] == 3 * per
+        # each mailbox was worked by exactly one daemon
+        workers: dict[str, set[int]] = {}
+        for index, daemon in enumerate(daemons):
+            for line in daemon.events("message.processed"):
+                workers.setdefault(line["mailbox"], set()).add(index)
+        assert sorted(workers) == ["box0/INBOX", "box1/INBOX", "box2/INBOX"]
+        assert all(len(who) == 1 for who in workers.values()), workers
+        # fail-over: kill the holder of box0; the other takes it within a lease period
+        holder = next(iter(workers["box0/INBOX"]))
+        survivor = daemons[1 - holder]
+        daemons[holder].proc.kill()
+        daemons[holder].proc.wait(10)
+        killed_at = time.monotonic()
+        dovecot.append_many(users[0], bounces(20, prefix=f"after-{os.urandom(2).hex()}-"))
+        survivor.wait_for(lambda d: any(e.get("mailbox") == "box0/INBOX" for e in d.events("lease.taken")),
+                          30, "the survivor to take box0")
+        taken_after = time.monotonic() - killed_at
+        assert taken_after < 6.0 + 3.0, taken_after
+        deadline = time.monotonic() + 30
+        while dovecot.uids(users[0]):
+            assert time.monotonic() < deadline, "box0 was not emptied after the take-over"
+            time.sleep(0.2)
+        survivor.signal(signal.SIGTERM)
+        assert survivor.wait(15) == 0
+    finally:
+        for daemon in daemons:
+            daemon.close()
+    result = counts(pg_url)
+    assert result["events"] == result["ledger"] == result["distinct"] == 3 * per + 20
+
+
+# --------------------------------------------------------------------------- life cycle
+
+
+def test_sigterm_mid_batch_exits_zero_quickly_and_loses_nothing(dovecot: Dovecot, workdir: Path) -> None:
+    """SIGTERM while a large mailbox is being worked: exit 0 within 10 s; a later run finishes the
+    mailbox with every message counted once."""
+    user = dovecot.new_user()
+    total = 1000
+    dovecot.append_many(user, bounces(total, prefix=f"s{os.urandom(2).hex()}-"))
+    url = sqlite(workdir)
+    cfg = config(workdir, url, {"bounces": imap_box(dovecot, user, batch_size=20)})
+    daemon = DaemonProcess(cfg)
+    try:
+        daemon.wait_for(lambda d: processed_count(d) >= 20, 60, "processing to start")
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+        assert time.monotonic() - started < 10
+        assert daemon.events("daemon.stopped")
+    finally:
+        daemon.close()
+    final = run_once(cfg)
+    assert final.proc.returncode == 0
+    assert counts(url)["events"] == total and dovecot.uids(user) == []
+
+
+def test_sighup_and_changed_rule_files_reload_the_rules(dovecot: Dovecot, workdir: Path) -> None:
+    """SIGHUP reloads the rules; so does a change to a rule file (housekeeping); an invalid file
+    keeps the old rules."""
+    rules = workdir / "rules"
+    rules.mkdir()
+    rule = rules / "local.yaml"
+    rule.write_text("rules:\n  - id: local-test\n    description: A test rule that matches nothing.\n"
+                    "    match:\n      recipient_domain: never.example\n"
+                    "    result:\n      reason: userunknown\n      bounce_type: hard\n")
+    user = dovecot.new_user()
+    cfg = config(workdir, sqlite(workdir), {"bounces": imap_box(dovecot, user)}, **{"rules": {"dirs": [str(rules)]}})
+    daemon = DaemonProcess(cfg)
+    try:
+        daemon.wait_for(lambda d: bool(d.events("scheduler.job")), 30, "the scheduler to start")
+        jobs = {e["id"] for e in daemon.events("scheduler.job")}
+        assert jobs == {"mailbox:bounces/INBOX", "purge", "housekeeping"}
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for(lambda d: bool(d.events("rules_reloaded")), 15, "the SIGHUP reload")
+        rule.write_text(rule.read_text().replace("never.example", "nowhere.example"))
+        daemon.wait_for(lambda d: bool(d.events("daemon.rules_changed")), 15, "the file-change reload")
+        daemon.wait_for(lambda d: len(d.events("rules_reloaded")) >= 2, 15, "the second reload")
+        rule.write_text("rules: [this is not a rule\n")
+        daemon.wait_for(lambda d: bool(d.events("rules_reload_failed")), 15, "the failed reload")
+        assert daemon.proc.poll() is None
+        daemon.signal(signal.SIGINT)
+        assert daemon.wait(15) == 0
+    finally:
+        daemon.close()
+
+
+def test_no_secret_ever_appears_in_logs_or_errors(dovecot: Dovecot, workdir: Path) -> None:
+    """Passwords of a working mailbox, a refused one and one from a file never reach the output,
+    in JSON or console format, even at DEBUG, nor `config check`."""
+    good, refused, filed = dovecot.new_user(), dovecot.new_user(), dovecot.new_user()
+    dovecot.append_many(good, bounces(3))
+    secret_file = workdir / "imap-password"
+    secret_file.write_text(filed.password + "\n")
+    wrong = "Wr0ng-" + os.urandom(6).hex()
+    boxes = {
+        "good": imap_box(dovecot, good),
+        "refused": imap_box(dovecot, refused, password=wrong, backoff_initial_seconds=0.05),
+        "filed": {k: v for k, v in imap_box(dovecot, filed).items() if k != "password"} | {
+            "password_file": str(secret_file)},
+    }
+    env_secret = "Env-" + os.urandom(6).hex()
+    cfg = config(workdir, sqlite(workdir), boxes)
+    secrets = [good.password, wrong, filed.password, env_secret]
+    outputs = []
+    for fmt in ("json", "console"):
+        daemon = DaemonProcess(cfg, "--once", log_level="DEBUG", log_format=fmt,
+                               env={"BOUNCE_VERP__SECRETS": json.dumps([env_secret + "-0123456789abcdef"])})
+        assert daemon.wait(60) == 1  # the refused mailbox fails the run
+        daemon.close()
+        outputs.append(daemon.text())
+    checked = cli(cfg, "config", "check")
+    assert checked.returncode == 0, checked.stderr
+    outputs.append(checked.stdout + checked.stderr)
+    for text in outputs:
+        for secret in secrets:
+            assert secret not in text
+    assert refused.name in outputs[0] and "refused" in outputs[0]
+    assert "message.processed" in outputs[0]
+
+
+def test_embedded_default_processes_the_samples_read_only(workdir: Path) -> None:
+    """With no configuration, `python -m processor run --once` reads samples/ into the default
+    SQLite file without changing a sample; a second run counts nothing again."""
+    def digest() -> str:
+        h = hashlib.sha256()
+        for path in sorted(SAMPLES.rglob("*")):
+            if path.is_file():
+                h.update(str(path).encode() + path.read_bytes())
+        return h.hexdigest()
+
+    before = digest()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNCE_")}
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "processor", "--log-format", "json", "run", "--once"],
+                              cwd=workdir, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    emls = len(list(SAMPLES.rglob("*.eml")))
+    result = counts(f"sqlite:///{workdir / 'bounce-processor.db'}")
+    assert result["ledger"] == emls and result["events"] >= emls - 20
+    assert digest() == before
+    last = [json.loads(line) for line in proc.stdout.splitlines() + proc.stderr.splitlines() if line.startswith("{")]
+    done = next(line for line in last if line["event"] == "daemon.once_done")
+    assert done["processed"] == 0 and done["already"] == emls
+
+
+def test_config_check_validates_and_describes_without_secrets(dovecot: Dovecot, workdir: Path) -> None:
+    """`config check` prints what run would do (no password) and exits 1 naming a bad value;
+    --connect logs in to each mailbox."""
+    user = dovecot.new_user()
+    cfg = config(workdir, sqlite(workdir), {"bounces": imap_box(dovecot, user)})
+    ok = cli(cfg, "config", "check", "--connect")
+    assert ok.returncode == 0, ok.stderr
+    assert "bounces: imap" in ok.stdout and "configuration OK" in ok.stdout and "connected" in ok.stdout
+    assert user.password not in ok.stdout + ok.stderr
+    bad = config(workdir, sqlite(workdir), {"bounces": imap_box(dovecot, user, batch_size=0)}, name="bad.toml")
+    result = cli(bad, "config", "check")
+    assert result.returncode == 2 and "mailboxes.bounces.batch_size" in result.stderr
+    wrong = config(workdir, sqlite(workdir), {"bounces": imap_box(dovecot, user, password="nope-nope")},
+                   name="wrong.toml")
+    result = cli(wrong, "config", "check", "--connect")
+    assert result.returncode == 1 and "refused" in result.stderr and "nope-nope" not in result.stderr
+    empty = write_config(workdir / "empty.toml", {"database": {"url": sqlite(workdir)}})
+    result = cli(empty, "config", "check")
+    assert result.returncode == 0 and "embedded default" in result.stdout and "samples" in result.stdout
+
+
+def test_readme_quick_start_first_command_runs_the_daemon() -> None:
+    """README's Quick start: the first command installs and runs `run --once` (the embedded default)."""
+    readme = (PROJECT / "README.md").read_text()
+    block = readme.split("## Quick start", 1)[1].split("```", 2)[1]
+    commands = [line for line in block.splitlines()[1:] if line.strip()]
+    assert commands[0] == "python3 -m pip install -e . && python3 -m processor run --once"
+    assert len(commands) == 2 and "pytest" in commands[1]
+
+
+def test_example_configuration_in_readme_is_valid(workdir: Path) -> None:
+    """The TOML example in README.md loads and passes `config check` (password from the environment)."""
+    readme = (PROJECT / "README.md").read_text()
+    section = readme.split("## Running the daemon", 1)[1]
+    example = section.split("```toml", 1)[1].split("```", 1)[0]
+    cfg = workdir / "example.toml"
+    cfg.write_text(example.replace("/etc/bounce-processor/", f"{workdir}/"))
+    (workdir / "ca.pem").write_text(_ca_pem())
+    (workdir / "fbl-password").write_text("secret-from-a-file\n")
+    env = {**os.environ, "BOUNCE_PROCESSOR_CONFIG": str(cfg), "BOUNCE_MAILBOXES__BOUNCES__PASSWORD": "from-env"}
+    result = subprocess.run([sys.executable, "-m", "processor", "config", "check"], env=env, cwd=workdir,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "from-env" not in result.stdout and "secret-from-a-file" not in result.stdout
+
+
+def _ca_pem() -> str:
+    from tests.servers import generate_tls, private_dir
+
+    return generate_tls(private_dir("bp-ca-")).ca_cert.read_text()
