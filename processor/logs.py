@@ -43,7 +43,11 @@ def configure(fmt: LogFormat = "auto", level: str = "INFO", stream: Any = None) 
         renderer = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=hasattr(out, "isatty") and out.isatty())
+        # plain tracebacks: rich's renderer (structlog's default when rich is installed) prints
+        # every frame's local variables, and a local variable can hold a password
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=hasattr(out, "isatty") and out.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

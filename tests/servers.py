@@ -292,6 +292,21 @@ class MailUser:
     password: str
 
 
+def _child_pids(parent: int) -> list[int]:
+    """The process ids whose parent is ``parent`` (from /proc)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(") ", 1)[1].split()[1] == str(parent):
+            children.append(int(entry))
+    return children
+
+
 @dataclass
 class Dovecot:
     """A private Dovecot instance on loopback (see the module docstring)."""
@@ -435,10 +450,13 @@ protocol imap {{
             raise ServerError(f"{exc}\n--- dovecot.log:\n{_tail(self.log)}") from exc
 
     def stop(self) -> None:
-        """Stop the server (clients are disconnected) and wait until its ports are closed."""
+        """Stop the server and wait until its ports are closed. Its imap and imap-login processes
+        outlive the master and would keep serving open connections: they are killed too, so that
+        clients are disconnected, as when a real server goes down."""
         pid = self._pid()
         if pid is None:
             return
+        children = _child_pids(pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
@@ -450,6 +468,9 @@ protocol imap {{
             time.sleep(0.05)
         else:
             raise ServerError(f"Dovecot (pid {pid}) did not stop:\n{_tail(self.log)}")
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
         for port in (self.imap_port, self.imaps_port, self.lmtp_port):
             wait_port_closed(port)
 

@@ -30,15 +30,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def extra_services(settings: Any) -> list[Any]:
-    """HOOK: services started inside ``bounce-processor run`` beside the mailboxes (not with
-    ``--once``), each an ``async def service(settings, stop: asyncio.Event) -> None`` that returns
-    soon after ``stop`` is set (processor.daemon.ExtraService). The HTTP API (issue 6) goes here::
-
-        if settings.api.enabled:
-            from processor.api.server import serve
-            services.append(serve)
-    """
+    """Services started inside ``bounce-processor run`` beside the mailboxes (not with ``--once``),
+    each an ``async def service(settings, stop: asyncio.Event) -> None`` that returns soon after
+    ``stop`` is set (processor.daemon.ExtraService): the HTTP API when ``[api] enabled``."""
     services: list[Any] = []
+    if settings.api.enabled:
+        from processor.api.server import api_service
+
+        services.append(api_service)
     return services
 
 

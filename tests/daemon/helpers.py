@@ -233,22 +233,3 @@ __all__ = ["PROJECT", "DaemonProcess", "TcpProxy", "bounce_for", "bounces", "cli
            "run_once", "write_config"]
 
 
-def stop_dovecot_completely(dovecot: Any) -> None:
-    """Stop the test Dovecot and its serving processes. ``Dovecot.stop()`` ends the master, but
-    its imap and imap-login children live on and keep serving open connections; killing them (by
-    the process ids the master had as children) is what a crashed or restarted server looks like."""
-    master = dovecot._pid()
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if master is not None and stat.rsplit(") ", 1)[1].split()[1] == str(master):
-            children.append(int(entry))
-    dovecot.stop()
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)

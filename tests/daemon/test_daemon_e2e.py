@@ -26,7 +26,6 @@ from tests.daemon.helpers import (
     cli,
     imap_box,
     run_once,
-    stop_dovecot_completely,
     write_config,
 )
 from tests.servers import Dovecot, MailUser, Postfix, make_message
@@ -150,7 +149,7 @@ def test_dovecot_restarted_mid_run_is_reconnected_and_the_run_completes(dovecot:
     daemon = DaemonProcess(cfg, "--once")
     try:
         daemon.wait_for(lambda d: processed_count(d) >= 5, 60, "the run to get going")
-        stop_dovecot_completely(dovecot)
+        dovecot.stop()
         assert daemon.proc.poll() is None, "the run finished before Dovecot was stopped"
         time.sleep(0.5)
         dovecot.start()
