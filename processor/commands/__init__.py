@@ -27,13 +27,31 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 
 def _modules() -> list[ModuleType]:
-    from processor.commands import parse_cmd
-    from processor.commands import rules_cmd
-    from processor.commands import db_cmd, reprocess_cmd, suppress_cmd
-    from processor.commands import api_cmd
-    from processor.commands import config_cmd, run_cmd
+    from processor.commands import (
+        api_cmd,
+        config_cmd,
+        db_cmd,
+        parse_cmd,
+        policyd_cmd,
+        reprocess_cmd,
+        rules_cmd,
+        run_cmd,
+        suppress_cmd,
+        verp_cmd,
+    )
 
-    return [parse_cmd, rules_cmd, suppress_cmd, db_cmd, reprocess_cmd, api_cmd, run_cmd, config_cmd]
+    return [
+        run_cmd,
+        parse_cmd,
+        rules_cmd,
+        suppress_cmd,
+        db_cmd,
+        reprocess_cmd,
+        api_cmd,
+        policyd_cmd,
+        verp_cmd,
+        config_cmd,
+    ]
 
 
 COMMAND_MODULES: list[ModuleType] = _modules()

@@ -189,23 +189,9 @@ class Daemon:
         await self._refresh_gauge()
 
     async def _refresh_gauge(self) -> None:
-        import sqlalchemy as sa
-
-        from processor.store import models as m
-
-        s = m.suppression
-
-        def count() -> int:
-            now = datetime.now(UTC)
-            with self.store.engine.connect() as conn:
-                query = sa.select(sa.func.count()).select_from(s).where(
-                    sa.or_(s.c.expires_at.is_(None), s.c.expires_at > now)
-                )
-                return int(conn.execute(query).scalar_one())
-
         loop = asyncio.get_running_loop()
         try:
-            metrics.ACTIVE_SUPPRESSIONS.set(await loop.run_in_executor(self.executor, count))
+            metrics.ACTIVE_SUPPRESSIONS.set(await loop.run_in_executor(self.executor, self.store.count_active))
         except Exception as exc:
             log.warning("daemon.gauge_failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
 

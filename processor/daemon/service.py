@@ -29,12 +29,11 @@ import hashlib
 import random
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 import structlog
 
 from processor import metrics
@@ -44,7 +43,6 @@ from processor.parse import ParseError, Parser
 from processor.records import Action, BounceType, EventKind, Verdict
 from processor.sources.base import Disposal, FetchedMessage, MailSource, SourceError
 from processor.store import MessageRef, RecordResult, Store, StoreError
-from processor.store import models as m
 from processor.verp import verify_return_path
 
 __all__ = ["BatchOutcome", "LeaseLost", "MailboxWorker", "Pipeline", "Prepared", "Runtime"]
@@ -58,53 +56,6 @@ _BOUNCE_KINDS = (EventKind.FAILURE, EventKind.DELAY)
 
 class LeaseLost(Exception):
     """Another daemon works this mailbox now (PostgreSQL lease lost)."""
-
-
-# --------------------------------------------------------------------------- ledger look-ups
-
-
-def _chunks(values: Sequence[T], size: int = 500) -> Iterable[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _read(store: Store, query: Any) -> list[Any]:
-    try:
-        with store.engine.connect() as conn:
-            return list(conn.execute(query))
-    except sa.exc.DBAPIError as exc:
-        first = (str(exc.orig).strip().splitlines() or [type(exc).__name__])[0] if exc.orig else type(exc).__name__
-        raise StoreError(f"database error: {first}") from None
-
-
-def recorded_uids(store: Store, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> set[int]:
-    """Which of these UIDs the ledger holds for (mailbox, UIDVALIDITY): committed earlier."""
-    pm = m.processed_message
-    found: set[int] = set()
-    for chunk in _chunks(list(uids)):
-        query = sa.select(pm.c.uid).where(
-            pm.c.mailbox == mailbox, pm.c.uidvalidity == uidvalidity, pm.c.uid.in_(list(chunk))
-        )
-        found.update(int(row[0]) for row in _read(store, query))
-    return found
-
-
-def recorded_hashes(store: Store, hashes: Sequence[str]) -> set[str]:
-    """Which of these content hashes the ledger holds."""
-    pm = m.processed_message
-    found: set[str] = set()
-    for chunk in _chunks(list(hashes)):
-        found.update(row[0] for row in _read(store, sa.select(pm.c.content_hash).where(pm.c.content_hash.in_(chunk))))
-    return found
-
-
-def failed_hashes(store: Store, hashes: Sequence[str]) -> set[str]:
-    """Which of these content hashes were recorded as failed already."""
-    fm = m.failed_message
-    found: set[str] = set()
-    for chunk in _chunks(list(hashes)):
-        found.update(row[0] for row in _read(store, sa.select(fm.c.content_hash).where(fm.c.content_hash.in_(chunk))))
-    return found
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -240,7 +191,7 @@ class Pipeline:
         todo = list(messages)
         if uidvalidity is None and todo:  # no UIDs: the ledger knows these files by content
             hashes = {msg.key: hashlib.sha256(msg.data).hexdigest() for msg in todo}
-            known = recorded_hashes(self.store, list(hashes.values()))
+            known = self.store.recorded_hashes(list(hashes.values()))
             outcome.already = [msg for msg in todo if hashes[msg.key] in known]
             todo = [msg for msg in todo if hashes[msg.key] not in known]
         for index, message in enumerate(todo):
@@ -265,7 +216,7 @@ class Pipeline:
             return
         outcome.processed = committed
         for item in failed:
-            if read_only and failed_hashes(self.store, [item.ref.content_hash]):
+            if read_only and self.store.failed_hashes([item.ref.content_hash]):
                 outcome.quarantined.append(item)
                 continue
             try:
@@ -466,7 +417,7 @@ class MailboxWorker:
         source = self.source
         already: set[int] = set()
         if uidvalidity is not None:
-            already = await self._db(recorded_uids, self.store, self.name, uidvalidity, chunk)
+            already = await self._db(self.store.recorded_uids, self.name, uidvalidity, chunk)
             if already and not source.keeps_processed:
                 await source.dispose(sorted(already), Disposal.PROCESSED)
                 log.info("mailbox.disposed_recorded", mailbox=self.name, count=len(already),

@@ -343,6 +343,7 @@ def _active(now_param: Any) -> sa.ColumnElement[bool]:
     return sa.or_(_S.c.expires_at.is_(None), _S.c.expires_at > now_param)
 
 
+_LOOKUP_CHUNK = 500
 _RAW_SELECT = f"SELECT {', '.join(Entry.__dataclass_fields__)} FROM suppression"
 
 
@@ -456,6 +457,42 @@ class Store:
             )
 
     # ----------------------------------------------------------------- messages
+
+    def count_active(self, *, now: datetime | None = None) -> int:
+        """How many suppression entries are in force (not expired) now."""
+        at_now = as_utc(now) or utcnow()
+        with self._reading() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(_S).where(_active(at_now))).scalar_one())
+
+    def recorded_uids(self, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> set[int]:
+        """Which of these UIDs the ledger holds for (mailbox, UIDVALIDITY): committed earlier."""
+        pm = m.processed_message
+        found: set[int] = set()
+        with self._reading() as conn:
+            for start in range(0, len(uids), _LOOKUP_CHUNK):
+                chunk = list(uids[start : start + _LOOKUP_CHUNK])
+                query = sa.select(pm.c.uid).where(
+                    pm.c.mailbox == mailbox, pm.c.uidvalidity == uidvalidity, pm.c.uid.in_(chunk)
+                )
+                found.update(int(row[0]) for row in conn.execute(query))
+        return found
+
+    def recorded_hashes(self, hashes: Sequence[str]) -> set[str]:
+        """Which of these content hashes the ledger holds."""
+        return self._hashes_in(m.processed_message, hashes)
+
+    def failed_hashes(self, hashes: Sequence[str]) -> set[str]:
+        """Which of these content hashes were recorded as failed (quarantined) already."""
+        return self._hashes_in(m.failed_message, hashes)
+
+    def _hashes_in(self, table: sa.Table, hashes: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self._reading() as conn:
+            for start in range(0, len(hashes), _LOOKUP_CHUNK):
+                chunk = list(hashes[start : start + _LOOKUP_CHUNK])
+                found.update(row[0] for row in conn.execute(sa.select(table.c.content_hash).where(
+                    table.c.content_hash.in_(chunk))))
+        return found
 
     def seen(self, message: MessageRef) -> bool:
         """Whether the ledger has this message, by (mailbox, uidvalidity, uid) or content hash."""

@@ -1,0 +1,104 @@
+"""Fixtures for the policy service's tests: a store on SQLite or on a PostgreSQL database of this
+test session's own, and the real CLI in a subprocess (helpers in tests/policyd/helpers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from processor.store import Store, open_store
+from processor.store.models import METADATA
+from tests.conftest import require
+from tests.policyd.helpers import (
+    ADMIN_URL,
+    PolicydProcess,
+    PostgresDatabases,
+    make_settings,
+    postgres_problem,
+    write_config,
+)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresDatabases]:
+    """Make throwaway PostgreSQL databases (a missing server skips on a laptop, fails in CI)."""
+    problem = postgres_problem()
+    require(problem is None, f"PostgreSQL at {sa.make_url(ADMIN_URL).render_as_string()} not reachable: {problem}")
+    databases = PostgresDatabases()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_url(postgres: PostgresDatabases) -> str:
+    return postgres.create()
+
+
+def _empty(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if sa.inspect(conn).has_table("suppression"):
+                names = ", ".join(t.name for t in METADATA.sorted_tables)
+                conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated database of each engine."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("shared_postgres_url")
+        _empty(url)
+    open_store(make_settings(url)).close()
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """An empty, migrated SQLite database."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    open_store(make_settings(url)).close()
+    return url
+
+
+@pytest.fixture
+def store_at() -> Iterator[Any]:
+    """``store_at(url)``: a Store on that database (closed at the end of the test)."""
+    opened: list[Store] = []
+
+    def factory(url: str) -> Store:
+        store = open_store(make_settings(url))
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def policyd_process(tmp_path: Path) -> Iterator[Any]:
+    """``policyd_process(db_url, listen=..., **policyd_settings)``: the real CLI, stopped at the end."""
+    started: list[PolicydProcess] = []
+
+    def start(db_url: str, listen: str | None = None, **policyd: Any) -> PolicydProcess:
+        from tests.servers import free_port
+
+        listen = listen or f"inet:127.0.0.1:{free_port()}"
+        config = write_config(tmp_path / f"policyd-{len(started)}.toml", db_url, policyd)
+        process = PolicydProcess(config, listen, tmp_path / f"policyd-{len(started)}.log")
+        started.append(process)
+        process.wait_listening()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
