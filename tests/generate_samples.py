@@ -364,6 +364,10 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
             if not missing or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
+        if missing:  # say why while the servers still run: the queue and the mail log
+            postfix = running.postfix
+            detail = f"\nqueue: {postfix.queue()}\nmail log:\n{servers._tail(postfix.log, 60)}"
+            raise servers.ServerError(f"after {timeout}s no (or too few) DSNs for {missing}{detail}")
     for scenario in scenarios:
         mta = scenario.name.split("-", 1)[0]
         directory = out / mta
@@ -372,8 +376,6 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
             path = directory / filename
             path.write_bytes(data)
             written.setdefault(scenario.name, []).append(path)
-    if missing:
-        raise servers.ServerError(f"after {timeout}s no (or too few) DSNs for {missing}")
     return written
 
 
