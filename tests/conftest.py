@@ -3,6 +3,7 @@ but fail when the CI variable is set: in CI a missing server is a failure, not a
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.databases import PostgresDatabases, postgres_problem, unreachable_reason
 
 if TYPE_CHECKING:
     from tests.servers import Dovecot, MailUser, Postfix, SmtpSink
@@ -97,3 +100,32 @@ def smtp_sink() -> Iterator[SmtpSink]:
 
     with servers.SmtpSink() as sink:
         yield sink
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresDatabases]:
+    """Makes throwaway PostgreSQL databases, all dropped at the end of the session (a missing
+    server skips on a laptop and fails in CI)."""
+    problem = postgres_problem()
+    require(problem is None, unreachable_reason(problem))
+    databases = PostgresDatabases()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: PostgresDatabases) -> str:
+    """A PostgreSQL database of this test session's own (tests empty it with empty_store_tables)."""
+    return postgres.create()
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """The project's logging, configured for this test to write JSON lines into a buffer (tests
+    must not depend on how an earlier test left the process-wide logging)."""
+    from processor import logs
+
+    buffer = io.StringIO()
+    logs.configure("json", "DEBUG", stream=buffer)
+    yield buffer
+    logs.configure("console", "INFO")

@@ -10,8 +10,6 @@ Three tokens are configured: ``READER`` (read), ``WRITER`` (write) and ``ADMIN``
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from processor.api import create_app
@@ -27,10 +24,8 @@ from processor.api.auth import hash_token, new_token
 from processor.api.server import bind_socket, serve
 from processor.config import ApiSettings, ApiToken, DatabaseSettings, Settings
 from processor.store import Store, open_store
-from processor.store.models import METADATA
-from tests.conftest import require
+from tests.databases import empty_store_tables
 
-ADMIN_URL = os.environ.get("BOUNCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ENGINES = ["sqlite", "postgresql"]
 
 READER = new_token()
@@ -47,47 +42,6 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _postgres_problem() -> str | None:
-    engine = sa.create_engine(ADMIN_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        return str(exc.orig).strip().splitlines()[0]
-    finally:
-        engine.dispose()
-    return None
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database of this test session's own, dropped at the end."""
-    problem = _postgres_problem()
-    require(problem is None, f"PostgreSQL at {sa.make_url(ADMIN_URL).render_as_string()} not reachable: {problem}")
-    name = f"bp_api_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _empty_postgres(url: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            if sa.inspect(conn).has_table("suppression"):
-                names = ", ".join(t.name for t in METADATA.sorted_tables)
-                conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(params=ENGINES)
 def engine_name(request: pytest.FixtureRequest) -> str:
     name: str = request.param
@@ -101,7 +55,7 @@ def db_url(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         url = f"sqlite:///{tmp_path / 'api.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
-        _empty_postgres(url)
+        empty_store_tables(url)
     open_store(Settings(database=DatabaseSettings(url=url))).close()
     return url
 

@@ -47,7 +47,9 @@ from processor.client import SuppressionClient
 from processor.config import DatabaseSettings, Settings
 from processor.store import ImportRow, open_store
 
-ADMIN_URL = os.environ.get("BOUNCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.databases import ADMIN_URL
+
 DOMAINS = 5000
 BASE_TIME = 1_700_000_000
 

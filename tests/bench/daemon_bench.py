@@ -38,8 +38,9 @@ sys.path.insert(0, str(PROJECT))
 
 from tests import servers  # noqa: E402
 from tests.daemon.helpers import bounce_for, write_config  # noqa: E402
+from tests.databases import PostgresDatabases  # noqa: E402
 
-PG_ADMIN = os.environ.get("BOUNCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+_DATABASES = PostgresDatabases("bp_bench")
 
 
 def replicate(count: int) -> list[bytes]:
@@ -88,25 +89,13 @@ def new_database(kind: str, directory: Path, run: int) -> tuple[str, str | None]
     """(URL, name of a PostgreSQL database to drop afterwards)."""
     if kind == "sqlite":
         return f"sqlite:///{directory / f'bench-{run}.db'}", None
-    import sqlalchemy as sa
-
-    name = f"bp_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return sa.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), name
+    url = _DATABASES.create()
+    return url, url
 
 
-def drop_database(name: str | None) -> None:
-    if name is None:
-        return
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+def drop_database(url: str | None) -> None:
+    if url is not None:
+        _DATABASES.drop(url)
 
 
 def mailbox_config(dovecot: servers.Dovecot, user: servers.MailUser, **extra: object) -> dict[str, object]:

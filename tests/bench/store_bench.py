@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
 import secrets
 import statistics
@@ -37,7 +36,9 @@ from processor.records import BounceType, Event, EventKind, OriginalMessage, Ver
 from processor.store import MessageRef, Store, open_store
 from processor.store.transfer import read_rows
 
-ADMIN_URL = os.environ.get("BOUNCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.databases import throwaway_postgres
+
 DOMAINS = 5000
 
 
@@ -64,16 +65,8 @@ def database(engine: str, workdir: Path) -> Iterator[str]:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    name = f"bp_bench_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_postgres("bp_bench") as url:
+        yield url
 
 
 def size_on_disk(store: Store, url: str) -> int:

@@ -7,46 +7,21 @@ BOUNCE_TEST_POSTGRES_URL). Each test that asks for ``pg_url`` gets its own datab
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from tests.conftest import require
-
-ADMIN_URL = os.environ.get("BOUNCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _postgres_problem() -> str | None:
-    engine = sa.create_engine(ADMIN_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        return str(exc.orig).strip().splitlines()[0]
-    finally:
-        engine.dispose()
-    return None
+from tests.databases import PostgresDatabases
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
+def pg_url(postgres: PostgresDatabases) -> Iterator[str]:
     """A PostgreSQL database of this test's own (dropped at the end)."""
-    problem = _postgres_problem()
-    require(problem is None, f"PostgreSQL at 127.0.0.1:5432 not reachable: {problem}")
-    name = f"bp_daemon_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    url = postgres.create()
+    yield url
+    postgres.drop(url)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import shutil
 import sqlite3
 import threading
@@ -208,8 +209,7 @@ def _signed_bounce(recipient: str, signed_for: str | None, secret: str = SECRET)
     ],
 )
 def test_required_signed_return_path(
-    sqlite_url: str, *, signed_for: str | None, secret: str, suppressed: bool, why: str,
-    capsys: pytest.CaptureFixture[str],
+    sqlite_url: str, *, signed_for: str | None, secret: str, suppressed: bool, why: str, log_output: io.StringIO
 ) -> None:
     """With require_signed_return_path, only a report signed for its own recipient suppresses; the
     others are recorded (decision ignore) and the reason is logged."""
@@ -223,9 +223,8 @@ def test_required_signed_return_path(
         assert (store.is_suppressed("alice@local.example.net") is not None) is suppressed
         history = store.history("alice@local.example.net")
         assert [e.decision for e in history] == ["suppress" if suppressed else "ignore"]
-        logged = capsys.readouterr()
         if why:
-            assert why in logged.out + logged.err
+            assert why in log_output.getvalue()
     finally:
         store.close()
 

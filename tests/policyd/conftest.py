@@ -8,45 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from processor.store import Store, open_store
-from processor.store.models import METADATA
-from tests.conftest import require
-from tests.policyd.helpers import (
-    ADMIN_URL,
-    PolicydProcess,
-    PostgresDatabases,
-    make_settings,
-    postgres_problem,
-    write_config,
-)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresDatabases]:
-    """Make throwaway PostgreSQL databases (a missing server skips on a laptop, fails in CI)."""
-    problem = postgres_problem()
-    require(problem is None, f"PostgreSQL at {sa.make_url(ADMIN_URL).render_as_string()} not reachable: {problem}")
-    databases = PostgresDatabases()
-    yield databases
-    databases.drop_all()
-
-
-@pytest.fixture(scope="session")
-def shared_postgres_url(postgres: PostgresDatabases) -> str:
-    return postgres.create()
-
-
-def _empty(url: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            if sa.inspect(conn).has_table("suppression"):
-                names = ", ".join(t.name for t in METADATA.sorted_tables)
-                conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    finally:
-        engine.dispose()
+from tests.databases import empty_store_tables
+from tests.policyd.helpers import PolicydProcess, make_settings, write_config
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -55,8 +20,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.db'}"
     else:
-        url = request.getfixturevalue("shared_postgres_url")
-        _empty(url)
+        url = request.getfixturevalue("postgres_url")
+        empty_store_tables(url)
     open_store(make_settings(url)).close()
     return url
 

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -16,13 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from processor.config import DatabaseSettings, PolicydSettings, Settings
 from processor.policyd import PolicyServer
 from tests.conftest import PROJECT
-
-ADMIN_URL = os.environ.get("BOUNCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def make_settings(db_url: str, **policyd: Any) -> Settings:
@@ -153,48 +148,6 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
 
 
 # --------------------------------------------------------------------------- databases
-
-
-def postgres_problem() -> str | None:
-    engine = sa.create_engine(ADMIN_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        return str(exc.orig).strip().splitlines()[0]
-    finally:
-        engine.dispose()
-    return None
-
-
-class PostgresDatabases:
-    """Throwaway PostgreSQL databases (created from the admin URL, dropped at the end)."""
-
-    def __init__(self) -> None:
-        self.admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-        self.names: list[str] = []
-
-    def create(self) -> str:
-        name = f"bp_policyd_{os.getpid()}_{secrets.token_hex(4)}"
-        with self.admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        self.names.append(name)
-        return sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-
-    def set_connections(self, url: str, allowed: bool) -> None:
-        """Let clients connect to the database, or refuse them and end every open session."""
-        name = sa.make_url(url).database
-        with self.admin.connect() as conn:
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}'))
-            if not allowed:
-                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                     "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
-
-    def drop_all(self) -> None:
-        with self.admin.connect() as conn:
-            for name in self.names:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        self.admin.dispose()
 
 
 # --------------------------------------------------------------------------- the real CLI

@@ -407,7 +407,7 @@ def test_sqlite_is_configured_for_concurrency(tmp_path: Any) -> None:
 
 def test_killed_postgresql_connections_are_replaced(postgres_url: str) -> None:
     """After the server drops every connection (as on a restart), the next write and read succeed."""
-    from tests.store.conftest import _empty_postgres
+    from tests.databases import empty_store_tables
 
     def kill_connections() -> None:
         admin = sa.create_engine(postgres_url)
@@ -418,7 +418,7 @@ def test_killed_postgresql_connections_are_replaced(postgres_url: str) -> None:
         admin.dispose()
         assert killed >= 1
 
-    _empty_postgres(postgres_url)
+    empty_store_tables(postgres_url)
     store = open_store(url=postgres_url)
     try:
         store.add("before@example.org")
