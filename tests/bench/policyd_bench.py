@@ -1,7 +1,7 @@
 """Benchmark of the Postfix policy service with a large suppression list; prints figures.
 
     python tests/bench/policyd_bench.py                          # SQLite, 1,000,000 entries, 5 runs
-    python tests/bench/policyd_bench.py --url postgresql+psycopg://postgres@127.0.0.1/test --runs 3
+    python tests/bench/policyd_bench.py --postgresql --runs 3    # a throwaway PostgreSQL database
     python tests/bench/policyd_bench.py --mode query --connections 4 16
 
 A store with ENTRIES suppressed addresses (imported through ``Store.import_rows``: 80% permanent
@@ -40,6 +40,7 @@ from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT))
+from tests.databases import throwaway_postgres  # noqa: E402
 
 DOMAINS = 5000
 
@@ -278,6 +279,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--url", help="database URL (default: a SQLite file, see --db)")
+    parser.add_argument("--postgresql", action="store_true",
+                        help="a throwaway PostgreSQL database of its own (dropped at the end)")
     parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "bp-policyd-bench.db",
                         help="SQLite file kept between invocations (made on first use)")
     parser.add_argument("--mode", choices=["memory", "query"], default="memory")
@@ -291,7 +294,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     args = parser.parse_args()
 
-    url = args.url or f"sqlite:///{args.db}"
+    if args.postgresql:
+        with throwaway_postgres("bp_policyd_bench") as url:
+            run_benchmark(args, url)
+    else:
+        run_benchmark(args, args.url or f"sqlite:///{args.db}")
+
+
+def run_benchmark(args: argparse.Namespace, url: str) -> None:
     ensure_store(url, args.entries)
     in_process_cost(url, args.mode)
     rng = random.Random(7)
