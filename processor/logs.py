@@ -62,3 +62,6 @@ def configure(fmt: LogFormat = "auto", level: str = "INFO", stream: Any = None) 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # libraries' chatter at INFO (alembic lists its plugins, uvicorn its access log) stays out
+    for noisy in ("alembic", "uvicorn.access", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
