@@ -427,6 +427,12 @@ def test_example_configuration_in_readme_is_valid(workdir: Path) -> None:
 
 
 def _ca_pem() -> str:
+    import shutil
+
     from tests.servers import generate_tls, private_dir
 
-    return generate_tls(private_dir("bp-ca-")).ca_cert.read_text()
+    directory = private_dir("bp-ca-")
+    try:
+        return generate_tls(directory).ca_cert.read_text()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
