@@ -1,0 +1,77 @@
+"""``bounce-processor parse``: its inputs (files, directories, Maildirs, mbox, stdin), its JSON
+contract, and a quiet terminal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import PROJECT, SAMPLES
+
+QMAIL = SAMPLES / "mta" / "qmail-01.eml"
+CONTRACT = {
+    "source", "recipient", "status", "reply_code", "smtp_command", "diagnostic", "reason", "bounce_type",
+    "feedback_type", "remote_mta", "message_id", "rule_id",
+}
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "processor", "parse", *args], input=stdin, capture_output=True, cwd=PROJECT, check=False
+    )
+
+
+def events(proc: subprocess.CompletedProcess[bytes]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in proc.stdout.decode().splitlines()]
+
+
+def test_jsonl_contract_and_quiet_terminal() -> None:
+    """Each event line has the contract's fields; nothing else (no flanker start-up noise) is printed."""
+    proc = run("--jsonl", str(QMAIL))
+    assert proc.returncode == 0 and proc.stderr == b""
+    found = events(proc)
+    assert found and all(CONTRACT <= set(event) for event in found)
+    assert {event["source"] for event in found} == {str(QMAIL)}
+
+
+def test_directory_maildir_mbox_and_stdin(tmp_path: Path) -> None:
+    """A directory, a Maildir's new/ and cur/, an mbox of two messages and stdin are all read."""
+    data = QMAIL.read_bytes()
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    (maildir / "new" / "1.host").write_bytes(data)
+    (maildir / "cur" / "2.host:2,S").write_bytes(data)
+    (maildir / "tmp" / "3.host").write_bytes(data)  # being delivered: not read
+    mbox = tmp_path / "bounces.mbox"
+    mbox.write_bytes(b"From MAILER-DAEMON Mon Nov  2 10:00:00 2026\n" + data + b"\n"
+                     b"From MAILER-DAEMON Mon Nov  2 10:01:00 2026\n" + data.replace(b"\nFrom ", b"\n>From ") + b"\n")
+    single = len(events(run("--jsonl", str(QMAIL))))
+    assert len(events(run("--jsonl", str(maildir)))) == 2 * single
+    by_mbox = events(run("--jsonl", str(mbox)))
+    assert len(by_mbox) == 2 * single
+    assert {event["source"] for event in by_mbox} == {f"{mbox}#0", f"{mbox}#1"}
+    assert len(events(run("--jsonl", str(SAMPLES / "mta")))) > single
+    from_stdin = events(run("--jsonl", "-", stdin=data))
+    assert len(from_stdin) == single and {event["source"] for event in from_stdin} == {"-"}
+
+
+def test_unreadable_message_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
+    """An empty file is named on stderr and in an error line; the other files are still parsed."""
+    (tmp_path / "a-empty.eml").write_bytes(b"")
+    (tmp_path / "b-qmail.eml").write_bytes(QMAIL.read_bytes())
+    proc = run("--jsonl", str(tmp_path))
+    assert proc.returncode == 0
+    lines = events(proc)
+    assert lines[0] == {"source": str(tmp_path / "a-empty.eml"), "bounce_type": "none", "error": "empty message"}
+    assert len(lines) > 1
+    assert proc.stderr.decode() == f"bounce-processor: {tmp_path / 'a-empty.eml'}: cannot parse: empty message\n"
+
+
+def test_missing_path_is_a_one_line_error(tmp_path: Path) -> None:
+    """A path that does not exist gives exit code 1 and one line, no traceback."""
+    proc = run(str(tmp_path / "nope.eml"))
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == f"bounce-processor: error: {tmp_path / 'nope.eml'}: no such file or directory\n"
