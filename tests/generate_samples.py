@@ -340,6 +340,27 @@ def selected(only: str | None = None) -> list[Scenario]:
     return chosen
 
 
+def _log_story(log: Path, missing: list[Scenario]) -> str:
+    """The mail-log lines about the missing scenarios' messages and the DSNs they spawned: the
+    queue ids whose message-id is a missing scenario's, then every id a bounce line names."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"({log} not readable: {exc})"
+    wanted = {s.message_id for s in missing}
+    ids: set[str] = set()
+    for line in lines:
+        found = re.search(r": ([0-9A-F]{6,}): message-id=(<[^>]*>)", line)
+        if found and found.group(2) in wanted:
+            ids.add(found.group(1))
+    for line in lines:  # "QID: sender non-delivery notification: NEWQID"
+        found = re.search(r": ([0-9A-F]{6,}): .*notification: ([0-9A-F]{6,})", line)
+        if found and found.group(1) in ids:
+            ids.add(found.group(2))
+    story = [line for line in lines if any(qid in line for qid in ids)]
+    return "\n".join(story) if story else "(no line names them)\n" + "\n".join(lines[-60:])
+
+
 def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bool = False) -> dict[str, list[Path]]:
     """Run the scenarios; write one .eml per DSN under out/<mta>/; return what was written."""
     scenarios = selected(only)
@@ -366,7 +387,8 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
             time.sleep(0.5)
         if missing:  # say why while the servers still run: the queue and the mail log
             postfix = running.postfix
-            detail = f"\nqueue: {postfix.queue()}\nmail log:\n{servers._tail(postfix.log, 60)}"
+            story = _log_story(postfix.log, [s for s in scenarios if s.name in missing])
+            detail = f"\nqueue: {postfix.queue()}\nmail log of the missing scenarios:\n{story}"
             raise servers.ServerError(f"after {timeout}s no (or too few) DSNs for {missing}{detail}")
     for scenario in scenarios:
         mta = scenario.name.split("-", 1)[0]
