@@ -92,6 +92,9 @@ class Event:
     bounce_address: str = ""
     """The address the report was delivered to: our envelope sender, possibly a (signed) VERP
     return path (from X-Original-To, Delivered-To, Envelope-To or To of the report)."""
+    notice: str = ""
+    """The report's human-readable text (on one line, clipped), for a report about one recipient
+    only: rules may weigh what the prose says against a status code a relay filled in."""
     original: OriginalMessage = field(default_factory=OriginalMessage)
 
     @property

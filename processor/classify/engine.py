@@ -6,7 +6,7 @@ field, whatever the number of rules:
 
 - status and reply-code patterns: a dict look-up of the 8 wildcard forms of the event's code;
 - words (kind, command, MTA family, feedback type, DSN action): a dict look-up;
-- diagnostic regexes: one RE2 set match (linear time) over all of them;
+- text regexes (diagnostic, notice): one RE2 set match (linear time) per field over all of them;
 - host and domain patterns: a dict look-up for names, one RE2 set match for wildcards.
 
 Each rule is indexed under a few atoms that must hold for it to match (its *trigger*); only rules
@@ -60,6 +60,7 @@ Predicate = Callable[[int], bool]
 
 _SELECTIVITY: dict[str, int] = {
     "diagnostic": 1,
+    "notice": 1,
     "remote_mta": 2,
     "recipient_domain": 2,
     "reporting_mta": 3,
@@ -137,7 +138,7 @@ class CompiledRules:
         self._codes: list[tuple[str, Callable[[str], tuple[str, ...]], dict[str, int]]] = []
         self._words: list[tuple[str, dict[str, int]]] = []
         self._domains: list[tuple[str, dict[str, int], _RegexSet | None]] = []
-        self._diagnostic: _RegexSet | None = None
+        self._texts: list[tuple[str, _RegexSet]] = []
         self._build_tables()
 
         self._predicates: list[Predicate] = []
@@ -182,9 +183,7 @@ class CompiledRules:
         for field, atoms in by_field.items():
             kind = FIELDS[field]
             if kind is FieldKind.REGEX:
-                self._diagnostic = _RegexSet(
-                    [p for _, p in atoms], [1 << i for i, _ in atoms], "SearchSet"
-                )
+                self._texts.append((field, _RegexSet([p for _, p in atoms], [1 << i for i, _ in atoms], "SearchSet")))
                 continue
             exact: dict[str, int] = {}
             wild: list[tuple[int, str]] = []
@@ -273,8 +272,10 @@ class CompiledRules:
                 mask |= table.get(name, 0)
                 if globs is not None:
                     mask |= globs.match(name)
-        if self._diagnostic is not None and event.diagnostic:
-            mask |= self._diagnostic.match(event.diagnostic[:MAX_DIAGNOSTIC])
+        for field, regexes in self._texts:
+            text = field_value(event, field)
+            if text:
+                mask |= regexes.match(text[:MAX_DIAGNOSTIC])
         return mask
 
     def _candidates(self, atoms: int) -> int:

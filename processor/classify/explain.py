@@ -102,7 +102,7 @@ def _trace(condition: Condition, event: Event, lines: list[str], depth: int) -> 
             if hit is None:
                 continue
             if FIELDS[condition.field] is FieldKind.REGEX:
-                lines.append(f"{pad}diagnostic matches /{pattern}/ on \"{_clip(hit)}\"")
+                lines.append(f"{pad}{condition.field} matches /{pattern}/ on \"{_clip(hit)}\"")
             elif hit == pattern:
                 lines.append(f"{pad}{condition.field} is {hit}")
             else:
@@ -155,6 +155,8 @@ def render(explanation: Explanation, index: int = 1) -> str:
             lines.append(f"  {name:17} {value}")
     if event.diagnostic:
         lines.append(f"  {'diagnostic':17} {_clip(event.diagnostic, 400)}")
+    if event.notice:
+        lines.append(f"  {'notice':17} {_clip(event.notice, 200)}")
     lines.append(f"  verdict: {verdict.reason} ({verdict.bounce_type})")
     matched = explanation.matched
     if matched is None:

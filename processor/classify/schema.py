@@ -53,6 +53,7 @@ FIELDS: dict[str, FieldKind] = {
     "reply_code": FieldKind.REPLY,
     "smtp_command": FieldKind.WORD,
     "diagnostic": FieldKind.REGEX,
+    "notice": FieldKind.REGEX,
     "diagnostic_type": FieldKind.WORD,
     "remote_mta": FieldKind.DOMAIN,
     "reporting_mta": FieldKind.DOMAIN,
@@ -268,6 +269,8 @@ def field_value(event: Event, field: str) -> str:
         return event.smtp_command.upper()
     if field == "diagnostic":
         return event.diagnostic
+    if field == "notice":
+        return event.notice
     if field == "diagnostic_type":
         return event.diagnostic_type.lower()
     if field == "remote_mta":

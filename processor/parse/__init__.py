@@ -29,6 +29,10 @@ __all__ = ["ParseError", "Parser", "parse"]
 _NON_BLANK = re.compile(rb"\S")
 
 
+NOTICE_CHARS = 2000
+"""Characters of a one-recipient report's prose kept on its event (reports state the cause early)."""
+
+
 class ParseError(Exception):
     """The input is not a message we can read at all (empty, or structurally unreadable)."""
 
@@ -122,6 +126,9 @@ class Parser:
         if any(not e.recipient for e in events if e.kind is not EventKind.AUTO_REPLY):
             fallback_rcpt = self._verp_recipient(report, original)
         bounce_address = self._bounce_address(report)
+        notice = ""
+        if len(events) == 1 and events[0].kind in (EventKind.FAILURE, EventKind.DELAY):
+            notice = one_line(report.notice[: NOTICE_CHARS * 2])[:NOTICE_CHARS]
         out: list[Event] = []
         seen: set[tuple[str, EventKind]] = set()
         for event in events:
@@ -147,6 +154,7 @@ class Parser:
                     smtp_command=event.smtp_command or find_command(diagnostic),
                     reporting_mta=event.reporting_mta or (report.dsn.reporting_mta if report.dsn else ""),
                     bounce_address=bounce_address,
+                    notice=notice,
                     original=original,
                 )
             )

@@ -254,9 +254,30 @@ def _flanker_headers(node: object) -> Headers:
     start = getattr(container, "start", None)
     if not isinstance(source, str) or not isinstance(start, int):
         return Headers([(str(n), decode_header_value(str(v))) for n, v in node.headers.items()])  # type: ignore[attr-defined]
-    end = source.find("\n\n", start)
-    block = source[start : end if end != -1 else len(source)]
-    return parse_header_block(block)
+    end = getattr(container, "end", None)
+    header_end, _ = _split_part(source, start, end + 1 if isinstance(end, int) else len(source))
+    return parse_header_block(source[start:header_end])
+
+
+_FIELD_START = re.compile(r"[!-9;-~]{1,76}[ \t]*:|>?From ")
+
+
+def _split_part(source: str, start: int, stop: int) -> tuple[int, int]:
+    """(end of the header block, start of the body) of the entity ``source[start:stop]``.
+
+    An entity that starts with an empty line has no headers; one whose first line is not a header
+    field has none either and lacks the empty line as well (MTAs write such parts: the standard
+    library's parser reads them the same way). Otherwise the headers end at the first empty line
+    inside the entity, never beyond it.
+    """
+    if source.startswith("\n", start):
+        return start, start + 1
+    if not _FIELD_START.match(source, start, stop):
+        return start, start
+    split = source.find("\n\n", start, stop)
+    if split == -1:
+        return stop, stop
+    return split, split + 2
 
 
 def _flanker_body(node: object, headers: Headers, charset: str | None, latin1: bool = False) -> str:
@@ -268,9 +289,9 @@ def _flanker_body(node: object, headers: Headers, charset: str | None, latin1: b
     if not isinstance(source, str) or not isinstance(start, int) or not isinstance(end, int):
         body = node.body  # type: ignore[attr-defined]
         return _decode_bytes(body, charset) if isinstance(body, bytes) else str(body or "")
-    split = source.find("\n\n", start, end + 1)
+    _, body = _split_part(source, start, end + 1)
     # a report's prose is a few kilobytes: a part's text is read up to MAX_TEXT characters
-    text = source[split + 2 : min(end + 1, split + 2 + MAX_TEXT)] if split != -1 else ""
+    text = source[body : min(end + 1, body + MAX_TEXT)]
     encoding = headers.get("content-transfer-encoding").strip().lower()
     if encoding in ("base64", "quoted-printable"):
         raw = text.encode("ascii", "ignore")

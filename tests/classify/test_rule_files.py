@@ -71,7 +71,7 @@ BROKEN: list[tuple[str, str, list[tuple[int, str]]]] = [
             (
                 5,
                 "unknown key 'diagnotic' in the conditions of rule 'a' (expected one of: status, "
-                "reply_code, smtp_command, diagnostic, diagnostic_type, remote_mta, reporting_mta, "
+                "reply_code, smtp_command, diagnostic, notice, diagnostic_type, remote_mta, reporting_mta, "
                 "recipient_domain, kind, feedback_type, mta, dsn_action, names_recipient, all, any, not)",
             )
         ],

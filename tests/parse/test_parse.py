@@ -159,3 +159,61 @@ def test_size_limit_truncates() -> None:
     parser = Parser(ParseSettings(max_message_bytes=4096))
     [event] = parser.parse(big)
     assert event.recipient == "alice@example.net"
+
+
+GATEWAY_DSN = b"""From: MAILER-DAEMON@gw.example.org
+To: sender@example.com
+Subject: Returned mail
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="GW"
+
+--GW
+The message to <ann> could not be stored:
+mailbox is full
+--GW
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; gw.example.org
+
+Final-Recipient: rfc822; ann@example.net
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <ann@example.net>... User unknown
+--GW--
+"""
+
+
+def test_part_without_headers_or_blank_line_keeps_its_text() -> None:
+    """A part whose first line is not a header field has no headers (and its writer left out the
+    empty line): its text is the notice. A one-recipient report carries that notice on its event."""
+    [event] = parse(GATEWAY_DSN)
+    assert event.notice == "The message to <ann> could not be stored: mailbox is full"
+    assert event.status == "5.1.1"
+
+
+def test_part_with_empty_header_block_keeps_its_text() -> None:
+    """A part that starts with the empty line has no headers; a "Name: value" line in its body
+    is text, and the next part's headers are not taken for its own."""
+    from processor.parse.mime import read_message
+
+    message = (
+        b"From: a@example.org\nContent-Type: multipart/mixed; boundary=XX\n\n--XX\n"
+        b"\nNote: the body of a part without headers\n--XX\nContent-Type: text/html\n\n<p>x</p>\n--XX--\n"
+    )
+    root, _ = read_message(message)
+    first, second = root.children
+    assert first.text == "Note: the body of a part without headers"
+    assert len(first.headers) == 0
+    assert first.content_type == "text/plain"
+    assert second.content_type == "text/html"
+
+
+def test_notice_only_for_one_recipient_reports() -> None:
+    """With several recipients the prose cannot be attributed to one of them: no notice."""
+    several = GATEWAY_DSN.replace(
+        b"--GW--",
+        b"\nFinal-Recipient: rfc822; bob@example.net\nAction: failed\nStatus: 5.1.1\n--GW--",
+    )
+    events = parse(several)
+    assert [e.recipient for e in events] == ["ann@example.net", "bob@example.net"]
+    assert all(e.notice == "" for e in events)
