@@ -361,35 +361,64 @@ def _log_story(log: Path, missing: list[Scenario]) -> str:
     return "\n".join(story) if story else "(no line names them)\n" + "\n".join(lines[-60:])
 
 
+def _landed(running: Lab, scenarios: list[Scenario]) -> dict[str, list[bytes]]:
+    """The DSNs that arrived so far, by scenario."""
+    landed = [m for _, m in running.dovecot.messages(running.bounces)]
+    # what reached the SMTPUTF8 sink, with the Return-Path a delivery agent would add
+    landed += [
+        b"Return-Path: <" + env.mail_from.encode() + b">\r\n" + env.data for env in running.sinks["utf8box"].received
+    ]
+    return _assign(landed, scenarios)
+
+
+def _wait(running: Lab, scenarios: list[Scenario], timeout: float) -> tuple[dict[str, list[bytes]], list[Scenario]]:
+    """Poll until every scenario has its DSNs or ``timeout`` passes: (DSNs by scenario, missing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = _landed(running, scenarios)
+        missing = [s for s in scenarios if not _complete(s, got[s.name])]
+        if not missing or time.monotonic() > deadline:
+            return got, missing
+        time.sleep(0.5)
+
+
+def _submit(running: Lab, scenario: Scenario) -> None:
+    if scenario in POSTFIX:
+        _send(running.postfix.submit, scenario)
+    elif running.exim is not None:
+        _send(running.exim.submit, scenario)
+
+
 def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bool = False) -> dict[str, list[Path]]:
-    """Run the scenarios; write one .eml per DSN under out/<mta>/; return what was written."""
+    """Run the scenarios; write one .eml per DSN under out/<mta>/; return what was written.
+
+    A scenario whose DSN has not arrived after ``timeout`` is sent once more (a lost DSN on a
+    loaded machine is the lab's problem, not the MTA's), and its mail-log story is printed; if
+    the second message gets no DSN either, ServerError says why."""
     scenarios = selected(only)
     want_exim = only in (None, "exim")
     written: dict[str, list[Path]] = {}
     with lab(with_exim=want_exim, keep=keep) as running:
         for scenario in scenarios:
-            if scenario in POSTFIX:
-                _send(running.postfix.submit, scenario)
-            elif running.exim is not None:
-                _send(running.exim.submit, scenario)
-        deadline = time.monotonic() + timeout
-        while True:
-            landed = [m for _, m in running.dovecot.messages(running.bounces)]
-            # what reached the SMTPUTF8 sink, with the Return-Path a delivery agent would add
-            landed += [
-                b"Return-Path: <" + env.mail_from.encode() + b">\r\n" + env.data
-                for env in running.sinks["utf8box"].received
-            ]
-            got = _assign(landed, scenarios)
-            missing = [s.name for s in scenarios if not _complete(s, got[s.name])]
-            if not missing or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+            _submit(running, scenario)
+        got, missing = _wait(running, scenarios, timeout)
+        if missing:
+            names = [s.name for s in missing]
+            story = _log_story(running.postfix.log, missing)
+            errors = {name: sink.errors for name, sink in running.sinks.items() if sink.errors}
+            print(f"no DSN after {timeout}s for {names}; sending them again\n{story}\nsink errors: {errors}",
+                  file=sys.stderr)
+            for scenario in missing:
+                _submit(running, scenario)
+            got, missing = _wait(running, scenarios, timeout)
         if missing:  # say why while the servers still run: the queue and the mail log
             postfix = running.postfix
-            story = _log_story(postfix.log, [s for s in scenarios if s.name in missing])
-            detail = f"\nqueue: {postfix.queue()}\nmail log of the missing scenarios:\n{story}"
-            raise servers.ServerError(f"after {timeout}s no (or too few) DSNs for {missing}{detail}")
+            story = _log_story(postfix.log, missing)
+            errors = {name: sink.errors for name, sink in running.sinks.items() if sink.errors}
+            detail = f"\nqueue: {postfix.queue()}\nmail log of the missing scenarios:\n{story}\nsink errors: {errors}"
+            raise servers.ServerError(
+                f"after two tries no (or too few) DSNs for {[s.name for s in missing]}{detail}"
+            )
     for scenario in scenarios:
         mta = scenario.name.split("-", 1)[0]
         directory = out / mta

@@ -692,6 +692,8 @@ class SmtpSink:
         self.greeting = greeting
         self.replies: dict[str, Reply] = {}
         self.received: list[Envelope] = []
+        self.errors: list[str] = []
+        """Sessions that ended with an unexpected exception (there should be none)."""
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
@@ -738,6 +740,8 @@ class SmtpSink:
             await self._session(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except Exception as exc:  # a broken session is kept for the test's failure message
+            self.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
