@@ -12,6 +12,8 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -102,3 +104,24 @@ def empty_store_tables(url: str) -> None:
                 conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     finally:
         engine.dispose()
+
+
+ENGINES = ("sqlite", "postgresql")
+"""The engines every store-backed test suite runs on."""
+
+
+def empty_database(engine: str, directory: Path, request: Any) -> str:
+    """The URL of an empty database of ``engine``, migrated to the current schema: a new SQLite
+    file in ``directory``, or this test session's PostgreSQL database (the ``postgres_url``
+    fixture, which skips or fails when the server is missing) with its store tables emptied."""
+    from processor.config import DatabaseSettings, Settings
+    from processor.store import open_store
+
+    if engine == "sqlite":
+        url = f"sqlite:///{directory / 'store.db'}"
+    else:
+        url = str(request.getfixturevalue("postgres_url"))
+        empty_store_tables(url)
+    open_store(Settings(database=DatabaseSettings(url=url))).close()
+    return url
+

@@ -389,6 +389,15 @@ def _submit(running: Lab, scenario: Scenario) -> None:
         _send(running.exim.submit, scenario)
 
 
+def _why(running: Lab, missing: list[Scenario]) -> str:
+    """The missing scenarios, Postfix's queue, their mail-log story and any SMTP sink errors."""
+    errors = {name: sink.errors for name, sink in running.sinks.items() if sink.errors}
+    return (
+        f" for {[s.name for s in missing]}\nqueue: {running.postfix.queue()}\n"
+        f"mail log of the missing scenarios:\n{_log_story(running.postfix.log, missing)}\nsink errors: {errors}"
+    )
+
+
 def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bool = False) -> dict[str, list[Path]]:
     """Run the scenarios; write one .eml per DSN under out/<mta>/; return what was written.
 
@@ -403,22 +412,12 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
             _submit(running, scenario)
         got, missing = _wait(running, scenarios, timeout)
         if missing:
-            names = [s.name for s in missing]
-            story = _log_story(running.postfix.log, missing)
-            errors = {name: sink.errors for name, sink in running.sinks.items() if sink.errors}
-            print(f"no DSN after {timeout}s for {names}; sending them again\n{story}\nsink errors: {errors}",
-                  file=sys.stderr)
+            print(f"no DSN after {timeout}s; sending them again{_why(running, missing)}", file=sys.stderr)
             for scenario in missing:
                 _submit(running, scenario)
             got, missing = _wait(running, scenarios, timeout)
-        if missing:  # say why while the servers still run: the queue and the mail log
-            postfix = running.postfix
-            story = _log_story(postfix.log, missing)
-            errors = {name: sink.errors for name, sink in running.sinks.items() if sink.errors}
-            detail = f"\nqueue: {postfix.queue()}\nmail log of the missing scenarios:\n{story}\nsink errors: {errors}"
-            raise servers.ServerError(
-                f"after two tries no (or too few) DSNs for {[s.name for s in missing]}{detail}"
-            )
+        if missing:  # say why while the servers still run
+            raise servers.ServerError(f"after two tries no (or too few) DSNs{_why(running, missing)}")
     for scenario in scenarios:
         mta = scenario.name.split("-", 1)[0]
         directory = out / mta

@@ -1203,6 +1203,16 @@ class Store:
         log.info("store.imported", read=report.read, added=report.added, rejected=report.rejected_count)
         return report
 
+    def _bulk_insert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """Insert many rows on the driver's cursor: COPY on PostgreSQL, executemany on SQLite."""
+        names = ", ".join(columns)
+        if self._pg:
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for values in rows:
+                    copy.write_row(values)
+        else:
+            cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({self._mark(len(columns))})", rows)
+
     def _import_batch(self, rows: list[_Pending], report: ImportReport, actor: str, now: datetime) -> None:
         """One batch on the driver's cursor: which addresses exist, then plain inserts (COPY on
         PostgreSQL) for new ones, updates for expired ones, and an import event for each."""
@@ -1249,13 +1259,7 @@ class Store:
                     event[_EV["expires_at"]] = expires
                     event[_EV["explanation"]] = row.note
                     events.append(tuple(event))
-                if self._pg:
-                    with cursor.copy(f"COPY suppression ({', '.join(_IMPORT_COLUMNS)}) FROM STDIN") as copy:
-                        for values in fresh:
-                            copy.write_row(values)
-                else:
-                    cursor.executemany(f"INSERT INTO suppression ({', '.join(_IMPORT_COLUMNS)}) "
-                                       f"VALUES ({self._mark(len(_IMPORT_COLUMNS))})", fresh)
+                self._bulk_insert(cursor, "suppression", _IMPORT_COLUMNS, fresh)
                 if stale:
                     cursor.executemany(
                         f"UPDATE suppression SET source = {q}, reason = {q}, bounce_type = {q}, first_seen = {q}, "
@@ -1263,13 +1267,7 @@ class Store:
                         f"WHERE address = {q} AND scope = {q}",
                         stale,
                     )
-                if self._pg:
-                    with cursor.copy(f"COPY event ({', '.join(_EVENT_INSERT_COLUMNS)}) FROM STDIN") as copy:
-                        for values in events:
-                            copy.write_row(values)
-                else:
-                    cursor.executemany(f"INSERT INTO event ({', '.join(_EVENT_INSERT_COLUMNS)}) "
-                                       f"VALUES ({self._mark(len(_EVENT_INSERT_COLUMNS))})", events)
+                self._bulk_insert(cursor, "event", _EVENT_INSERT_COLUMNS, events)
                 return len(events)
             finally:
                 cursor.close()

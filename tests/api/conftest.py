@@ -24,9 +24,7 @@ from processor.api.auth import hash_token, new_token
 from processor.api.server import bind_socket, serve
 from processor.config import ApiSettings, ApiToken, DatabaseSettings, Settings
 from processor.store import Store, open_store
-from tests.databases import empty_store_tables
-
-ENGINES = ["sqlite", "postgresql"]
+from tests.databases import ENGINES, empty_database
 
 READER = new_token()
 WRITER = new_token()
@@ -51,13 +49,7 @@ def engine_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def db_url(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """An empty, migrated database of the engine under test."""
-    if engine_name == "sqlite":
-        url = f"sqlite:///{tmp_path / 'api.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        empty_store_tables(url)
-    open_store(Settings(database=DatabaseSettings(url=url))).close()
-    return url
+    return empty_database(engine_name, tmp_path, request)
 
 
 def make_settings(url: str, **api: Any) -> Settings:

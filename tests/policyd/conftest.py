@@ -10,20 +10,14 @@ from typing import Any
 import pytest
 
 from processor.store import Store, open_store
-from tests.databases import empty_store_tables
+from tests.databases import ENGINES, empty_database
 from tests.policyd.helpers import PolicydProcess, make_settings, write_config
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=ENGINES)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty, migrated database of each engine."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        empty_store_tables(url)
-    open_store(make_settings(url)).close()
-    return url
+    return empty_database(request.param, tmp_path, request)
 
 
 @pytest.fixture

@@ -16,9 +16,7 @@ import pytest
 
 from processor.config import DatabaseSettings, PolicySettings, Settings
 from processor.store import Store, open_store
-from tests.databases import empty_store_tables
-
-ENGINES = ["sqlite", "postgresql"]
+from tests.databases import ENGINES, empty_database
 
 
 def make_settings(url: str, **policy: Any) -> Settings:
@@ -34,13 +32,7 @@ def engine_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def db_url(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """An empty, migrated database of the engine under test."""
-    if engine_name == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        empty_store_tables(url)
-    open_store(make_settings(url)).close()
-    return url
+    return empty_database(engine_name, tmp_path, request)
 
 
 @pytest.fixture
