@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.databases import PostgresDatabases, postgres_problem, unreachable_reason
+from tests.databases import ENGINES, PostgresDatabases, empty_database, postgres_problem, unreachable_reason
 
 if TYPE_CHECKING:
     from tests.servers import Dovecot, MailUser, Postfix, SmtpSink
@@ -117,6 +117,19 @@ def postgres() -> Iterator[PostgresDatabases]:
 def postgres_url(postgres: PostgresDatabases) -> str:
     """A PostgreSQL database of this test session's own (tests empty it with empty_store_tables)."""
     return postgres.create()
+
+
+@pytest.fixture(params=ENGINES)
+def engine_name(request: pytest.FixtureRequest) -> str:
+    """Each store-backed test runs once per engine."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def db_url(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """An empty, migrated database of the engine under test (PostgreSQL: this session's own)."""
+    return empty_database(engine_name, tmp_path, request)
 
 
 @pytest.fixture

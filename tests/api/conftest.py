@@ -13,7 +13,6 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +23,6 @@ from processor.api.auth import hash_token, new_token
 from processor.api.server import bind_socket, serve
 from processor.config import ApiSettings, ApiToken, DatabaseSettings, Settings
 from processor.store import Store, open_store
-from tests.databases import ENGINES, empty_database
 
 READER = new_token()
 WRITER = new_token()
@@ -38,18 +36,6 @@ TOKENS = [
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture(params=ENGINES)
-def engine_name(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture
-def db_url(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """An empty, migrated database of the engine under test."""
-    return empty_database(engine_name, tmp_path, request)
 
 
 def make_settings(url: str, **api: Any) -> Settings:

@@ -10,14 +10,7 @@ from typing import Any
 import pytest
 
 from processor.store import Store, open_store
-from tests.databases import ENGINES, empty_database
 from tests.policyd.helpers import PolicydProcess, make_settings, write_config
-
-
-@pytest.fixture(params=ENGINES)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty, migrated database of each engine."""
-    return empty_database(request.param, tmp_path, request)
 
 
 @pytest.fixture

@@ -9,30 +9,16 @@ other; each test starts from empty tables. A missing server skips on a laptop an
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from processor.config import DatabaseSettings, PolicySettings, Settings
 from processor.store import Store, open_store
-from tests.databases import ENGINES, empty_database
 
 
 def make_settings(url: str, **policy: Any) -> Settings:
     return Settings(database=DatabaseSettings(url=url), policy=PolicySettings(**policy))
-
-
-@pytest.fixture(params=ENGINES)
-def engine_name(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture
-def db_url(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    """An empty, migrated database of the engine under test."""
-    return empty_database(engine_name, tmp_path, request)
 
 
 @pytest.fixture
