@@ -21,8 +21,12 @@ from pydantic_settings import (
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
-DEFAULT_RULES_DIR = PROJECT_DIR / "rules"
+# The default rules live in rules/ at the top of the repository; processor/default_rules links
+# there, so that a wheel ships them inside the package and a checkout reads them in place.
+# (processor is a namespace package, so the path is taken from this file, not importlib.resources.)
+DEFAULT_RULES_DIR = (PACKAGE_DIR / "default_rules").resolve()
 DEFAULT_SAMPLES_DIR = PROJECT_DIR / "samples"
+"""The project's own samples: present in a checkout, not in an installed wheel."""
 CONFIG_ENV = "BOUNCE_PROCESSOR_CONFIG"
 
 
