@@ -73,15 +73,20 @@ class RulesSettings(BaseModel):
     dirs: list[Path] = Field(default_factory=list)
     """Operator rule directories, consulted before the default rules."""
     include_defaults: bool = True
+    """Also load the default rules shipped with the package (after the operator directories)."""
 
 
 class PolicySettings(BaseModel):
     hard_ttl_days: int | None = None
     """None: hard bounces suppress permanently."""
     soft_threshold: int = 3
+    """A soft failure suppresses when this many (it included) fall within ``soft_window_days``."""
     soft_window_days: int = 7
+    """The window in which soft failures are counted together."""
     soft_ttl_days: int = 14
+    """How long a soft suppression lasts (it then expires and mail is tried again)."""
     complaint_ttl_days: int | None = None
+    """None: complaints (and unsubscribes) suppress permanently."""
     allow_window_days: int = 0
     """After a manual removal, ignore bounces for this many days (0: only older events are ignored)."""
     bounce_scope: Literal["global", "sender_domain"] = "global"
@@ -104,9 +109,11 @@ class VerpSettings(BaseModel):
     secrets_file: Path | None = None
     """A file with one secret per line, read instead of (or in addition to) ``secrets``."""
     max_age_days: int = Field(default=30, ge=1, le=1000)
+    """A signed return path older than this many days no longer verifies."""
     sender_domain: str = ""
     """The domain of the return path (bounces+TOKEN@sender_domain)."""
     prefix: str = "bounces"
+    """The local-part prefix of signed return paths (PREFIX+TOKEN@sender_domain)."""
 
     def all_secrets(self) -> list[str]:
         values = [s.get_secret_value() for s in self.secrets]
@@ -123,6 +130,7 @@ class ApiToken(BaseModel):
     """One API client: a name (logged, never the token), the token's SHA-256 and its scopes."""
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@:+-]+$")
+    """Who the token is for: logged with its requests and recorded as the actor of its changes."""
     hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     """``sha256:`` and the hex SHA-256 of the token (``bounce-processor api new-token`` makes both)."""
     scopes: list[Literal["read", "write"]] = Field(default=["read"], min_length=1)
@@ -135,7 +143,10 @@ class ApiSettings(BaseModel):
     enabled: bool = True
     """Serve the API inside ``bounce-processor run``."""
     host: str = "127.0.0.1"
+    """The address the API listens on. The API has no TLS of its own: keep it on loopback, or put it
+    behind a TLS-terminating proxy; a host other than loopback needs tokens."""
     port: int = Field(default=8025, ge=0, le=65535)
+    """The TCP port the API listens on."""
     tokens: list[ApiToken] = Field(default_factory=list)
     """Bearer tokens, stored hashed. With none, the API is open, which is allowed on a loopback host only."""
     batch_limit: int = Field(default=10_000, ge=1, le=1_000_000)
@@ -314,22 +325,29 @@ class MailboxSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: Literal["imap", "maildir", "directory"] = "imap"
+    """imap (a server mailbox), maildir (a local Maildir) or directory (message files)."""
     kind: Literal["bounce", "fbl", "auto"] = "auto"
     """What the mailbox receives: "bounce" (DSNs and auto-replies: an ARF complaint found here is
     recorded but does not suppress), "fbl" (ARF complaints: a bounce found here is recorded but does
     not suppress), or "auto" (both suppress)."""
     enabled: bool = True
+    """False: configured but not read."""
     host: str = ""
+    """imap: the server's host name."""
     port: int | None = Field(default=None, ge=1, le=65535)
     """Default: 993 for implicit TLS, 143 otherwise."""
     tls: Literal["implicit", "starttls", "none"] = "implicit"
+    """imap: implicit TLS (993), STARTTLS required (143), or none (loopback hosts only)."""
     ca_file: Path | None = None
     """PEM file of the CA(s) to verify the server's certificate with (default: the system's)."""
     tls_verify: bool = True
     """False accepts any certificate (logged as a warning at start); never do this in production."""
     username: str = ""
+    """imap: the login name."""
     password: SecretStr | None = None
+    """imap: the password (better from the environment or ``password_file``; never logged)."""
     password_file: Path | None = None
+    """imap: a file whose first line is the password."""
     folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
     """IMAP folders to read; each is worked by its own job and connection."""
     idle: bool = True
@@ -348,17 +366,20 @@ class MailboxSettings(BaseModel):
     """Where processed messages go: ``processed_folder`` (default), flagged \\Seen, deleted, or
     left as they are (IMAP "seen"/"keep": the last UID stored per folder skips them later)."""
     processed_folder: str = "Processed"
+    """The folder (or sub-directory) processed messages move to with ``processed = "folder"``."""
     quarantine_folder: str = "Quarantine"
     """Where unparseable messages, and messages whose processing raised, go (never deleted)."""
     require_signed_return_path: bool = False
     """Suppress only on reports whose return path (or the original's Return-Path) carries a valid
     signature (processor.verp) for the event's recipient; others are recorded, not suppressed."""
     connect_timeout_seconds: float = Field(default=30.0, gt=0)
+    """imap: give up connecting (and logging in) after this long."""
     command_timeout_seconds: float = Field(default=120.0, gt=0)
     """An IMAP command that receives nothing for this long fails (the connection is dropped)."""
     idle_renew_seconds: float = Field(default=25 * 60.0, ge=1, le=29 * 60)
     """IDLE is re-issued at least this often (RFC 2177: servers may drop it after 30 minutes)."""
     backoff_initial_seconds: float = Field(default=1.0, gt=0)
+    """After a failure the mailbox waits at least this long before trying again."""
     backoff_max_seconds: float = Field(default=300.0, gt=0)
     """After a failure the mailbox waits (exponential, with jitter) between these bounds."""
 
@@ -432,7 +453,9 @@ class DaemonSettings(BaseModel):
 
 
 def embedded_mailboxes() -> dict[str, MailboxSettings]:
-    """The embedded default: the samples/ directory, read-only."""
+    """The embedded default: the samples/ directory, read-only (none outside a source checkout)."""
+    if not DEFAULT_SAMPLES_DIR.is_dir():
+        return {}
     return {
         "samples": MailboxSettings(
             source="directory", path=DEFAULT_SAMPLES_DIR, pattern="*.eml", read_only=True, processed="keep"

@@ -31,6 +31,7 @@ def _modules() -> list[ModuleType]:
         api_cmd,
         config_cmd,
         db_cmd,
+        init_cmd,
         parse_cmd,
         policyd_cmd,
         reprocess_cmd,
@@ -41,6 +42,7 @@ def _modules() -> list[ModuleType]:
     )
 
     return [
+        init_cmd,
         run_cmd,
         parse_cmd,
         rules_cmd,

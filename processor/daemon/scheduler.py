@@ -105,7 +105,13 @@ class Daemon:
 
     def _check(self) -> None:
         if not self.mailboxes and self._given_sources is None:
-            raise DaemonError("no enabled mailbox is configured (and daemon.embedded_default is off)")
+            if self.settings.mailboxes or not self.settings.daemon.embedded_default:
+                raise DaemonError("no enabled mailbox is configured (and daemon.embedded_default is off)")
+            raise DaemonError(
+                "no mailbox is configured (the built-in demo reads the samples/ of a source checkout, "
+                "which this installation does not have): `bounce-processor init DIR` writes a "
+                "configuration to start from; pass it with --config or $BOUNCE_PROCESSOR_CONFIG"
+            )
         needs_secret = [n for n, b in self.mailboxes.items() if b.require_signed_return_path]
         if needs_secret and not self.settings.verp.all_secrets():
             raise DaemonError(
