@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+import itertools
 import json
 import os
 import sys
@@ -65,7 +66,7 @@ def field_docs() -> dict[tuple[str, str], str]:
         if not isinstance(node, ast.ClassDef):
             continue
         body = node.body
-        for field, after in zip(body, body[1:], strict=False):
+        for field, after in itertools.pairwise(body):
             if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
                     and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
                     and isinstance(after.value.value, str)):
@@ -106,6 +107,8 @@ def _comment(text: str) -> list[str]:
 
 def render_config(database_url: str, incoming: Path, token_name: str, token_hash: str) -> str:
     """The whole configuration file: set values plain, every other setting commented out at its default."""
+    from pydantic import BaseModel
+
     from processor import config
 
     docs = field_docs()
@@ -125,7 +128,7 @@ def render_config(database_url: str, incoming: Path, token_name: str, token_hash
         model = getattr(config, class_name)
         class_doc = inspect.getdoc(model)
         lines.append(f"[{section}]")
-        if class_doc and class_doc != inspect.getdoc(config.BaseModel):
+        if class_doc and class_doc != inspect.getdoc(BaseModel):
             lines.extend(_comment(class_doc.splitlines()[0]))
         for name, field in model.model_fields.items():
             if section == "api" and name == "tokens":

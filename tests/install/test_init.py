@@ -15,6 +15,8 @@ from processor.commands.init_cmd import _SECTIONS, field_docs
 from processor.config import load_settings
 from processor.store import open_store
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def _init(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[Path, str]:
     target = tmp_path / "bp"
@@ -63,13 +65,15 @@ def test_every_commented_default_is_the_real_default(tmp_path: Path, capsys: pyt
                 continue
             model_value = getattr(getattr(defaults, section), name)
             dumped = getattr(defaults, section).model_dump()[name]
-            assert value == dumped or value == model_value, f"{section}.{name}: {value!r} != {dumped!r}"
+            assert value in (dumped, model_value), f"{section}.{name}: {value!r} != {dumped!r}"
     full = uncommented + "[mailboxes.incoming]" + text.split("[mailboxes.incoming]")[1]
     (tmp_path / "all.toml").write_text(full)
     assert load_settings(tmp_path / "all.toml").policyd == defaults.policyd
 
 
-def test_init_creates_the_database_and_prints_the_token_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_creates_the_database_and_prints_the_token_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The database is migrated; the printed token's hash is in the file and the token itself is not."""
     path, out = _init(tmp_path, capsys)
     token = re.search(r"\b(bp_[A-Za-z0-9_-]{20,})\b", out)
@@ -99,7 +103,7 @@ def test_init_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_run_once_reads_the_incoming_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """After init, a bounce dropped into incoming/ is read by run --once and suppresses its recipient."""
     path, _ = _init(tmp_path, capsys)
-    sample = Path(__file__).resolve().parents[2] / "samples" / "generated" / "postfix" / "postfix-local-unknown-user.eml"
+    sample = ROOT / "samples" / "generated" / "postfix" / "postfix-local-unknown-user.eml"
     (path.parent / "incoming" / sample.name).write_bytes(sample.read_bytes())
     assert main(["--config", str(path), "--log-format", "json", "run", "--once"]) == 0
     assert (path.parent / "incoming" / "Processed" / sample.name).is_file()
