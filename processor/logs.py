@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, Literal
 
 import structlog
@@ -27,11 +27,52 @@ def _redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mu
     return event_dict
 
 
+Observer = Callable[[str, MutableMapping[str, Any]], bool]
+"""Sees every event logged at an enabled level: (level name, event dict); returning False drops
+the line (the event still happened: the observer has counted it)."""
+
+_observers: list[Observer] = []
+_settings: dict[str, str] = {"format": "json", "level": "INFO"}
+
+
+def observe(observer: Observer) -> Callable[[], None]:
+    """Register ``observer`` (a terminal progress display, say); returns the function that removes it."""
+    _observers.append(observer)
+    return lambda: _observers.remove(observer)
+
+
+def current() -> tuple[str, str]:
+    """The format ("console" or "json") and level name that ``configure`` chose."""
+    return _settings["format"], _settings["level"]
+
+
+def _notify_observers(_: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for observer in list(_observers):
+        if observer(method, event_dict) is False:
+            raise structlog.DropEvent
+    return event_dict
+
+
+class _StandardError:
+    """sys.stderr as it is at each write, so that a terminal display that redirects it (rich's
+    progress bars) gets the log lines printed above it instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(fmt: LogFormat = "auto", level: str = "INFO", stream: Any = None) -> None:
     """Configure structlog and stdlib logging once per process."""
-    out = stream if stream is not None else sys.stderr
+    out = stream if stream is not None else _StandardError()
     if fmt == "auto":
         fmt = "console" if hasattr(out, "isatty") and out.isatty() else "json"
+    _settings.update(format=fmt, level=level.upper())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -49,7 +90,7 @@ def configure(fmt: LogFormat = "auto", level: str = "INFO", stream: Any = None) 
             colors=hasattr(out, "isatty") and out.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared, _notify_observers, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,

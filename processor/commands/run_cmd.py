@@ -58,14 +58,46 @@ def _exit_now_if_threads_hang(code: int) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from processor.commands import _run_report
     from processor.config import ConfigError
     from processor.daemon import Daemon, DaemonError
 
     settings = settings_from(args)
+    report = _run_report.RunReport(verbose=_debug()) if _run_report.wanted(args) else None
     try:
         daemon = Daemon(settings, once=args.once, services=[] if args.once else extra_services(settings))
-        code = asyncio.run(daemon.run())
+        if report is None:
+            code = asyncio.run(daemon.run())
+        else:
+            with report:
+                code = asyncio.run(daemon.run())
     except (DaemonError, ConfigError) as exc:
         raise CommandError(str(exc), exit_code=1) from None
+    if report is not None:
+        print(report.summary(settings, getattr(args, "config", None), _new_entries(settings, report)))
     _exit_now_if_threads_hang(code)
     return code
+
+
+def _debug() -> bool:
+    from processor import logs
+
+    return logs.current()[1] == "DEBUG"
+
+
+def _new_entries(settings: Any, report: Any) -> Any:
+    """Active entries first seen since the run started, by reason (None if the store cannot say)."""
+    from collections import Counter
+
+    from processor.store import EntryFilter, StoreError, open_store
+
+    try:
+        store = open_store(settings, migrate=False)
+    except StoreError:
+        return None
+    try:
+        return Counter(entry.reason for entry in store.iter_entries(EntryFilter(since=report.started_at)))
+    except StoreError:
+        return None
+    finally:
+        store.close()

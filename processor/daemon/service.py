@@ -293,6 +293,7 @@ class Pipeline:
             "events": len(result.decisions),
             "recipients": [d.address or d.verdict.event.recipient for d in result.decisions],
             "bounce_types": [str(d.verdict.bounce_type) for d in result.decisions],
+            "reasons": [d.verdict.reason for d in result.decisions],
             "rule_ids": [d.verdict.rule_id for d in result.decisions],
             "decisions": [str(d.action) for d in result.decisions],
         }
@@ -387,6 +388,8 @@ class MailboxWorker:
             else:
                 last_uid = position.last_uid
         keys = await source.candidates(last_uid)
+        if keys:
+            log.info("mailbox.draining", mailbox=self.name, candidates=len(keys))
         handled = 0
         before = dict(self.totals)
         size = self.box.batch_size
