@@ -49,12 +49,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     yield base / "venv" / "bin" / "bounce-processor", work
 
 
-def test_wheel_ships_the_rules(installed: tuple[Path, Path]) -> None:
-    """`rules check` finds the default rules inside the installed package."""
+def test_wheel_ships_the_rules_and_the_units(installed: tuple[Path, Path]) -> None:
+    """`rules check` finds the default rules inside the installed package; the systemd units are there too."""
     command, work = installed
     out = _run(command, "rules", "check", cwd=work)
     assert "site-packages/processor/default_rules" in out, out
     assert " rules in " in out and "are valid" in out
+    package = next(command.parent.parent.glob("lib/python3*/site-packages/processor"))
+    assert sorted(p.name for p in (package / "deploy" / "systemd").iterdir()) == [
+        "bounce-processor-policyd.service", "bounce-processor.service"]
 
 
 def test_wheel_parses_a_message(installed: tuple[Path, Path]) -> None:
