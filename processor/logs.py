@@ -53,23 +53,19 @@ def _notify_observers(_: Any, method: str, event_dict: MutableMapping[str, Any])
     return event_dict
 
 
-class _StandardError:
-    """sys.stderr as it is at each write, so that a terminal display that redirects it (rich's
-    progress bars) gets the log lines printed above it instead of through it."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-    def isatty(self) -> bool:
-        return sys.stderr.isatty()
+def redirect(stream: Any) -> Any:
+    """Send the log lines to ``stream`` from now on (a terminal display that draws below them);
+    returns the stream used before, to be given back. Only ``configure``'s handler is changed."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, logging.StreamHandler) and getattr(handler, "_bounce_processor", False):
+            return handler.setStream(stream)
+    return None
 
 
 def configure(fmt: LogFormat = "auto", level: str = "INFO", stream: Any = None) -> None:
     """Configure structlog and stdlib logging once per process."""
-    out = stream if stream is not None else _StandardError()
+    out = stream if stream is not None else sys.stderr
     if fmt == "auto":
         fmt = "console" if hasattr(out, "isatty") and out.isatty() else "json"
     _settings.update(format=fmt, level=level.upper())
@@ -96,6 +92,7 @@ def configure(fmt: LogFormat = "auto", level: str = "INFO", stream: Any = None) 
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(out)
+    handler._bounce_processor = True  # type: ignore[attr-defined]
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer])

@@ -57,6 +57,7 @@ class RunReport:
     _progress: Any = None
     _tasks: dict[str, Any] = field(default_factory=dict)
     _stop_observing: Callable[[], None] | None = None
+    _previous_stream: Any = None
 
     # ----------------------------------------------------------------- live
 
@@ -79,12 +80,19 @@ class RunReport:
             console=Console(stderr=True), transient=False,
         )
         self._progress.start()
+        # the progress display redirects sys.stderr to print above its bars; the log handler
+        # holds the stream it was given, so it is pointed at the redirected one while it runs
+        self._previous_stream = logs.redirect(sys.stderr)
         self._stop_observing = logs.observe(self.observe)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        from processor import logs
+
         if self._stop_observing is not None:
             self._stop_observing()
+        if self._previous_stream is not None:
+            logs.redirect(self._previous_stream)
         if self._progress is not None:
             self._progress.stop()
 
