@@ -43,8 +43,9 @@ Failures reaching the database raise ``StoreError`` with the driver's reason (ne
 
 ``Store`` is a thin facade; the work lives in modules named for what they do: ``_db`` (connections,
 the write retry, dialect details), ``ledger`` (processed and failed messages, mailbox positions),
-``recording`` (the pipeline's write), ``suppressions`` (reads), ``changes`` (add, remove, purge,
-import) and ``types`` (the records). Each takes the ``Database`` and, where it decides, the policy.
+``recording`` (the pipeline's write), ``suppressions`` (reads), ``snapshot`` (reads for a copy
+of the list kept in memory), ``changes`` (add, remove, purge, import) and ``types`` (the records).
+Each takes the ``Database`` and, where it decides, the policy.
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ from sqlalchemy.engine import Engine
 from processor.config import Settings
 from processor.policy import GLOBAL_SCOPE, Source
 from processor.records import Verdict
-from processor.store import changes, ledger, recording, suppressions
+from processor.store import changes, ledger, recording, snapshot, suppressions
 from processor.store import models as m
-from processor.store._db import Database
+from processor.store._db import Database, as_utc, utcnow
+from processor.store.snapshot import ActiveRow, ActiveScan
 from processor.store.types import (
     BatchCheck,
     Entry,
@@ -225,6 +227,24 @@ class Store:
         decision (default: the last 7 days; the ``top`` largest groups for domain and reason), and
         of active entries by source and bounce type."""
         return suppressions.stats(self.database, since, until, top=top)
+
+    # ----------------------------------------------------------------- copies of the list (policyd)
+
+    def scan_active(self, *, now: datetime | None = None) -> ActiveScan:
+        """Every active entry, streamed in chunks (``ActiveScan.fetch``); close it when done."""
+        return ActiveScan(self.database, as_utc(now) or utcnow())
+
+    def max_event_id(self) -> int:
+        """The newest event id (0 when there is none): a copy read after it misses no change."""
+        return snapshot.max_event_id(self.database)
+
+    def events_after(self, event_id: int, limit: int) -> list[tuple[int, str]]:
+        """(id, address) of up to ``limit`` events after ``event_id``: the addresses that changed."""
+        return snapshot.events_after(self.database, event_id, limit)
+
+    def active_rows(self, addresses: Sequence[str], *, now: datetime | None = None) -> list[ActiveRow]:
+        """The active entries (every scope) of these normalised addresses, as ``ActiveRow``."""
+        return snapshot.active_rows(self.database, list(addresses), as_utc(now) or utcnow())
 
     # ----------------------------------------------------------------- manual changes
 
