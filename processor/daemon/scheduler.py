@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 
 from processor import metrics
+from processor.backoff import Backoff
 from processor.config import MailboxSettings, Settings, embedded_mailboxes
 from processor.daemon.lease import Leases, LocalLeases, make_leases
 from processor.daemon.service import MailboxWorker, Pipeline, Runtime
@@ -136,19 +137,19 @@ class Daemon:
         from processor.store import StoreError
 
         loop = asyncio.get_running_loop()
-        delay = 1.0
+        retry = Backoff(initial=1.0, maximum=60.0)
         while True:
             try:
                 return await loop.run_in_executor(self.executor, self._open_store)
             except StoreError as exc:
                 if self.once or self.stop.is_set():
                     raise DaemonError(f"cannot open the database: {exc}") from None
+                delay = retry.failed()
                 log.error("daemon.database_unavailable", error=str(exc), retry_in=delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), delay)
                 if self.stop.is_set():
                     raise DaemonError(f"stopped while waiting for the database: {exc}") from None
-                delay = min(delay * 2, 60.0)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import random
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ from typing import Any, TypeVar
 import structlog
 
 from processor import metrics
+from processor.backoff import Backoff
 from processor.classify import Classifier
 from processor.config import MailboxSettings, Settings
 from processor.parse import ParseError, Parser
@@ -361,7 +361,7 @@ class MailboxWorker:
         self.pipeline = pipeline
         self.store = store
         self.runtime = runtime
-        self.failures = 0
+        self.backoff = Backoff(box.backoff_initial_seconds, box.backoff_max_seconds, jitter=True)
         self.retry_at = 0.0
         self.task: asyncio.Task[Any] | None = None
         self.totals = {"processed": 0, "duplicate": 0, "quarantined": 0, "already": 0}
@@ -468,14 +468,13 @@ class MailboxWorker:
 
     # ----------------------------------------------------------------- failures
 
-    def _backoff(self) -> float:
-        """Exponential backoff with jitter (between half and all of the exponential delay)."""
-        ceiling = min(self.box.backoff_max_seconds, self.box.backoff_initial_seconds * 2.0 ** (self.failures - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+    @property
+    def failures(self) -> int:
+        """Failures in a row (0 after a pass that worked)."""
+        return self.backoff.failures
 
     async def _failed(self, exc: Exception) -> float:
-        self.failures += 1
-        delay = self._backoff()
+        delay = self.backoff.failed()
         await self.source.abort()
         if isinstance(exc, SourceError):
             metrics.IMAP_ERRORS.labels(self.name).inc()
@@ -513,7 +512,7 @@ class MailboxWorker:
             while not runtime.stop.is_set():
                 try:
                     await self.drain()
-                    self.failures = 0
+                    self.backoff.succeeded()
                     if not self.source.can_push or runtime.stop.is_set():
                         return
                     remaining = deadline - loop.time()
