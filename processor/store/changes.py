@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from processor.addresses import AddressError, address_domain
 from processor.config import PolicySettings
-from processor.policy import GLOBAL_SCOPE, Source
+from processor.decide import GLOBAL_SCOPE, Source
 from processor.store._db import (
     ENTRY_COLUMNS,
     EVENT_INSERT_COLUMNS,

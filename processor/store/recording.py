@@ -1,7 +1,7 @@
 """The pipeline's write: one message's ledger row, its events and suppression changes.
 
 ``record_messages`` runs in ONE transaction per batch (one commit, one fsync); inside it each
-verdict is decided from the address's history (``processor.policy.decide``) under the
+verdict is decided from the address's history (``processor.decide.decide``) under the
 address's lock, so two writers recording the same address count exactly.
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from processor.addresses import AddressError, address_domain
 from processor.config import PolicySettings
-from processor.policy import ActiveEntry, History, Source, decide, outranks, scope_for
+from processor.decide import ActiveEntry, History, Source, decide, outranks, scope_for
 from processor.records import Action, Decision, Verdict
 from processor.store._db import (
     EVENT_INSERT_COLUMNS,

@@ -56,7 +56,7 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from processor.config import Settings
-from processor.policy import GLOBAL_SCOPE, Source
+from processor.decide import GLOBAL_SCOPE, Source
 from processor.records import Verdict
 from processor.store import changes, ledger, recording, snapshot, suppressions
 from processor.store import models as m

@@ -4,7 +4,7 @@
     plan = reprocess(store, classifier, apply=True)   # events and suppressions updated
 
 Each (address, scope) is replayed from its stored events in time order through the current
-classifier and ``policy.decide``, exactly as the daemon would have decided with today's rules:
+classifier and ``decide.decide``, exactly as the daemon would have decided with today's rules:
 manual removals still win, manual additions and imports still count, soft failures are counted
 again. The replayed entry is compared with the stored one. Entries that an operator made
 (source manual or import) are never changed by a replay. With ``apply`` each changed address is
@@ -26,7 +26,7 @@ import structlog
 from sqlalchemy.engine import Connection
 
 from processor.classify import Classifier
-from processor.policy import ActiveEntry, History, Source, decide, outranks
+from processor.decide import ActiveEntry, History, Source, decide, outranks
 from processor.records import Action, Decision, Event, EventKind, OriginalMessage
 from processor.store import models as m
 from processor.store._db import as_utc, change_values, utcnow

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from processor.addresses import AddressError
-from processor.policy import GLOBAL_SCOPE
+from processor.decide import GLOBAL_SCOPE
 from processor.store._db import (
     ENTRY_COLUMNS,
     EVENT_COLUMNS,

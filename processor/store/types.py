@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from processor.policy import GLOBAL_SCOPE, Source
+from processor.decide import GLOBAL_SCOPE, Source
 from processor.records import Decision, EventKind
 
 __all__ = [
