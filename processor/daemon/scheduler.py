@@ -1,7 +1,7 @@
 """The daemon's life cycle: sources, APScheduler jobs, signals, leases, shutdown.
 
 ``Daemon(settings).run()`` is ``bounce-processor run``; ``Daemon(settings, once=True).run()`` is
-``run --once``. The per-message work lives in processor.daemon.service; this module only decides
+``run --once``. The per-message work lives in processor.daemon.pipeline and .mailbox_worker; this module only decides
 when it runs:
 
 - one APScheduler job per mailbox folder (``max_instances=1``, coalesced), every
@@ -31,7 +31,8 @@ from processor import metrics
 from processor.backoff import Backoff
 from processor.config import MailboxSettings, Settings, embedded_mailboxes
 from processor.daemon.lease import Leases, LocalLeases, make_leases
-from processor.daemon.service import MailboxWorker, Pipeline, Runtime
+from processor.daemon.mailbox_worker import MailboxWorker, Runtime
+from processor.daemon.pipeline import Pipeline
 from processor.sources.base import MailSource
 
 __all__ = ["Daemon", "DaemonError", "ExtraService", "build_sources", "effective_mailboxes"]
