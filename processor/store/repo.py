@@ -72,30 +72,12 @@ from processor.store.types import (
     MailboxPosition,
     MessageRef,
     Page,
-    QueryError,
     RecordResult,
     Rejected,
     Stats,
-    StoreKind,
 )
 
-__all__ = [
-    "BatchCheck",
-    "Entry",
-    "EntryFilter",
-    "EventRecord",
-    "ImportReport",
-    "ImportRow",
-    "MailboxPosition",
-    "MessageRef",
-    "Page",
-    "QueryError",
-    "RecordResult",
-    "Rejected",
-    "Stats",
-    "Store",
-    "StoreKind",
-]
+__all__ = ["Store"]
 
 class Store:
     """The suppression store (see the module docstring)."""

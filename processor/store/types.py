@@ -13,24 +13,6 @@ from datetime import datetime
 from processor.decide import GLOBAL_SCOPE, Source
 from processor.records import Decision, EventKind
 
-__all__ = [
-    "REPORT_KINDS",
-    "BatchCheck",
-    "Entry",
-    "EntryFilter",
-    "EventRecord",
-    "ImportReport",
-    "ImportRow",
-    "MailboxPosition",
-    "MessageRef",
-    "Page",
-    "QueryError",
-    "RecordResult",
-    "Rejected",
-    "Stats",
-    "StoreKind",
-]
-
 
 class StoreKind:
     """``event.kind`` values besides the ``EventKind`` of reports."""
