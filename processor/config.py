@@ -3,6 +3,9 @@
 Environment variables use the prefix ``BOUNCE_`` and ``__`` between nested names, for example
 ``BOUNCE_DATABASE__URL=postgresql+psycopg://...`` or ``BOUNCE_POLICY__SOFT_THRESHOLD=5``.
 Secrets are ``SecretStr`` so that they never print; they may also come from a file (``*_file``).
+
+Over 500 lines on purpose: one settings tree, so every section and its environment name is found
+in one place.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ _UNMATCHED = "unmatched"
 _IMPORT_PATH = "/v1/suppressions/import"
 
 
-class _Observe:
+class _LatencyAndAccessLog:
     """Pure ASGI middleware: one API_LATENCY observation per request, labelled with the route
     template (never the raw path, which would make a label per address), and the access log."""
 
@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *, 
         get_route, head_route = _lookup_routes()
         app.add_middleware(LookupFastPath, store=opened, tokens=app.state.tokens, get_route=get_route,
                            head_route=head_route)
-    app.add_middleware(_Observe, access_log=settings.api.access_log)
+    app.add_middleware(_LatencyAndAccessLog, access_log=settings.api.access_log)
     if app.state.tokens.open:
         _drop_security(app)
     return app

@@ -7,6 +7,7 @@ the models document them and validate what comes in.
 from __future__ import annotations
 
 import re
+import typing
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -122,41 +123,24 @@ class Page(BaseModel):
     come after the cursor, so no entry is skipped or repeated."""
 
 
+EVENT_FIELDS = (
+    "id", "kind", "address", "recipient", "scope", "mailbox", "original_message_id", "status", "reply_code",
+    "smtp_command", "diagnostic", "remote_mta", "reporting_mta", "mta", "feedback_type", "reason", "bounce_type",
+    "rule_id", "decision", "counted", "expires_at", "explanation", "actor", "received_at", "recorded_at",
+)
+"""The fields of a stored event (``EventRecord``, declared once in processor.store.types) the API shows."""
+_EVENT_TYPES = typing.get_type_hints(EventRecord)
+# The response models below take their field types from the store's records: one declaration each.
+
+
 class Event(BaseModel):
     """One stored event: a classified report, or a change made to the list (manual, import...)."""
 
-    id: int
-    kind: str
-    address: str
-    recipient: str
-    scope: str
-    mailbox: str
-    original_message_id: str
-    status: str
-    reply_code: str
-    smtp_command: str
-    diagnostic: str
-    remote_mta: str
-    reporting_mta: str
-    mta: str
-    feedback_type: str
-    reason: str
-    bounce_type: str
-    rule_id: str
-    decision: str
-    counted: bool
-    expires_at: datetime | None
-    explanation: str
-    actor: str
-    received_at: datetime
-    recorded_at: datetime
-
-
-_EVENT_FIELDS = tuple(Event.model_fields)
+    __annotations__ = {name: _EVENT_TYPES[name] for name in EVENT_FIELDS}
 
 
 def event_json(event: EventRecord) -> dict[str, Any]:
-    return {name: getattr(event, name) for name in _EVENT_FIELDS}
+    return {name: getattr(event, name) for name in EVENT_FIELDS}
 
 
 class History(BaseModel):
@@ -168,16 +152,7 @@ class History(BaseModel):
 
 
 class StatsResponse(BaseModel):
-    since: datetime
-    until: datetime
-    events_by_bounce_type: dict[str, int]
-    events_by_reason: dict[str, int]
-    events_by_domain: dict[str, int]
-    events_by_mailbox: dict[str, int]
-    events_by_decision: dict[str, int]
-    active_by_source: dict[str, int]
-    active_by_bounce_type: dict[str, int]
-    active_total: int
+    __annotations__ = typing.get_type_hints(Stats)
 
 
 def stats_json(stats: Stats) -> dict[str, Any]:

@@ -335,7 +335,7 @@ Conjunction = dict[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
-class _Branch:
+class _RuleBranch:
     rule: Rule
     fields: frozenset[str]
     tests: Conjunction
@@ -392,11 +392,11 @@ def _covers_all(field: str, wide: tuple[str, ...], narrow: tuple[str, ...]) -> b
     return all(any(pattern_covers(field, w, n) for w in wide) for n in narrow)
 
 
-def _branch_covers(wide: _Branch, narrow: _Branch) -> bool:
+def _branch_covers(wide: _RuleBranch, narrow: _RuleBranch) -> bool:
     return all(_covers_all(f, wide.tests[f], narrow.tests[f]) for f in wide.fields)
 
 
-class _Earlier:
+class _EarlierBranches:
     """Branches of earlier rules with one field set, indexed by the patterns of one exact field.
 
     For regex and word fields a wide branch covers a narrow one only if it has every one of the
@@ -407,17 +407,17 @@ class _Earlier:
         exact = sorted(f for f in fields if FIELDS[f] in (FieldKind.REGEX, FieldKind.WORD))
         exact.sort(key=lambda f: (FIELDS[f] is not FieldKind.REGEX, f == "kind"))
         self.key = exact[0] if exact else None
-        self.by_pattern: dict[str, list[_Branch]] = defaultdict(list)
-        self.scan: list[_Branch] = []
+        self.by_pattern: dict[str, list[_RuleBranch]] = defaultdict(list)
+        self.scan: list[_RuleBranch] = []
 
-    def add(self, branch: _Branch) -> None:
+    def add(self, branch: _RuleBranch) -> None:
         if self.key is None:
             self.scan.append(branch)
         else:
             for pattern in branch.tests[self.key]:
                 self.by_pattern[pattern].append(branch)
 
-    def candidates(self, narrow: _Branch) -> list[_Branch]:
+    def candidates(self, narrow: _RuleBranch) -> list[_RuleBranch]:
         if self.key is None:
             return self.scan
         return self.by_pattern.get(narrow.tests[self.key][0], [])
@@ -425,11 +425,11 @@ class _Earlier:
 
 def shadowed_rules(rules: Sequence[Rule]) -> list[RuleProblem]:
     """Rules that can never match because an earlier rule matches every event they match."""
-    earlier: dict[frozenset[str], _Earlier] = {}
+    earlier: dict[frozenset[str], _EarlierBranches] = {}
     problems = []
     for rule in rules:
         mine = branches(rule.condition)
-        own = [_Branch(rule, frozenset(b), b) for b in mine] if mine is not None else []
+        own = [_RuleBranch(rule, frozenset(b), b) for b in mine] if mine is not None else []
         if own:
             blocker = _covering_rule(own, earlier)
             if blocker is not None:
@@ -442,12 +442,12 @@ def shadowed_rules(rules: Sequence[Rule]) -> list[RuleProblem]:
                 )
         for branch in own:
             if branch.fields not in earlier:
-                earlier[branch.fields] = _Earlier(branch.fields)
+                earlier[branch.fields] = _EarlierBranches(branch.fields)
             earlier[branch.fields].add(branch)
     return problems
 
 
-def _covering_rule(own: list[_Branch], earlier: dict[frozenset[str], _Earlier]) -> Rule | None:
+def _covering_rule(own: list[_RuleBranch], earlier: dict[frozenset[str], _EarlierBranches]) -> Rule | None:
     """The earliest rule that covers all of ``own``'s branches (each maybe by a different branch)."""
     blockers: set[str] | None = None
     first: dict[str, Rule] = {}

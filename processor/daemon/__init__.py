@@ -4,7 +4,8 @@ mailboxes and runs every message through parse, classify, policy and store.
     from processor.daemon import Daemon
     exit_code = asyncio.run(Daemon(settings, once=True).run())
 
-processor.daemon.service holds the per-message pipeline (``Pipeline``, ``MailboxWorker``),
+processor.daemon.service names the per-message pipeline's steps: processor.daemon.pipeline (``Pipeline``)
+and processor.daemon.mailbox_worker (``MailboxWorker``);
 processor.daemon.scheduler the life cycle (jobs, signals, shutdown), processor.daemon.lease the
 PostgreSQL mailbox leases.
 """

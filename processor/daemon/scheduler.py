@@ -1,7 +1,7 @@
 """The daemon's life cycle: sources, APScheduler jobs, signals, leases, shutdown.
 
 ``Daemon(settings).run()`` is ``bounce-processor run``; ``Daemon(settings, once=True).run()`` is
-``run --once``. The per-message work lives in processor.daemon.service; this module only decides
+``run --once``. The per-message work lives in processor.daemon.pipeline and .mailbox_worker; this module only decides
 when it runs:
 
 - one APScheduler job per mailbox folder (``max_instances=1``, coalesced), every
@@ -28,9 +28,11 @@ from typing import Any
 import structlog
 
 from processor import metrics
+from processor.backoff import Backoff
 from processor.config import MailboxSettings, Settings, embedded_mailboxes
 from processor.daemon.lease import Leases, LocalLeases, make_leases
-from processor.daemon.service import MailboxWorker, Pipeline, Runtime
+from processor.daemon.mailbox_worker import MailboxWorker, Runtime
+from processor.daemon.pipeline import Pipeline
 from processor.sources.base import MailSource
 
 __all__ = ["Daemon", "DaemonError", "ExtraService", "build_sources", "effective_mailboxes"]
@@ -136,19 +138,19 @@ class Daemon:
         from processor.store import StoreError
 
         loop = asyncio.get_running_loop()
-        delay = 1.0
+        retry = Backoff(initial=1.0, maximum=60.0)
         while True:
             try:
                 return await loop.run_in_executor(self.executor, self._open_store)
             except StoreError as exc:
                 if self.once or self.stop.is_set():
                     raise DaemonError(f"cannot open the database: {exc}") from None
+                delay = retry.failed()
                 log.error("daemon.database_unavailable", error=str(exc), retry_in=delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), delay)
                 if self.stop.is_set():
                     raise DaemonError(f"stopped while waiting for the database: {exc}") from None
-                delay = min(delay * 2, 60.0)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

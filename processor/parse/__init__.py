@@ -16,7 +16,7 @@ from dataclasses import replace
 from functools import lru_cache
 
 from processor.config import ParseSettings
-from processor.parse import arf, autoreply, verp
+from processor.parse import arf, autoreply, return_path
 from processor.parse.mime import Headers, MimeError, normalise_newlines, read_message, trim_returned_body
 from processor.parse.mta import ORDER, generic
 from processor.parse.mta._common import failure
@@ -198,7 +198,7 @@ class Parser:
             report.original_headers.get("x-original-from"),
         ]
         for candidate in candidates:
-            found = verp.recover(strip_address(candidate), self._verp_prefixes) if candidate else ""
+            found = return_path.recover(strip_address(candidate), self._verp_prefixes) if candidate else ""
             if found:
                 return found
         return ""

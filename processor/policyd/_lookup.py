@@ -23,6 +23,9 @@ trip on PostgreSQL).
 
 Either raises ``StoreUnavailable`` when it cannot answer, and the service then fails open or
 closed as configured.
+
+Over 500 lines on purpose: the sharded copy, its event-loop slicing and the refresh floor only
+make sense together; the SQL they need lives in processor.store.snapshot.
 """
 
 from __future__ import annotations
@@ -53,20 +56,15 @@ EVENT_PAGE = 20_000
 """Events read per query by an incremental refresh."""
 FULL_RELOAD_AFTER = 200_000
 """An incremental refresh that finds more changed events than this reads the whole list instead."""
-ADDRESS_CHUNK = 500
-"""Addresses per query when an incremental refresh reads their entries."""
 LOAD_CHUNK = 1000
 """Entries fetched per call (in a worker thread) by a full load."""
 ADD_SLICE = 250
 """Entries added (or addresses changed) on the event loop before it looks at the network again."""
 SHARDS = 256
 """Dicts per scope (see ``_Table``)."""
-SQLITE_CACHE_KIB = 2048
-"""SQLite page cache of the service's connections (the copy in memory makes a big one useless)."""
 RELOAD_ID_MARGIN = 10_000
 """PostgreSQL: events re-read after a full reload (see ``MemoryLookup._reload``)."""
 MAX_BACKOFF_SECONDS = 30.0
-_PERMANENT = float("inf")
 
 
 class StoreUnavailable(Exception):
@@ -111,105 +109,12 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _db_time(store: Store, epoch: float) -> Any:
-    naive = datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
-    if store.engine.dialect.name == "postgresql":
-        return naive
-    return naive.isoformat(" ", "microseconds")
+def _moment(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
 
 
-def _epoch(value: Any) -> float:
-    if value is None:
-        return _PERMANENT
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    moment: datetime = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-_COLUMNS = "address, scope, source, reason, bounce_type, expires_at"
 Row = tuple[str, str, str, str, str, Any]
-
-
-class _Scan:
-    """Every active entry, read in chunks (a server-side cursor on PostgreSQL). The calls block:
-    the service makes them in a worker thread."""
-
-    def __init__(self, store: Store, now: float) -> None:
-        self.store = store
-        self.pg = store.engine.dialect.name == "postgresql"
-        self.fairy = store.engine.raw_connection()
-        try:
-            if self.pg:
-                self.cursor: Any = self.fairy.driver_connection.cursor(name="policyd_load")  # type: ignore[union-attr]
-            else:
-                self.cursor = self.fairy.cursor()
-                # the scan would fill the page cache (tens of MB) that lookups by index never need
-                self.cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-            mark = "%s" if self.pg else "?"
-            self.cursor.execute(
-                f"SELECT {_COLUMNS} FROM suppression WHERE expires_at IS NULL OR expires_at > {mark}",
-                (_db_time(store, now),),
-            )
-        except BaseException:
-            self.close()
-            raise
-
-    def fetch(self, count: int) -> list[Row]:
-        rows: list[Row] = self.cursor.fetchmany(count)
-        return rows
-
-    def close(self) -> None:
-        try:
-            with contextlib.suppress(Exception):
-                self.cursor.close()
-            if self.pg:
-                with contextlib.suppress(Exception):
-                    self.fairy.rollback()
-        finally:
-            self.fairy.close()
-
-
-def _query(store: Store, sql: str, params: tuple[Any, ...]) -> list[Any]:
-    fairy = store.engine.raw_connection()
-    try:
-        pg = store.engine.dialect.name == "postgresql"
-        if pg:
-            fairy.driver_connection.autocommit = True  # type: ignore[union-attr]
-        cursor = fairy.cursor()
-        try:
-            cursor.execute(sql, params)
-            rows = list(cursor.fetchall())
-        finally:
-            cursor.close()
-        if pg:
-            fairy.driver_connection.autocommit = False  # type: ignore[union-attr]
-        return rows
-    finally:
-        fairy.close()
-
-
-def _max_event_id(store: Store) -> int:
-    rows = _query(store, "SELECT max(id) FROM event", ())
-    return int(rows[0][0] or 0)
-
-
-def _rows_for(store: Store, addresses: list[str], now: float) -> list[Row]:
-    pg = store.engine.dialect.name == "postgresql"
-    stamp = _db_time(store, now)
-    rows: list[Row] = []
-    for start in range(0, len(addresses), ADDRESS_CHUNK):
-        chunk = addresses[start : start + ADDRESS_CHUNK]
-        if pg:
-            sql = (f"SELECT {_COLUMNS} FROM suppression WHERE address = ANY(%s) "
-                   "AND (expires_at IS NULL OR expires_at > %s)")
-            rows += _query(store, sql, (chunk, stamp))
-        else:
-            marks = ", ".join("?" * len(chunk))
-            sql = (f"SELECT {_COLUMNS} FROM suppression WHERE address IN ({marks}) "
-                   "AND (expires_at IS NULL OR expires_at > ?)")
-            rows += _query(store, sql, (*chunk, stamp))
-    return rows
+"""``processor.store.snapshot.ActiveRow``: address, scope, source, reason, bounce_type, expires_at."""
 
 
 # --------------------------------------------------------------------------- memory
@@ -268,11 +173,14 @@ class _Builder:
     """A new snapshot, filled chunk by chunk."""
 
     def __init__(self, answerer: Answerer) -> None:
+        from processor.store.snapshot import expiry_epoch
+
         self.hit = answerer.hit
+        self.epoch = expiry_epoch
         self.tables: dict[str, _Table] = {GLOBAL_SCOPE: _Table()}
 
     def add(self, rows: Iterable[Row]) -> None:
-        hit, tables = self.hit, self.tables
+        hit, tables, epoch = self.hit, self.tables, self.epoch
         current_scope = GLOBAL_SCOPE
         table = tables[GLOBAL_SCOPE]
         entries, expires, mask = table.entries, table.expires, table.mask
@@ -286,7 +194,7 @@ class _Builder:
                 entries[shard][address] = hit(scope, source, reason or "", bounce_type or "", False)
             else:
                 entries[shard][address] = hit(scope, source, reason or "", bounce_type or "", True)
-                expires[shard][address] = _epoch(expires_at)
+                expires[shard][address] = epoch(expires_at)
 
     def snapshot(self) -> _Snapshot:
         return _Snapshot(self.tables)
@@ -381,8 +289,8 @@ class MemoryLookup:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            max_id = await asyncio.to_thread(_max_event_id, store)
-            scan = await asyncio.to_thread(_Scan, store, time.time())
+            max_id = await asyncio.to_thread(store.max_event_id)
+            scan = await asyncio.to_thread(lambda: store.scan_active(now=_moment(time.time())))
             try:
                 self.answerer.forget_hits()
                 builder = _Builder(self.answerer)
@@ -411,12 +319,7 @@ class MemoryLookup:
             new_ids: list[int] = []
             after = self._floor
             while True:
-                rows = _query(
-                    store,
-                    f"SELECT id, address FROM event WHERE id > {'%s' if self._pg(store) else '?'} ORDER BY id LIMIT "
-                    f"{EVENT_PAGE}",
-                    (after,),
-                )
+                rows = store.events_after(after, EVENT_PAGE)
                 for event_id, address in rows:
                     if event_id not in self._seen:
                         new_ids.append(event_id)
@@ -428,21 +331,19 @@ class MemoryLookup:
                 if len(new_ids) > FULL_RELOAD_AFTER:
                     return None
             now = time.time()
-            changed = _rows_for(store, sorted(addresses), now) if addresses else []
+            changed = store.active_rows(sorted(addresses), now=_moment(now)) if addresses else []
         except errors as exc:
             raise StoreUnavailable(_first_line(exc)) from None
+        from processor.store.snapshot import expiry_epoch
+
         hit = self.answerer.hit
         made = [
             (address, scope, hit(scope, source, reason or "", bounce_type or "", expires_at is not None),
-             _epoch(expires_at))
+             expiry_epoch(expires_at))
             for address, scope, source, reason, bounce_type, expires_at in changed
         ]
         self._advance(new_ids)
         return _Changes(addresses, made)
-
-    @staticmethod
-    def _pg(store: Store) -> bool:
-        return store.engine.dialect.name == "postgresql"
 
     def _advance(self, new_ids: list[int]) -> None:
         """Move the floor: ids at or below it are never read again (see the module docstring)."""
@@ -530,9 +431,12 @@ class MemoryLookup:
             self._failed(exc)
 
     async def run(self) -> None:
-        backoff = self.policyd.refresh_seconds
+        from processor.backoff import Backoff
+
+        retry = Backoff(initial=max(self.policyd.refresh_seconds * 2, 1.0), maximum=MAX_BACKOFF_SECONDS)
+        wait = self.policyd.refresh_seconds
         while True:
-            await asyncio.sleep(backoff)
+            await asyncio.sleep(wait)
             try:
                 due = time.monotonic() - self._loaded_at >= self.policyd.full_reload_seconds
                 if self._snapshot is None or self._reload_requested or due:
@@ -542,10 +446,11 @@ class MemoryLookup:
             except StoreUnavailable as exc:
                 self._failed(exc)
                 self._close_store()
-                backoff = min(max(backoff * 2, 1.0), MAX_BACKOFF_SECONDS)
+                wait = retry.failed()
                 continue
             self._recovered()
-            backoff = self.policyd.refresh_seconds
+            retry.succeeded()
+            wait = self.policyd.refresh_seconds
 
     def request_reload(self) -> None:
         self._reload_requested = True

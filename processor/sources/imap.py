@@ -15,6 +15,9 @@
 The password is sent only inside LOGIN and never appears in a log line or an error message:
 aioimaplib's own debug logging is switched off (it would print the wire), and its exceptions are
 never turned into text here (a timed-out LOGIN's ``str()`` contains the command line).
+
+Over 500 lines on purpose: one protocol adapter whose connection state (TLS upgrade,
+capabilities, selected folder) every command shares.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ from processor.store.engine import (
     head_revision,
     upgrade,
 )
-from processor.store.repo import (
+from processor.store.repo import Store
+from processor.store.types import (
     BatchCheck,
     Entry,
     EntryFilter,
@@ -35,7 +36,6 @@ from processor.store.repo import (
     RecordResult,
     Rejected,
     Stats,
-    Store,
     StoreKind,
 )
 

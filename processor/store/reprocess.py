@@ -4,7 +4,7 @@
     plan = reprocess(store, classifier, apply=True)   # events and suppressions updated
 
 Each (address, scope) is replayed from its stored events in time order through the current
-classifier and ``policy.decide``, exactly as the daemon would have decided with today's rules:
+classifier and ``decide.decide``, exactly as the daemon would have decided with today's rules:
 manual removals still win, manual additions and imports still count, soft failures are counted
 again. The replayed entry is compared with the stored one. Entries that an operator made
 (source manual or import) are never changed by a replay. With ``apply`` each changed address is
@@ -26,10 +26,12 @@ import structlog
 from sqlalchemy.engine import Connection
 
 from processor.classify import Classifier
-from processor.policy import ActiveEntry, History, Source, decide, outranks
+from processor.decide import ActiveEntry, History, Source, decide, outranks
 from processor.records import Action, Decision, Event, EventKind, OriginalMessage
 from processor.store import models as m
-from processor.store.repo import REPORT_KINDS, Entry, Store, StoreKind, _change_values, as_utc, utcnow
+from processor.store._db import as_utc, change_values, utcnow
+from processor.store.repo import Store
+from processor.store.types import REPORT_KINDS, Entry, StoreKind
 
 __all__ = ["Change", "Plan", "reprocess"]
 
@@ -240,7 +242,7 @@ def reprocess(
 
 def _apply_one(store: Store, classifier: Classifier, address: str, scope: str, now: datetime) -> None:
     def work(conn: Connection) -> None:
-        store._lock(conn, [address])
+        store.database.lock(conn, [address])
         rows = conn.execute(
             sa.select(_E)
             .where(_E.c.address == address)
@@ -260,7 +262,7 @@ def _apply_one(store: Store, classifier: Classifier, address: str, scope: str, n
         target = change.after
         event_id = conn.execute(
             sa.insert(_E)
-            .values(**_change_values(
+            .values(**change_values(
                 StoreKind.REPROCESS, "remove" if target is None else "suppress", address, scope=scope, now=now,
                 reason=target.reason if target else "", bounce_type=target.bounce_type if target else "",
                 expires_at=target.expires_at if target else None, explanation=change.describe(),
@@ -280,4 +282,4 @@ def _apply_one(store: Store, classifier: Classifier, address: str, scope: str, n
             conn.execute(sa.insert(_S).values(address=address, domain=address.rpartition("@")[2], scope=scope,
                                               first_seen=now, event_count=1, note="", **labels))
 
-    store._write(work)
+    store.database.write(work)

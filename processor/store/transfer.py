@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import IO, Any, Literal
 
-from processor.policy import GLOBAL_SCOPE, Source
-from processor.store.repo import Entry, ImportRow, Rejected
+from processor.decide import GLOBAL_SCOPE, Source
+from processor.store.types import Entry, ImportRow, Rejected
 
 __all__ = ["EXPORT_COLUMNS", "Format", "TransferError", "format_for", "parse_time", "read_rows", "write_entries"]
 

@@ -357,8 +357,8 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_ceiling(store: Store)
     h = Harness(store, MemorySource(), box(backoff_initial_seconds=1.0, backoff_max_seconds=8.0))
     worker = h.worker
     for failures, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
-        worker.failures = failures
-        delays = [worker._backoff() for _ in range(200)]
+        worker.backoff.failures = failures
+        delays = [worker.backoff.delay() for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert max(delays) - min(delays) > ceiling / 4  # jittered, not constant
 

@@ -354,7 +354,7 @@ def test_postgres_commit_out_of_id_order(postgres: Any, store_at: Any, overlap: 
     import sqlalchemy as sa
 
     from processor.store import models
-    from processor.store.repo import _change_values
+    from processor.store._db import change_values
 
     url = postgres.create()
     store = store_at(url)
@@ -364,7 +364,7 @@ def test_postgres_commit_out_of_id_order(postgres: Any, store_at: Any, overlap: 
         with store.engine.connect() as slow:
             transaction = slow.begin()
             event_id = slow.execute(
-                sa.insert(models.event).values(**_change_values(
+                sa.insert(models.event).values(**change_values(
                     "manual_add", "add", "slow@example.org", scope="global", now=now, reason="slow",
                     bounce_type="", expires_at=None, explanation="", actor="test"))
                 .returning(models.event.c.id)).scalar_one()

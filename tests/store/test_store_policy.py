@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from processor.config import PolicySettings
-from processor.policy import ActiveEntry, History, Source, decide, outranks, scope_for
+from processor.decide import ActiveEntry, History, Source, decide, outranks, scope_for
 from processor.records import Action, BounceType, Event, EventKind, OriginalMessage, Verdict
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

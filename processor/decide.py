@@ -1,4 +1,4 @@
-"""Policy: what to do about one verdict, given the address's history. Pure: no I/O, no clock.
+"""What to do about one verdict, given the address's history (the policy step). Pure: no I/O, no clock.
 
     decision = decide(verdict, history, settings.policy, now, received_at=when_the_bounce_arrived)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from processor.parse.verp import recover
+from processor.parse.return_path import recover
 
 PREFIXES = ("bounces", "bounce")
 

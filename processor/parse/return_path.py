@@ -1,4 +1,7 @@
-"""Recover a recipient from a VERP return path: bounces+alice=example.org@sender.example."""
+"""Recover a recipient from a VERP return path: bounces+alice=example.org@sender.example.
+
+Signing return paths is processor.verp; this module only reads them back.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,282 @@
+"""The asynchronous edge of the daemon's pipeline around one ``MailSource``:
+
+    fetch -> Pipeline (parse, classify, guard, policy + store: ONE transaction)
+          -> dispose (move to Processed / Quarantine, only AFTER the commit) -> advance the position
+
+``MailboxWorker`` reads the source in batches, hands each batch to the ``Pipeline`` (in a worker
+thread), disposes of what was committed, keeps the source's position (UIDVALIDITY and last UID)
+in the store, and backs off after failures (``processor.backoff``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+
+from processor import metrics
+from processor.backoff import Backoff
+from processor.config import MailboxSettings
+from processor.daemon.pipeline import BatchOutcome, Pipeline, plain_traceback
+from processor.sources.base import Disposal, MailSource, SourceError
+from processor.store import Store, StoreError
+
+__all__ = ["LeaseLost", "MailboxWorker", "Runtime"]
+
+log = structlog.get_logger("processor.daemon.service")
+T = TypeVar("T")
+
+
+class LeaseLost(Exception):
+    """Another daemon works this mailbox now (PostgreSQL lease lost)."""
+
+
+
+@dataclass
+class _InFlight:
+    """A batch between parse and disposal: its keys, its outcome, its commit (a future)."""
+
+    chunk: Sequence[int]
+    uidvalidity: int | None
+    outcome: BatchOutcome
+    commit: asyncio.Future[None] | None
+
+    def top(self, last_uid: int) -> int:
+        """The highest key up to which every message of the batch was handled."""
+        left = {msg.key for msg in self.outcome.left}
+        top = last_uid
+        for key in self.chunk:
+            if key in left:
+                break
+            top = max(top, key)
+        return top
+
+
+@dataclass
+class Runtime:
+    """What every worker of one daemon shares."""
+
+    executor: Executor
+    stop: asyncio.Event
+    """Set on SIGTERM/SIGINT: start nothing new."""
+    halt: threading.Event
+    """The same, for worker threads: finish the message in hand, then stop."""
+    holds: Callable[[str], bool] = lambda name: True
+    """Whether this daemon holds the mailbox's lease now."""
+
+
+class MailboxWorker:
+    """Works one ``MailSource``: batches through the pipeline, disposal, position, backoff."""
+
+    def __init__(
+        self, source: MailSource, box: MailboxSettings, pipeline: Pipeline, store: Store, runtime: Runtime
+    ) -> None:
+        self.source = source
+        self.name = source.name
+        self.box = box
+        self.pipeline = pipeline
+        self.store = store
+        self.runtime = runtime
+        self.backoff = Backoff(box.backoff_initial_seconds, box.backoff_max_seconds, jitter=True)
+        self.retry_at = 0.0
+        self.task: asyncio.Task[Any] | None = None
+        self.totals = {"processed": 0, "duplicate": 0, "quarantined": 0, "already": 0}
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.runtime.executor, lambda: fn(*args, **kwargs))
+
+    # ----------------------------------------------------------------- one pass
+
+    async def drain(self) -> int:
+        """Process everything the source holds now; returns how many messages were handled."""
+        source, runtime = self.source, self.runtime
+        state = await source.open()
+        uidvalidity = state.uidvalidity if source.uses_uids else None
+        last_uid = 0
+        if uidvalidity is not None:
+            position = await self._db(self.store.get_mailbox_state, self.name)
+            if position is None or position.uidvalidity != uidvalidity:
+                if position is not None:
+                    log.warning("mailbox.uidvalidity_changed", mailbox=self.name, before=position.uidvalidity,
+                                after=uidvalidity, action="reading the folder again; the ledger skips what it knows")
+                await self._db(self.store.set_mailbox_state, self.name, uidvalidity, 0)
+            else:
+                last_uid = position.last_uid
+        keys = await source.candidates(last_uid)
+        if keys:
+            log.info("mailbox.draining", mailbox=self.name, candidates=len(keys))
+        handled = 0
+        before = dict(self.totals)
+        size = self.box.batch_size
+        in_flight: _InFlight | None = None
+        try:
+            for start in range(0, len(keys), size):
+                if runtime.stop.is_set():
+                    break
+                if not runtime.holds(self.name):
+                    raise LeaseLost(self.name)
+                chunk = keys[start : start + size]
+                prepared = await self._prepare(chunk, uidvalidity)
+                if in_flight is not None:  # the previous batch's commit ran while this one was parsed
+                    current, in_flight = in_flight, None
+                    handled += await self._finish(current)
+                in_flight = self._start_commit(prepared)
+        finally:
+            if in_flight is not None:
+                current, in_flight = in_flight, None
+                handled += await self._finish(current)
+        if keys:
+            log.info("mailbox.drained", mailbox=self.name, candidates=len(keys), handled=handled,
+                     **{k: v - before[k] for k, v in self.totals.items()})
+        return handled
+
+    async def _prepare(self, chunk: Sequence[int], uidvalidity: int | None) -> _InFlight:
+        """Dispose of what the ledger knows already, fetch the rest and parse it (no writes)."""
+        source = self.source
+        already: set[int] = set()
+        if uidvalidity is not None:
+            already = await self._db(self.store.recorded_uids, self.name, uidvalidity, chunk)
+            if already and not source.keeps_processed:
+                await source.dispose(sorted(already), Disposal.PROCESSED)
+                log.info("mailbox.disposed_recorded", mailbox=self.name, count=len(already),
+                         uids=sorted(already)[:20], why="committed earlier, not yet moved")
+        todo = [k for k in chunk if k not in already]
+        messages = await source.fetch(todo) if todo else []
+        outcome = await self._db(self.pipeline.prepare_batch, self.name, self.box, uidvalidity, messages,
+                                 self.runtime.halt)
+        self.totals["already"] += len(already)
+        return _InFlight(chunk, uidvalidity, outcome, None)
+
+    def _start_commit(self, batch: _InFlight) -> _InFlight:
+        loop = asyncio.get_running_loop()
+        read_only = getattr(self.source, "read_only", False)
+        batch.commit = loop.run_in_executor(
+            self.runtime.executor,
+            lambda: self.pipeline.commit_batch(self.name, self.box, batch.outcome, read_only=read_only),
+        )
+        return batch
+
+    async def _finish(self, batch: _InFlight) -> int:
+        """Wait for a batch's commit, then move its messages and advance the position."""
+        assert batch.commit is not None
+        await batch.commit
+        source, outcome = self.source, batch.outcome
+        processed_keys = outcome.keys(Disposal.PROCESSED)
+        if processed_keys:
+            await source.dispose(processed_keys, Disposal.PROCESSED)
+        quarantine_keys = outcome.keys(Disposal.QUARANTINE)
+        if quarantine_keys:
+            await source.dispose(quarantine_keys, Disposal.QUARANTINE)
+        for _, result in outcome.processed:
+            self.totals["duplicate" if result.duplicate else "processed"] += 1
+        self.totals["quarantined"] += len(outcome.quarantined)
+        self.totals["already"] += len(outcome.already)
+        if batch.uidvalidity is not None and not outcome.store_error:
+            position = await self._db(self.store.get_mailbox_state, self.name)
+            stored = position.last_uid if position is not None and position.uidvalidity == batch.uidvalidity else 0
+            top = batch.top(stored)
+            if top > stored:
+                await self._db(self.store.set_mailbox_state, self.name, batch.uidvalidity, top)
+        if outcome.store_error:
+            raise StoreError(outcome.store_error)
+        return len(batch.chunk) - len(outcome.left)
+
+    # ----------------------------------------------------------------- failures
+
+    @property
+    def failures(self) -> int:
+        """Failures in a row (0 after a pass that worked)."""
+        return self.backoff.failures
+
+    async def _failed(self, exc: Exception) -> float:
+        delay = self.backoff.failed()
+        await self.source.abort()
+        if isinstance(exc, SourceError):
+            metrics.IMAP_ERRORS.labels(self.name).inc()
+            log.warning("mailbox.source_error", mailbox=self.name, error=str(exc), failures=self.failures,
+                        retry_in=round(delay, 2), configuration_problem=not exc.transient)
+        elif isinstance(exc, StoreError):
+            log.error("mailbox.store_error", mailbox=self.name, error=str(exc), failures=self.failures,
+                      retry_in=round(delay, 2), messages="left in place")
+        elif isinstance(exc, LeaseLost):
+            log.warning("mailbox.lease_lost", mailbox=self.name, action="another daemon works it now")
+        else:
+            log.error("mailbox.unexpected_error", mailbox=self.name, error=f"{type(exc).__name__}: {exc}",
+                      traceback=plain_traceback(exc), retry_in=round(delay, 2))
+        return delay
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.runtime.stop.wait(), timeout=max(0.0, seconds))
+
+    # ----------------------------------------------------------------- entry points
+
+    async def cycle(self, budget: float) -> None:
+        """One scheduled run (the daemon's job): drain, then with IDLE wait for new mail and drain
+        again until ``budget`` seconds have passed. Failures back off (exponential, jitter)."""
+        loop = asyncio.get_running_loop()
+        runtime = self.runtime
+        if runtime.stop.is_set() or loop.time() < self.retry_at:
+            return
+        if not runtime.holds(self.name):
+            await self.source.close()
+            return
+        deadline = loop.time() + budget
+        self.task = asyncio.current_task()
+        try:
+            while not runtime.stop.is_set():
+                try:
+                    await self.drain()
+                    self.backoff.succeeded()
+                    if not self.source.can_push or runtime.stop.is_set():
+                        return
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        return
+                    if not await self.source.wait_for_mail(remaining, runtime.stop):
+                        return
+                except (SourceError, StoreError, LeaseLost) as exc:
+                    delay = await self._failed(exc)
+                    if isinstance(exc, LeaseLost) or loop.time() + delay >= deadline:
+                        self.retry_at = loop.time() + delay
+                        return
+                    await self._pause(delay)
+                except Exception as exc:
+                    self.retry_at = loop.time() + await self._failed(exc)
+                    return
+        finally:
+            self.task = None
+
+    async def run_once(self, attempts: int = 6) -> bool:
+        """``run --once``: drain the source once (retrying failures with backoff); True on success."""
+        runtime = self.runtime
+        self.task = asyncio.current_task()
+        try:
+            for attempt in range(1, attempts + 1):
+                try:
+                    await self.drain()
+                    return True
+                except (SourceError, StoreError) as exc:
+                    delay = await self._failed(exc)
+                    permanent = isinstance(exc, SourceError) and not exc.transient
+                    if attempt == attempts or permanent or runtime.stop.is_set():
+                        log.error("mailbox.gave_up", mailbox=self.name, error=str(exc), attempts=attempt)
+                        return False
+                    await self._pause(delay)
+                except LeaseLost:
+                    log.warning("mailbox.lease_lost", mailbox=self.name)
+                    return True
+                except Exception as exc:
+                    await self._failed(exc)
+                    return False
+            return False
+        finally:
+            self.task = None
+            await self.source.close()
