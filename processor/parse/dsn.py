@@ -27,6 +27,11 @@ class DsnRecipient:
 
     @property
     def recipient(self) -> str:
+        """The address the report is about: the Final-Recipient, unless that is an internal
+        rewrite of the Original-Recipient (then the address the sender used)."""
+        final, original = self.final_recipient, self.original_recipient
+        if original and final and is_rewritten(final, original):
+            return original
         return self.final_recipient or self.original_recipient
 
 
@@ -39,6 +44,33 @@ class DsnReport:
     received_from_mta: str = ""
     recipients: list[DsnRecipient] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
+
+
+_INTERNAL_DOMAIN = re.compile(r"^(?:[^.]+|.*-daemon|.+\.(?:local|localdomain|internal|lan|intranet))$", re.IGNORECASE)
+"""Host names that only mean something inside the receiving site: a bare host (``mailhub``), a
+message store's channel (Sun/Oracle Messaging Server's ``ims-ms-daemon``), a private zone."""
+
+
+def is_internal_form(address: str) -> bool:
+    """Whether an address names a host inside the receiving site rather than a mail domain."""
+    domain = address.rpartition("@")[2]
+    return bool(domain) and bool(_INTERNAL_DOMAIN.match(domain))
+
+
+def is_rewritten(final: str, original: str) -> bool:
+    """Whether a Final-Recipient is the receiving site's own rewrite of the Original-Recipient:
+    a routing alias or mailbox host inside the same domain (``alice.smith@store1.example.org``
+    for ``alice@example.org``), or the same mailbox at an internal host (``alice@ims-ms-daemon``).
+    A different domain is a forward to another site, whose address is the one that failed."""
+    final_local, _, final_domain = final.lower().rpartition("@")
+    original_local, _, original_domain = original.lower().rpartition("@")
+    if not (final_local and original_local and final_domain and original_domain) or final.lower() == original.lower():
+        return False
+    if "." not in original_domain:
+        return False
+    if final_domain == original_domain or final_domain.endswith("." + original_domain):
+        return True
+    return is_internal_form(final) and (final_local == original_local or final_domain.endswith("-daemon"))
 
 
 def _decode_xtext(value: str) -> str:

@@ -158,10 +158,14 @@ def find_command(text: str) -> str:
 
 
 _ANGLE_ANY = re.compile(r"<([^<>]*@[^<>]*)>")
+_ADDRESS_TYPE = re.compile(r"^(?:smtp|rfc822|mailto|x-?smtp)\s*[:=;]\s*", re.IGNORECASE)
+"""An address-type prefix glued to an address: Exchange's ``smtp=`` and ``SMTP:`` (proxy address
+notation), RFC 3464's ``rfc822;`` and ``mailto:``."""
 
 
 def strip_address(value: str) -> str:
-    """'alice@example.org' from 'rfc822; <alice@example.org>', '"Alice" <alice@...>', 'mailto:...'."""
+    """'alice@example.org' from 'rfc822; <alice@example.org>', '"Alice" <alice@...>', 'mailto:...',
+    'smtp=alice@...' and 'SMTP:alice@...'."""
     value = value.strip()
     if ";" in value[:12] and "@" not in value.split(";", 1)[0]:
         value = value.split(";", 1)[1].strip()
@@ -171,8 +175,7 @@ def strip_address(value: str) -> str:
     if value.startswith("@") and ":" in value:  # a source route: <@relay.example:user@example.org>
         value = value.rsplit(":", 1)[1]
     value = value.strip().strip("<>\"'()[],;:.").strip()
-    if value.lower().startswith("mailto:"):
-        value = value[7:]
+    value = _ADDRESS_TYPE.sub("", value).strip("<>\"'").strip()
     if " " in value:
         found = ADDRESS.search(value)
         value = found.group(1) if found else ""

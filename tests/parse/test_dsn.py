@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from processor.parse.dsn import parse_delivery_status
+import pytest
+
+from processor.parse.dsn import is_rewritten, parse_delivery_status
 
 REPORT = """Reporting-MTA: dns; mx.example.org
 Arrival-Date: Mon, 2 Nov 2026 10:00:00 +0000
@@ -61,3 +63,26 @@ def test_utf8_address_type() -> None:
     """RFC 6533 utf-8 addresses with \\x{...} escapes are decoded."""
     report = parse_delivery_status("Final-Recipient: utf-8; j\\x{00FC}rgen@example.de\nAction: failed\nStatus: 5.1.1\n")
     assert report.recipients[0].final_recipient == "jürgen@example.de"
+
+
+@pytest.mark.parametrize(
+    ("final", "original", "rewritten"),
+    [
+        ("carla@ims-ms-daemon", "carla@example.org", True),
+        ("u123@sims-ms-daemon", "carla@example.org", True),
+        ("olaf.berg@store3.mail.example.org", "olaf@example.org", True),
+        ("mary.major@example.net", "mary@example.net", True),
+        ("carla@mailhub", "carla@example.org", True),
+        ("kim@mailhub", "carla@example.org", False),
+        ("carla@example.com", "carla@example.org", False),
+        ("list-member@other.example", "list@example.org", False),
+        ("Carla@Example.org", "carla@example.org", False),
+    ],
+)
+def test_rewritten_final_recipient(final: str, original: str, rewritten: bool) -> None:
+    """A Final-Recipient inside the Original-Recipient's domain or at an internal host is the
+    site's rewrite (the original is reported); one at another domain is a forward (kept)."""
+    assert is_rewritten(final, original) is rewritten
+    block = parse_delivery_status(f"Original-Recipient: rfc822;{original}\nFinal-Recipient: rfc822;{final}\n"
+                                  "Action: failed\nStatus: 5.1.1\n").recipients[0]
+    assert block.recipient == (original if rewritten else final)

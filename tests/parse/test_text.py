@@ -65,6 +65,11 @@ def test_find_command(text: str, command: str) -> None:
         ("mailto:bob@example.org", "bob@example.org"),
         ("<bob@example.org>:", "bob@example.org"),
         ("utf-8; bob@example.org", "bob@example.org"),
+        ("smtp=bob@example.org", "bob@example.org"),
+        ("SMTP:bob@example.org", "bob@example.org"),
+        ("<SMTP:bob@example.org>", "bob@example.org"),
+        ("RFC822;bob@example.org", "bob@example.org"),
+        ("smtp-relay@example.org", "smtp-relay@example.org"),
     ],
 )
 def test_strip_address(value: str, address: str) -> None:

@@ -6,11 +6,12 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from processor.parse.dsn import DsnRecipient
+from processor.parse.dsn import DsnRecipient, is_internal_form
 from processor.parse.report import Report
 from processor.parse.text import (
     ADDRESS,
     STATUS,
+    addresses,
     find_command,
     find_reply_code,
     find_status,
@@ -112,7 +113,11 @@ def from_dsn(
             rcpt.final_recipient = named[index]  # a mangled Final-Recipient: the text names it
         address = rcpt.recipient
         key = address.lower()
-        said = texts.get(key) or texts.get(rcpt.original_recipient.lower(), "")
+        said = (
+            texts.get(key)
+            or texts.get(rcpt.original_recipient.lower(), "")
+            or texts.get(rcpt.final_recipient.lower(), "")
+        )
         diagnostic = rcpt.diagnostic
         if said and (prefer_text or not diagnostic):
             diagnostic = said
@@ -130,7 +135,7 @@ def dsn_event(
     dsn = report.dsn
     return Event(
         kind=kind_for(rcpt.action, status),
-        recipient=rcpt.recipient,
+        recipient=_address_used(report, rcpt),
         original_recipient=rcpt.original_recipient,
         dsn_action=rcpt.action,
         status=status,
@@ -144,6 +149,22 @@ def dsn_event(
         arrival_date=dsn.arrival_date if dsn else "",
         mta=mta,
     )
+
+
+def _address_used(report: Report, rcpt: DsnRecipient) -> str:
+    """The recipient, or, when the report names only an internal form of it (``alice@mailhub``,
+    ``alice@ims-ms-daemon``) and no Original-Recipient, the one address the returned message was
+    sent To: with the same mailbox name (any name for a store channel such as ``*-daemon``)."""
+    address = rcpt.recipient
+    if rcpt.original_recipient or not is_internal_form(address):
+        return address
+    sent_to = [a for a in addresses(report.original_headers.get("to")) if "." in a.rpartition("@")[2]]
+    if len(sent_to) != 1:
+        return address
+    local, _, domain = address.lower().rpartition("@")
+    if sent_to[0].lower().rpartition("@")[0] == local or domain.endswith("-daemon"):
+        return sent_to[0]
+    return address
 
 
 def best_status(stated: str, diagnostic: str) -> str:

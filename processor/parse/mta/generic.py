@@ -12,7 +12,7 @@ import re
 
 from processor.parse.mta._common import address_paragraphs, failure, unique
 from processor.parse.report import Report
-from processor.parse.text import ADDRESS, STATUS, find_reply_code, strip_address
+from processor.parse.text import ADDRESS, STATUS, addresses, find_reply_code, strip_address
 from processor.records import Event
 
 NAME = "generic"
@@ -30,7 +30,14 @@ _ERROR_WORDS = re.compile(
     r"unreachable|timed? ?out|expired|not accepted|inactive|suspended|deactivated|unable)\b",
     re.IGNORECASE,
 )
-_SKIP_LOCAL = re.compile(r"^(?:postmaster|mailer-daemon|abuse|noreply|no-reply)$", re.IGNORECASE)
+_SKIP_LOCAL = re.compile(
+    r"^(?:postmaster|mailer-daemon|abuse|noreply|no-reply|owner-.+|.+-(?:request|admin|owner|bounces?))$",
+    re.IGNORECASE,
+)
+"""Local parts of addresses that run mail rather than receive it: daemons, and a mailing list's own
+addresses (``-request``, ``-admin``, ``-owner``, ``-bounces``, ``owner-``), which notices quote."""
+_LIST_HEADERS = ("list-post", "list-help", "list-owner", "list-subscribe", "list-unsubscribe", "list-archive",
+                 "list-id", "errors-to", "sender")
 _COLON_LINE = re.compile(r"^\s{0,4}<([^<>\s]+@[^<>\s]+)>:")
 _INTRO = re.compile(
     r"(?:following (?:recipients?|addresse?s?(?:\(es\))?|e-?mail addresses)|"
@@ -53,6 +60,10 @@ def _own_addresses(report: Report) -> set[str]:
         strip_address(report.original_headers.get("return-path")).lower(),
         strip_address(report.original_headers.get("sender")).lower(),
     }
+    for headers in (report.headers, report.original_headers):
+        for name in _LIST_HEADERS:
+            for value in headers.get_all(name):
+                own.update(address.lower() for address in addresses(value))
     own.discard("")
     return own
 
