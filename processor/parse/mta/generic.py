@@ -1,19 +1,26 @@
 """Last resort for bounces in no format we know, from a message that looks like a bounce (null
-sender, a daemon or postmaster sender, or a bounce subject). Three layouts, in order:
+sender, a daemon or postmaster sender, or a bounce subject). The general shapes of plain-text
+(or HTML-only) notices, in order:
 
 1. "<address>:" on a line of its own (or followed by the error), the error on the next lines;
-2. an introduction ("... to the following recipient(s):") followed by the addresses;
-3. addresses in the notice that come with error words nearby.
+2. per-address error lines, "<what went wrong>: <address>" (SMTP32-style servers);
+3. an introduction ("... to the following recipient(s):", "the following addresses had
+   permanent errors") followed by the addresses, each with the lines that follow it;
+4. a sentence that names the address ("your message to <address> could not be delivered",
+   "unable to deliver your message to <address>", "a temporary problem delivering your message
+   to <address>": a delay);
+5. addresses in the notice that come with error words nearby.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from processor.parse.mta._common import address_paragraphs, failure, unique
 from processor.parse.report import Report
 from processor.parse.text import ADDRESS, STATUS, addresses, find_reply_code, strip_address
-from processor.records import Event
+from processor.records import Event, EventKind
 
 NAME = "generic"
 
@@ -40,11 +47,42 @@ _LIST_HEADERS = ("list-post", "list-help", "list-owner", "list-subscribe", "list
                  "list-id", "errors-to", "sender")
 _COLON_LINE = re.compile(r"^\s{0,4}<([^<>\s]+@[^<>\s]+)>:")
 _INTRO = re.compile(
-    r"(?:following (?:recipients?|addresse?s?(?:\(es\))?|e-?mail addresses)|"
-    r"(?:did not reach|could not be delivered to|was not delivered to|failed permanently)"
-    r"(?: the following)?(?: recipients?)?)[^\n]*?:[ \t]*",
+    r"(?:following (?:recipients?|addresse?s?(?:\(es\))?|e-?mail addresses|destinations?|users?)|"
+    r"(?:did not reach|could ?n[o']t be delivered to|was ?n[o']t delivered to|failed permanently|"
+    r"undeliverable to|permanent errors? (?:for|with))"
+    r"(?: the following| these)?(?: recipients?| addresse?s?(?:\(es\))?)?)"
+    r"[^\n]*?(?::[ \t]*|[ \t.]*(?=\n))",
     re.IGNORECASE,
 )
+"""An introduction to a list of addresses; it ends with a colon or, in short notices, the line."""
+_ERROR_LINE = re.compile(
+    rf"^[ \t]*(?P<said>[A-Za-z][^:\n<>@]{{2,80}}?)[ \t]*:[ \t]*<?(?P<address>{ADDRESS.pattern})>?[ \t]*\.?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+"""A per-address error line: what went wrong, a colon, the address (SMTP32 and similar servers)."""
+_LINE_ERROR_WORDS = re.compile(
+    r"\b(?:unknown|invalid|no such|not (?:found|exist|allowed|permitted|accepted)|does ?n[o']t exist|"
+    r"exceed(?:s|ed)?|over ?quota|quota|full|size|disabled|inactive|suspended|refused|rejected|denied|"
+    r"undeliverable|could ?n[o']t|cannot|unable|failed|failure|error|bad|unavailable|unrouteable)\b",
+    re.IGNORECASE,
+)
+_SENTENCE = re.compile(
+    r"(?:(?:message|mail|e-?mail)(?: you sent)? (?:addressed )?to|delivery (?:of [^\n]{0,30}?)?to|"
+    r"(?:could ?n[o']t|unable to|cannot|can ?not|failed to) (?:be )?deliver(?:ed)?"
+    r"(?: (?:your|the|this) (?:message|mail|e-?mail))?(?: to)?)"
+    rf"[ \t]*<?(?P<address>{ADDRESS.pattern})>?[ \t,]*"
+    r"(?P<verdict>(?:could ?n[o']t|cannot|can ?not|was ?n[o']t|has ?n[o']t been|did ?n[o']t|is|was|(?:has )?failed)"
+    r"[ \t]*(?:be |been )?(?:delivered|undeliverable|reach|permanently|failed)?|[.:;,]|$)",
+    re.IGNORECASE | re.MULTILINE,
+)
+"""A sentence that names the failed address: "your message to <a> couldn't be delivered",
+"delivery to <a> failed", "unable to deliver your message to <a>"."""
+_DELAY_SENTENCE = re.compile(
+    rf"temporary (?:problem|failure|error)[^\n]{{0,40}}?\bto[ \t]*<?(?P<address>{ADDRESS.pattern})>?|"
+    rf"(?:message|mail) to <?(?P<delayed>{ADDRESS.pattern})>? (?:has been|is being|was) delayed",
+    re.IGNORECASE,
+)
+"""A notice that delivery is only delayed (the sender's server will retry): a delay, not a failure."""
 _STOP = re.compile(r"^\s*(?:-{3,}|={3,}|Content-Type:|Received:|Reporting-MTA:)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -81,6 +119,41 @@ def _colon_list(notice: str, own: set[str]) -> list[Event]:
     ]
 
 
+def _error_lines(notice: str, own: set[str]) -> list[Event]:
+    return [
+        failure(NAME, m.group("address"), m.group(0).strip())
+        for m in _ERROR_LINE.finditer(notice)
+        if _LINE_ERROR_WORDS.search(m.group("said")) and _usable(strip_address(m.group("address")), own)
+    ]
+
+
+def _following(lines: list[str], start: int, count: int = 3) -> str:
+    """The non-blank lines after ``start`` up to the next line naming an address (at most ``count``)."""
+    after: list[str] = []
+    for part in lines[start + 1 : start + 1 + count]:
+        if ADDRESS.search(part) or _STOP.match(part):
+            break
+        if part.strip():
+            after.append(part.strip())
+    return " ".join(after)
+
+
+def _named_in_sentence(notice: str, own: set[str]) -> list[Event]:
+    lines = notice.split("\n")
+    events: list[Event] = []
+    for index, line in enumerate(lines):
+        delayed = _DELAY_SENTENCE.search(line)
+        found = delayed or _SENTENCE.search(line)
+        if not found:
+            continue
+        address = strip_address(found.group("address") or (found.group("delayed") if delayed else ""))
+        if not _usable(address, own):
+            continue
+        said = f"{line.strip()} {_following(lines, index)}".strip()
+        events.append(failure(NAME, address, said, kind=EventKind.DELAY if delayed else EventKind.FAILURE))
+    return events
+
+
 def _introduced_list(notice: str, own: set[str]) -> list[Event]:
     m = _INTRO.search(notice)
     if not m:
@@ -100,9 +173,7 @@ def _introduced_list(notice: str, own: set[str]) -> list[Event]:
         address = strip_address(found.group(1))
         if not _usable(address, own):
             continue
-        following = lines[index + 1 : index + 4]
-        after = " ".join(part.strip() for part in following if part.strip() and not ADDRESS.search(part))
-        said = (line[found.end() :].strip(" :>)") + " " + after).strip()
+        said = (line[found.end() :].strip(" :>)") + " " + _following(lines, index)).strip()
         events.append(failure(NAME, address, said))
     return events
 
@@ -130,18 +201,48 @@ def error_lines(notice: str) -> str:
     return " ".join(m.group(0).strip() for m in _CODE_LINE.finditer(notice))
 
 
+_DELAY_SUBJECT = re.compile(
+    r"\bdelay(?:ed)?\b|\bwarning\b|still (?:trying|being retried)|not (?:yet )?(?:been )?delivered yet|"
+    r"verz[öo]gert|retard[ée]e?|retrasad[oa]|in ritardo",
+    re.IGNORECASE,
+)
+_DELAY_WORDS = re.compile(
+    r"\bwill (?:continue to |automatically )?(?:retry|try again|keep trying|be retried)|\bkeep trying\b|"
+    r"\b(?:this is|only) a warning\b|do not need to resend|no action is required|not yet been delivered|"
+    r"\bstill (?:trying|being retried)\b",
+    re.IGNORECASE,
+)
+_GAVE_UP = re.compile(
+    r"\bgave up\b|\bgiving up\b|permanent(?:ly)? (?:error|failure|fatal|failed)|\bfailed permanently\b|"
+    r"will not (?:be )?(?:retr|tr)|not be delivered|could ?n[o']t be delivered|undeliverable",
+    re.IGNORECASE,
+)
+
+
+def _is_delay_notice(subject: str, notice: str) -> bool:
+    """A warning that delivery is late and being retried, not a final failure: the subject or the
+    notice says so, and nothing says that the sender's server gave up."""
+    said = notice[:3000]
+    if _GAVE_UP.search(said) or _GAVE_UP.search(subject):
+        return False
+    return bool(_DELAY_SUBJECT.search(subject) or _DELAY_WORDS.search(said))
+
+
 def parse(report: Report) -> list[Event] | None:
     notice = report.notice
     if not notice.strip():
         return None
     own = _own_addresses(report)
-    for layout in (_colon_list, _introduced_list, _scattered):
+    for layout in (_colon_list, _error_lines, _introduced_list, _named_in_sentence, _scattered):
         events = unique(layout(notice, own))
         if events:
             if len(events) == 1 and not events[0].status:
                 # one recipient and no error next to it: the notice's SMTP reply is about it
                 line = _CODE_LINE.search(notice)
                 if line:
-                    events = [failure(NAME, events[0].recipient, f"{events[0].diagnostic} {line.group(0)}")]
+                    first = events[0]
+                    events = [failure(NAME, first.recipient, f"{first.diagnostic} {line.group(0)}", kind=first.kind)]
+            if _is_delay_notice(report.subject, notice):
+                events = [replace(e, kind=EventKind.DELAY, dsn_action="delayed") for e in events]
             return events
     return None
