@@ -2,7 +2,8 @@
 
     events = parse(data)
 
-The order of analysis: complaints (ARF and look-alikes), auto-replies, the per-MTA detectors in
+The order of analysis: a complaint report forwarded as an attachment is unwrapped; then complaints
+(ARF and look-alikes), auto-replies (challenge-response included), the per-MTA detectors in
 ``mta.ORDER`` (each with a cheap guard first), the generic RFC 3464 reader, and a generic text
 fallback. Then every event is completed from what the whole message says: the original
 message's identity, a recipient recovered from a VERP return path, codes read from the text.
@@ -75,6 +76,7 @@ class Parser:
             raise ParseError("message nesting is too deep to parse") from exc
         report = Report(root, flanker_ok=flanker_ok)
         try:
+            report = arf.forwarded_complaint(report) or report
             events = self._detect(report)
             if not events:
                 forwarded = self._forwarded_bounce(report)

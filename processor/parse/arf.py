@@ -11,14 +11,42 @@ from processor.parse.text import ADDRESS, one_line, strip_address
 from processor.records import Event, EventKind
 
 _HOTMAIL_SUBJECT = re.compile(r"complaint about message from|^\s*(?:\[fbl\]|fbl report)", re.IGNORECASE)
+_DAEMON = re.compile(r"mailer-daemon|postmaster|mail delivery", re.IGNORECASE)
 _CORRELATION_RCPT = ("x-hmxmroriginalrecipient", "x-original-rcpt-to", "x-rcpt-to", "x-envelope-to")
 
 
+_FIELDS_IN_TEXT = re.compile(r"^Feedback-Type:[ \t]*[\w-]+[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_REPORT_FIELDS = ("user-agent", "version", "original-rcpt-to", "original-mail-from", "arrival-date", "source-ip")
+
+
 def _feedback_fields(report: Report) -> Headers | None:
+    """The feedback report's fields: from its message/feedback-report part or, from reporters
+    that send it as another type (text/plain, an attachment), from a part whose text is a block
+    of feedback fields (Feedback-Type and at least one other RFC 5965 field)."""
     for part in report.top_parts:
         if part.content_type == "message/feedback-report":
             return parse_header_block(part.text)
+    for part in report.top_parts:
+        if part.children or not part.content_type.startswith(("text/", "application/")):
+            continue
+        text = part.text
+        m = _FIELDS_IN_TEXT.search(text[:4000])
+        if m is None:
+            continue
+        fields = parse_header_block(text[m.start() :])
+        if fields.get("feedback-type") and any(fields.get(name) for name in _REPORT_FIELDS):
+            return fields
     return None
+
+
+def forwarded_complaint(report: Report) -> Report | None:
+    """A complaint report forwarded as an attachment (by a person, or a mailbox rule that sends
+    a feedback-loop address's mail on): the enclosed report is the one to read."""
+    enclosed = report.original_part
+    if enclosed is None or is_complaint(report) or report.dsn is not None or _DAEMON.search(report.from_header):
+        return None  # a bounce of a complaint report is a bounce
+    inner = Report(enclosed, flanker_ok=report.flanker_ok)
+    return inner if is_complaint(inner) else None
 
 
 def is_complaint(report: Report) -> bool:
@@ -27,7 +55,7 @@ def is_complaint(report: Report) -> bool:
     report_type = root.params.get("report-type", "").lower().strip('"')
     if root.content_type == "multipart/report" and report_type == "feedback-report":
         return True
-    if report.has_part("message/feedback-report"):
+    if report.has_part("message/feedback-report") or _feedback_fields(report) is not None:
         return True
     if _HOTMAIL_SUBJECT.search(report.subject):
         original = report.original_headers

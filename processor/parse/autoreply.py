@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from processor.parse.report import DSN_TYPES, Report
-from processor.parse.text import strip_address
+from processor.parse.text import STATUS, addresses, strip_address
 from processor.records import Event, EventKind
 
 _SUBJECT = re.compile(
@@ -45,19 +45,73 @@ def _header_says_auto(report: Report) -> bool:
     return any(name in headers for name in _CHALLENGE_HEADERS)
 
 
+_PROVE_HUMAN = re.compile(
+    r"\b(?:prove|confirm|verify|show|certify)\b[^.\n]{0,40}?\byou(?:'re| are)\b[^.\n]{0,12}?"
+    r"\b(?:a |an )?(?:human|real (?:person|sender|human)|person|not (?:a |an )?(?:spam ?)?(?:ro)?bot|"
+    r"not (?:a |an )?(?:spammer|machine|automated))"
+    r"|dass sie (?:ein )?mensch sind|que vous [êe]tes (?:un )?(?:humain|[êe]tre humain)"
+    r"|que (?:usted )?eres? (?:un )?humano",
+    re.IGNORECASE,
+)
+_HELD_UNTIL = re.compile(
+    r"\b(?:held|queued|waiting|pending|quarantined|kept|on hold)\b[^\n]{0,80}?\buntil (?:you|the sender) "
+    r"(?:confirm|verify|reply|respond|click|answer|validate)",
+    re.IGNORECASE,
+)
+_ALLOW_LIST = re.compile(
+    r"\b(?:allow|white|approved|safe|trusted)[- ]?(?:list|senders?(?: list)?)\b"
+    r"|list of (?:approved|allowed|trusted) senders",
+    re.IGNORECASE,
+)
+_CONFIRM_ACTION = re.compile(
+    r"\b(?:click|reply|respond|visit|open|follow)\b[^.]{0,120}?\b(?:confirm|verif|approv|validat|authori[sz])",
+    re.IGNORECASE | re.DOTALL,
+)
+_CHALLENGE_TERMS = re.compile(
+    r"challenge[- ]response|sender (?:verification|authentication) (?:request|required|system)|"
+    r"anti-?spam (?:verification|confirmation)",
+    re.IGNORECASE,
+)
+_DAEMON_FROM = re.compile(r"mailer-daemon|postmaster|mail ?administrator|mail delivery|verify|guard", re.IGNORECASE)
+
+
+def is_challenge(report: Report) -> bool:
+    """A challenge-response message: it asks the sender to prove they are a person, or to confirm
+    by a click or reply before the message (held until then) is delivered or the sender is allowed.
+    Such messages may look like bounces (a daemon sender, "not delivered" subject); they are not."""
+    text = report.notice[:4000]
+    if STATUS.search(text):
+        return False  # a server's reply with a status code: a bounce that may mention allow lists
+    if _PROVE_HUMAN.search(text) or _HELD_UNTIL.search(text) or _CHALLENGE_TERMS.search(text):
+        return True
+    return bool(_ALLOW_LIST.search(text) and _CONFIRM_ACTION.search(text))
+
+
+def _challenged_address(report: Report) -> str:
+    """Who the challenge protects: the sender of a personal challenge, else the first address the
+    notice names that is not the bounce mailbox's own."""
+    sender = strip_address(report.from_header)
+    if sender and not _DAEMON_FROM.search(report.from_header):
+        return sender
+    own = {strip_address(report.headers.get("to")).lower(), sender.lower()}
+    for address in addresses(report.notice):
+        if address.lower() not in own:
+            return address
+    return sender
+
+
 def parse(report: Report) -> list[Event] | None:
     """One auto_reply event (recipient: who replied), or None if this is not an auto-reply."""
     if report.has_part(*DSN_TYPES) or report.has_part("message/feedback-report"):
         return None
+    if is_challenge(report):
+        return [_auto_reply(_challenged_address(report), report.subject)]
     if _BOUNCE_FROM.search(report.from_header) or _BOUNCE_SUBJECT.search(report.subject):
         return None
     if not (_header_says_auto(report) or _SUBJECT.search(report.subject)):
         return None
-    return [
-        Event(
-            kind=EventKind.AUTO_REPLY,
-            recipient=strip_address(report.from_header),
-            diagnostic=report.subject,
-            mta="autoreply",
-        )
-    ]
+    return [_auto_reply(strip_address(report.from_header), report.subject)]
+
+
+def _auto_reply(recipient: str, subject: str) -> Event:
+    return Event(kind=EventKind.AUTO_REPLY, recipient=recipient, diagnostic=subject, mta="autoreply")
