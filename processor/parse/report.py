@@ -36,7 +36,7 @@ _INLINE_DSN = re.compile(r"^(?:Final-Recipient|Original-Recipient):[ \t]*\S", re
 _INLINE_DSN_END = re.compile(r"^(?:--|Content-Type:)", re.MULTILINE | re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,40}:[ \t]", re.MULTILINE)
 _BOUNCE_SENDER = re.compile(
-    r"mailer-daemon|postmaster|mail delivery (?:system|subsystem)|mdaemon|mail ?administrator|"
+    r"mailer-daemon|postmaster|mail delivery\b|mdaemon|mail ?administrator|"
     r"double-bounce|bounce|daemon@|noreply-dmarc|system administrator|mailadmin|auto-notify|nobody@",
     re.IGNORECASE,
 )

@@ -28,13 +28,15 @@ _SUBJECT = re.compile(
     r"undeliver|not (?:be )?delivered|delivery (?:status|failure|failed|notification|problem|report)|"
     r"returned mail|failure notice|mail delivery|could not be delivered|non[- ]?delivery|"
     r"rejected|bounced?|mail system error|returned to sender|delivery error|failed delivery|"
-    r"permanent error|nicht zustellbar|unzustellbar|no entregado|non remis|non recapitabile",
+    r"permanent error|nicht zustellbar|unzustellbar|no entregado|non remis|non recapitabile|"
+    r"not deliverable|non-?deliverable|failed mail|\bND[NR]\b|unable to deliver",
     re.IGNORECASE,
 )
 _ERROR_WORDS = re.compile(
     r"\b(?:unknown|not found|no such|does not exist|doesn't exist|invalid|rejected|refused|denied|"
     r"disabled|unavailable|over ?quota|quota|full|failed|failure|error|blocked|unrouteable|"
-    r"unreachable|timed? ?out|expired|not accepted|inactive|suspended|deactivated|unable)\b",
+    r"unreachable|timed? ?out|expired|not accepted|inactive|suspended|deactivated|unable|"
+    r"could ?n[o']t be (?:found|delivered)|was ?n[o']t found)\b",
     re.IGNORECASE,
 )
 _SKIP_LOCAL = re.compile(
@@ -49,7 +51,7 @@ _COLON_LINE = re.compile(r"^\s{0,4}<([^<>\s]+@[^<>\s]+)>:")
 _INTRO = re.compile(
     r"(?:following (?:recipients?|addresse?s?(?:\(es\))?|e-?mail addresses|destinations?|users?)|"
     r"(?:did not reach|could ?n[o']t be delivered to|was ?n[o']t delivered to|failed permanently|"
-    r"undeliverable to|permanent errors? (?:for|with))"
+    r"undeliverable to|permanent errors? (?:for|with)|(?:to|for) these (?:recipients?|addresses|users))"
     r"(?: the following| these)?(?: recipients?| addresse?s?(?:\(es\))?)?)"
     r"[^\n]*?(?::[ \t]*|[ \t.]*(?=\n))",
     re.IGNORECASE,
@@ -60,6 +62,12 @@ _ERROR_LINE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 """A per-address error line: what went wrong, a colon, the address (SMTP32 and similar servers)."""
+_ADDRESS_FIRST_LINE = re.compile(
+    rf"^[ \t]*<?(?P<address>{ADDRESS.pattern})>?[ \t]*(?::|\.{{3}}|-{{1,2}}|\()[ \t]*(?P<said>\S[^\n]*)$",
+    re.IGNORECASE | re.MULTILINE,
+)
+"""The same, address first: "<address>: <error>", "<address>... <error>" (Sendmail's transcript
+style), "<address> (<error>)"."""
 _LINE_ERROR_WORDS = re.compile(
     r"\b(?:unknown|invalid|no such|not (?:found|exist|allowed|permitted|accepted)|does ?n[o']t exist|"
     r"exceed(?:s|ed)?|over ?quota|quota|full|size|disabled|inactive|suspended|refused|rejected|denied|"
@@ -120,11 +128,14 @@ def _colon_list(notice: str, own: set[str]) -> list[Event]:
 
 
 def _error_lines(notice: str, own: set[str]) -> list[Event]:
-    return [
-        failure(NAME, m.group("address"), m.group(0).strip())
-        for m in _ERROR_LINE.finditer(notice)
-        if _LINE_ERROR_WORDS.search(m.group("said")) and _usable(strip_address(m.group("address")), own)
+    found = [
+        (m.start(), m.group("address"), m.group(0).strip())
+        for pattern in (_ERROR_LINE, _ADDRESS_FIRST_LINE)
+        for m in pattern.finditer(notice)
+        if (_LINE_ERROR_WORDS.search(m.group("said")) or find_reply_code(m.group("said").strip(" ()")))
+        and _usable(strip_address(m.group("address")), own)
     ]
+    return [failure(NAME, address, said) for _, address, said in sorted(found)]
 
 
 def _following(lines: list[str], start: int, count: int = 3) -> str:
