@@ -36,7 +36,7 @@ _ERROR_WORDS = re.compile(
     r"\b(?:unknown|not found|no such|does not exist|doesn't exist|invalid|rejected|refused|denied|"
     r"disabled|unavailable|over ?quota|quota|full|failed|failure|error|blocked|unrouteable|"
     r"unreachable|timed? ?out|expired|not accepted|inactive|suspended|deactivated|unable|"
-    r"could ?n[o']t be (?:found|delivered)|was ?n[o']t found)\b",
+    r"could ?n[o']t be (?:found|delivered)|was ?n[o']t found|undeliverable|exceed(?:s|ed)?|(?:size|storage) limit)\b",
     re.IGNORECASE,
 )
 _SKIP_LOCAL = re.compile(
@@ -189,6 +189,18 @@ def _introduced_list(notice: str, own: set[str]) -> list[Event]:
     return events
 
 
+def _paragraph_before(lines: list[str], index: int) -> list[str]:
+    """The paragraph (lines up to a blank line) just before line ``index``, when it names no address."""
+    start = index - 1
+    while start >= 0 and not lines[start].strip():
+        start -= 1
+    paragraph: list[str] = []
+    while start >= 0 and lines[start].strip() and len(paragraph) < 4:
+        paragraph.insert(0, lines[start])
+        start -= 1
+    return [] if any(ADDRESS.search(part) for part in paragraph) else paragraph
+
+
 def _scattered(notice: str, own: set[str]) -> list[Event]:
     lines = notice.split("\n")
     events: list[Event] = []
@@ -199,7 +211,10 @@ def _scattered(notice: str, own: set[str]) -> list[Event]:
                 continue
             context = " ".join(part.strip() for part in lines[i : i + 4])
             if not (_ERROR_WORDS.search(context) or STATUS.search(context) or find_reply_code(context)):
-                continue
+                # the reason may come first ("undeliverable for the reason below: ... <address>")
+                context = " ".join(part.strip() for part in [*_paragraph_before(lines, i), line])
+                if not (_ERROR_WORDS.search(context) or STATUS.search(context) or find_reply_code(context)):
+                    continue
             events.append(failure(NAME, address, context))
     return events
 
