@@ -46,7 +46,10 @@ _SKIP_LOCAL = re.compile(
 """Local parts of addresses that run mail rather than receive it: daemons, and a mailing list's own
 addresses (``-request``, ``-admin``, ``-owner``, ``-bounces``, ``owner-``), which notices quote."""
 _LIST_HEADERS = ("list-post", "list-help", "list-owner", "list-subscribe", "list-unsubscribe", "list-archive",
-                 "list-id", "errors-to", "sender")
+                 "list-id", "errors-to", "sender", "reply-to", "message-id", "in-reply-to", "references")
+"""Headers (of the report and of the original) whose addresses are never a failed recipient: a
+mailing list's own, the sender's reply and error addresses, and message ids that look like addresses."""
+_REPORT_OWN_HEADERS = ("delivered-to", "x-original-to", "return-path")
 _COLON_LINE = re.compile(r"^\s{0,4}<([^<>\s]+@[^<>\s]+)>:")
 _INTRO = re.compile(
     r"(?:following (?:recipients?|addresse?s?(?:\(es\))?|e-?mail addresses|destinations?|users?)|"
@@ -106,6 +109,8 @@ def _own_addresses(report: Report) -> set[str]:
         strip_address(report.original_headers.get("return-path")).lower(),
         strip_address(report.original_headers.get("sender")).lower(),
     }
+    for name in _REPORT_OWN_HEADERS:
+        own.update(strip_address(value).lower() for value in report.headers.get_all(name))
     for headers in (report.headers, report.original_headers):
         for name in _LIST_HEADERS:
             for value in headers.get_all(name):
