@@ -140,7 +140,7 @@ class Report:
                 plain.append(part.text)
             elif ctype == "text/html":
                 markup.append(part.text)
-        if not plain and markup:
+        if markup and not any(p.strip() for p in plain):  # none, or only empty text stubs
             plain = [html_to_text(m) for m in markup]
         body = "\n".join(plain)
         return body.replace("\r", "")
