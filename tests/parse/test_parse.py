@@ -217,3 +217,42 @@ def test_notice_only_for_one_recipient_reports() -> None:
     events = parse(several)
     assert [e.recipient for e in events] == ["ann@example.net", "bob@example.net"]
     assert all(e.notice == "" for e in events)
+
+
+def _text_notice(subject: str, body: str, sender: str = "MAILER-DAEMON@mx.example.org") -> bytes:
+    return (
+        f"From: {sender}\nTo: bounces@sender.example\nSubject: {subject}\n"
+        f"Content-Type: text/plain; charset=us-ascii\n\n{body}"
+    ).encode()
+
+
+def test_bounce_mentioning_an_allow_list_is_no_challenge() -> None:
+    """A server's refusal with a status code stays a failure even when it says to click a link
+    and be added to an allow list (only a code-less request to prove or confirm is a challenge)."""
+    body = (
+        "Your message to olga@example.net could not be delivered.\n"
+        "550 5.7.1 Sender not on the recipient's allow list; click the link in our help pages to\n"
+        "request approval.\n"
+    )
+    events = parse(_text_notice("Undeliverable: Offer", body))
+    assert [(e.recipient, e.kind) for e in events] == [("olga@example.net", EventKind.FAILURE)]
+
+
+def test_notice_that_gave_up_is_no_delay() -> None:
+    """A text notice that says the server gave up is a failure, even if it mentions retrying."""
+    body = (
+        "Your message to pavel@example.net could not be delivered.\n"
+        "We kept trying for 5 days and gave up; the server said: 421 4.4.2 connection dropped.\n"
+        "We will not retry.\n"
+    )
+    events = parse(_text_notice("Warning: delivery failed", body))
+    assert [(e.recipient, e.kind) for e in events] == [("pavel@example.net", EventKind.FAILURE)]
+
+
+def test_text_notice_saying_it_retries_is_a_delay() -> None:
+    """A text notice that says delivery will be retried is a delay event, which never suppresses."""
+    body = "Your message to rosa@example.net has been delayed.\nThe server will retry for 3 more days.\n"
+    events = parse(_text_notice("Delivery delayed", body))
+    assert [(e.recipient, e.kind, e.dsn_action) for e in events] == [
+        ("rosa@example.net", EventKind.DELAY, "delayed")
+    ]
