@@ -29,7 +29,8 @@ _SUBJECT = re.compile(
     r"returned mail|failure notice|mail delivery|could not be delivered|non[- ]?delivery|"
     r"rejected|bounced?|mail system error|returned to sender|delivery error|failed delivery|"
     r"permanent error|nicht zustellbar|unzustellbar|no entregado|non remis|non recapitabile|"
-    r"not deliverable|non-?deliverable|failed mail|\bND[NR]\b|unable to deliver",
+    r"not deliverable|non-?deliverable|failed mail|\bND[NR]\b|unable to deliver|no se puede entregar|"
+    r"nicht zugestellt|non distribu|no (?:se )?(?:pudo|ha podido) entregar|n[ãa]o entregue|niet bezorgd",
     re.IGNORECASE,
 )
 _ERROR_WORDS = re.compile(
@@ -77,17 +78,32 @@ _LINE_ERROR_WORDS = re.compile(
     r"undeliverable|could ?n[o']t|cannot|unable|failed|failure|error|bad|unavailable|unrouteable)\b",
     re.IGNORECASE,
 )
+_VERDICT = (
+    r"(?:could ?n[o']t|cannot|can ?not|was ?n[o']t|has ?n[o']t been|did ?n[o']t|is|was|(?:has )?failed)"
+    r"[ \t]*(?:be |been )?(?:delivered|undeliverable|reach|permanently|failed)"
+)
 _SENTENCE = re.compile(
-    r"(?:(?:message|mail|e-?mail)(?: you sent)? (?:addressed )?to|delivery (?:of [^\n]{0,30}?)?to|"
+    # the address after a phrase that already says delivery failed, or "your message to"
+    r"(?:(?:your|the following) (?:message|mail|e-?mail)(?: you sent)? (?:addressed )?to|"
+    r"delivery (?:of [^\n]{0,30}?)?to|"
     r"(?:could ?n[o']t|unable to|cannot|can ?not|failed to) (?:be )?deliver(?:ed)?"
     r"(?: (?:your|the|this) (?:message|mail|e-?mail))?(?: to)?)"
-    rf"[ \t]*<?(?P<address>{ADDRESS.pattern})>?[ \t,]*"
-    r"(?P<verdict>(?:could ?n[o']t|cannot|can ?not|was ?n[o']t|has ?n[o']t been|did ?n[o']t|is|was|(?:has )?failed)"
-    r"[ \t]*(?:be |been )?(?:delivered|undeliverable|reach|permanently|failed)?|[.:;,]|$)",
+    rf"[ \t]*<?(?P<address>{ADDRESS.pattern})>?[ \t,]*(?:{_VERDICT}|[.:;,]|$)"
+    # any "message/mail to <address>" followed by a verdict
+    rf"|(?:message|mail|e-?mail) (?:addressed )?to[ \t]*<?(?P<named>{ADDRESS.pattern})>?[ \t,]*{_VERDICT}"
+    # the same in other languages: "Nachricht an <a> konnte nicht zugestellt werden", "message à
+    # <a> n'a pas pu être remis", "mensaje para <a> no se pudo entregar", "messaggio a <a> non ...
+    # recapitato", "bericht aan <a> kon niet worden bezorgd"
+    r"|(?:nachricht|e-?mail|mail|message|mensaje|correo|mensagem|messaggio|bericht)"
+    r" (?:an|à|a|pour|para|per|aan)[ \t]*"
+    rf"<?(?P<foreign>{ADDRESS.pattern})>?[ \t,]*"
+    r"(?:konnte nicht|n'a pas (?:pu|été)|no (?:se )?(?:pudo|ha podido|puede)|n[ãa]o (?:p[ôo]de|foi)|"
+    r"non (?:è stato|ha potuto|può)|kon niet|is niet)",
     re.IGNORECASE | re.MULTILINE,
 )
 """A sentence that names the failed address: "your message to <a> couldn't be delivered",
-"delivery to <a> failed", "unable to deliver your message to <a>"."""
+"delivery to <a> failed", "unable to deliver your message to <a>", and the same in other
+languages."""
 _DELAY_SENTENCE = re.compile(
     rf"temporary (?:problem|failure|error)[^\n]{{0,40}}?\bto[ \t]*<?(?P<address>{ADDRESS.pattern})>?|"
     rf"(?:message|mail) to <?(?P<delayed>{ADDRESS.pattern})>? (?:has been|is being|was) delayed",
@@ -162,7 +178,10 @@ def _named_in_sentence(notice: str, own: set[str]) -> list[Event]:
         found = delayed or _SENTENCE.search(line)
         if not found:
             continue
-        address = strip_address(found.group("address") or (found.group("delayed") if delayed else ""))
+        if delayed:
+            address = strip_address(found.group("address") or found.group("delayed"))
+        else:
+            address = strip_address(found.group("address") or found.group("named") or found.group("foreign"))
         if not _usable(address, own):
             continue
         said = f"{line.strip()} {_following(lines, index)}".strip()
