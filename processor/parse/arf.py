@@ -16,18 +16,19 @@ _CORRELATION_RCPT = ("x-hmxmroriginalrecipient", "x-original-rcpt-to", "x-rcpt-t
 
 
 _FIELDS_IN_TEXT = re.compile(r"^Feedback-Type:[ \t]*[\w-]+[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_FIELD_PART_TYPES = frozenset({"text/plain", "message/feedback_report", "text/feedback-report"})
 _REPORT_FIELDS = ("user-agent", "version", "original-rcpt-to", "original-mail-from", "arrival-date", "source-ip")
 
 
 def _feedback_fields(report: Report) -> Headers | None:
     """The feedback report's fields: from its message/feedback-report part or, from reporters
-    that send it as another type (text/plain, an attachment), from a part whose text is a block
+    that send it as another type (text/plain, a misspelt type), from a part whose text is a block
     of feedback fields (Feedback-Type and at least one other RFC 5965 field)."""
     for part in report.top_parts:
         if part.content_type == "message/feedback-report":
             return parse_header_block(part.text)
     for part in report.top_parts:
-        if part.children or not part.content_type.startswith(("text/", "application/")):
+        if part.children or part.content_type not in _FIELD_PART_TYPES:
             continue
         text = part.text
         m = _FIELDS_IN_TEXT.search(text[:4000])
@@ -43,7 +44,7 @@ def forwarded_complaint(report: Report) -> Report | None:
     """A complaint report forwarded as an attachment (by a person, or a mailbox rule that sends
     a feedback-loop address's mail on): the enclosed report is the one to read."""
     enclosed = report.original_part
-    if enclosed is None or is_complaint(report) or report.dsn is not None or _DAEMON.search(report.from_header):
+    if enclosed is None or report.dsn is not None or _DAEMON.search(report.from_header) or is_complaint(report):
         return None  # a bounce of a complaint report is a bounce
     inner = Report(enclosed, flanker_ok=report.flanker_ok)
     return inner if is_complaint(inner) else None
