@@ -256,3 +256,9 @@ def test_text_notice_saying_it_retries_is_a_delay() -> None:
     assert [(e.recipient, e.kind, e.dsn_action) for e in events] == [
         ("rosa@example.net", EventKind.DELAY, "delayed")
     ]
+
+
+def test_text_notice_of_a_delivery_is_no_failure() -> None:
+    """A text-only success notice ("your message to <address> was delivered") reports no failure."""
+    body = "Your message to tara@example.net, sent on Monday, was delivered to the mailbox.\n"
+    assert parse(_text_notice("Delivery Status Notification (Success)", body)) == []

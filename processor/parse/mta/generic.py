@@ -79,9 +79,16 @@ _LINE_ERROR_WORDS = re.compile(
     re.IGNORECASE,
 )
 _VERDICT = (
-    r"(?:could ?n[o']t|cannot|can ?not|was ?n[o']t|has ?n[o']t been|did ?n[o']t|is|was|(?:has )?failed)"
-    r"[ \t]*(?:be |been )?(?:delivered|undeliverable|reach|permanently|failed)"
+    r"(?:(?:could ?n[o']t|cannot|can ?not|was ?n[o']t|is ?n[o']t|(?:was|is|has) not|has ?n[o']t|did ?n[o']t)"
+    r"[ \t]*(?:be |been )?(?:delivered|deliverable|reach(?:ed)?)"
+    r"|(?:is|was|has been) (?:undeliverable|rejected|refused|returned)|(?:has )?failed|bounced)"
 )
+_SUCCESS = re.compile(
+    r"(?<!not )(?<!n't )\b(?:successfully (?:delivered|relayed)|"
+    r"(?:was|were|has been|have been) (?:successfully )?(?:delivered|relayed))\b",
+    re.IGNORECASE,
+)
+"""A sentence that reports a delivery, not a failure."""
 _SENTENCE = re.compile(
     # the address after a phrase that already says delivery failed, or "your message to"
     r"(?:(?:your|the following) (?:message|mail|e-?mail)(?: you sent)? (?:addressed )?to|"
@@ -174,6 +181,8 @@ def _named_in_sentence(notice: str, own: set[str]) -> list[Event]:
     lines = notice.split("\n")
     events: list[Event] = []
     for index, line in enumerate(lines):
+        if _SUCCESS.search(line):
+            continue
         delayed = _DELAY_SENTENCE.search(line)
         found = delayed or _SENTENCE.search(line)
         if not found:
