@@ -52,8 +52,11 @@ message store's channel (Sun/Oracle Messaging Server's ``ims-ms-daemon``), a pri
 
 
 def is_internal_form(address: str) -> bool:
-    """Whether an address names a host inside the receiving site rather than a mail domain."""
-    domain = address.rpartition("@")[2]
+    """Whether an address names a host or directory entry inside the receiving site rather than a
+    mailbox at a mail domain."""
+    local, _, domain = address.rpartition("@")
+    if local[:8].upper() == "IMCEAEX-":  # an Exchange directory name (X.500 DN) wrapped as an address
+        return True
     return bool(domain) and bool(_INTERNAL_DOMAIN.match(domain))
 
 
@@ -70,7 +73,14 @@ def is_rewritten(final: str, original: str) -> bool:
         return False
     if final_domain == original_domain or final_domain.endswith("." + original_domain):
         return True
-    return is_internal_form(final) and (final_local == original_local or final_domain.endswith("-daemon"))
+    return is_internal_form(final) and (final_local == original_local or names_no_mailbox(final))
+
+
+def names_no_mailbox(address: str) -> bool:
+    """Whether an internal form keeps no trace of the mailbox name the sender used: a message
+    store's channel (``u123@ims-ms-daemon``) or an Exchange directory name (``IMCEAEX-...``)."""
+    local, _, domain = address.lower().rpartition("@")
+    return domain.endswith("-daemon") or local.startswith("imceaex-")
 
 
 def _decode_xtext(value: str) -> str:

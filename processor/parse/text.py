@@ -165,7 +165,7 @@ notation), RFC 3464's ``rfc822;`` and ``mailto:``."""
 
 def strip_address(value: str) -> str:
     """'alice@example.org' from 'rfc822; <alice@example.org>', '"Alice" <alice@...>', 'mailto:...',
-    'smtp=alice@...' and 'SMTP:alice@...'."""
+    'smtp=alice@...', 'SMTP:alice@...' and Exchange's 'IMCEASMTP-alice+40example+2Eorg@...'."""
     value = value.strip()
     if ";" in value[:12] and "@" not in value.split(";", 1)[0]:
         value = value.split(";", 1)[1].strip()
@@ -179,7 +179,21 @@ def strip_address(value: str) -> str:
     if " " in value:
         found = ADDRESS.search(value)
         value = found.group(1) if found else ""
+    if value[:10].upper() == "IMCEASMTP-":
+        value = _imcea_smtp(value)
     return value
+
+
+_IMCEA_ESCAPE = re.compile(r"\+([0-9A-Fa-f]{2})")
+
+
+def _imcea_smtp(value: str) -> str:
+    """The SMTP address inside Exchange's IMCEA encapsulation: 'IMCEASMTP-alice+40example+2Eorg@gw'
+    is alice@example.org (the '@' and other characters of the inner address as +HH escapes, the
+    gateway's domain after the real '@')."""
+    inner = value[10:].rpartition("@")[0]
+    decoded = _IMCEA_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), inner)
+    return decoded if ADDRESS.fullmatch(decoded) else value
 
 
 def first_address(text: str) -> str:

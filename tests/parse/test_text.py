@@ -70,6 +70,8 @@ def test_find_command(text: str, command: str) -> None:
         ("<SMTP:bob@example.org>", "bob@example.org"),
         ("RFC822;bob@example.org", "bob@example.org"),
         ("smtp-relay@example.org", "smtp-relay@example.org"),
+        ("IMCEASMTP-bob+40example+2Eorg@gw.example.net", "bob@example.org"),
+        ("<IMCEASMTP-bob+2Bnews+40example+2Eorg@gw.example.net>", "bob+news@example.org"),
     ],
 )
 def test_strip_address(value: str, address: str) -> None:

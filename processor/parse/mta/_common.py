@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from processor.parse.dsn import DsnRecipient, is_internal_form
+from processor.parse.dsn import DsnRecipient, is_internal_form, names_no_mailbox
 from processor.parse.report import Report
 from processor.parse.text import (
     ADDRESS,
@@ -153,16 +153,16 @@ def dsn_event(
 
 def _address_used(report: Report, rcpt: DsnRecipient) -> str:
     """The recipient, or, when the report names only an internal form of it (``alice@mailhub``,
-    ``alice@ims-ms-daemon``) and no Original-Recipient, the one address the returned message was
-    sent To: with the same mailbox name (any name for a store channel such as ``*-daemon``)."""
+    ``alice@ims-ms-daemon``, ``IMCEAEX-...``) and no Original-Recipient, the one address the
+    returned message was sent To: with the same mailbox name (any name, when the internal form
+    keeps none)."""
     address = rcpt.recipient
     if rcpt.original_recipient or not is_internal_form(address):
         return address
     sent_to = [a for a in addresses(report.original_headers.get("to")) if "." in a.rpartition("@")[2]]
     if len(sent_to) != 1:
         return address
-    local, _, domain = address.lower().rpartition("@")
-    if sent_to[0].lower().rpartition("@")[0] == local or domain.endswith("-daemon"):
+    if sent_to[0].lower().rpartition("@")[0] == address.lower().rpartition("@")[0] or names_no_mailbox(address):
         return sent_to[0]
     return address
 
