@@ -77,6 +77,7 @@ def test_utf8_address_type() -> None:
         ("carla@example.com", "carla@example.org", False),
         ("list-member@other.example", "list@example.org", False),
         ("Carla@Example.org", "carla@example.org", False),
+        ("IMCEAEX-_O=EXAMPLE_CN=RECIPIENTS_CN=wilma@exch.example.net", "wilma@example.org", True),
     ],
 )
 def test_rewritten_final_recipient(final: str, original: str, rewritten: bool) -> None:
