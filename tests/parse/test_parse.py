@@ -262,3 +262,15 @@ def test_text_notice_of_a_delivery_is_no_failure() -> None:
     """A text-only success notice ("your message to <address> was delivered") reports no failure."""
     body = "Your message to tara@example.net, sent on Monday, was delivered to the mailbox.\n"
     assert parse(_text_notice("Delivery Status Notification (Success)", body)) == []
+
+
+def test_one_recipient_notice_takes_the_whole_reply_line() -> None:
+    """For a lone recipient, the line holding a whole reply (code and status) is its diagnostic,
+    not an earlier line that only cites a status code in passing."""
+    body = (
+        "Your message to uwe@example.net couldn't be delivered.\n"
+        "See our help page on error 5.4.1 for what to do.\n\n"
+        "Remote reply: 550 5.1.1 mailbox unknown\n"
+    )
+    (event,) = parse(_text_notice("Undeliverable: Offer", body))
+    assert (event.recipient, event.status, event.reply_code) == ("uwe@example.net", "5.1.1", "550")

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from processor.parse.mta._common import address_paragraphs, failure, unique
 from processor.parse.report import Report
-from processor.parse.text import ADDRESS, STATUS, addresses, find_reply_code, strip_address
+from processor.parse.text import ADDRESS, STATUS, addresses, find_reply_code, find_status, strip_address
 from processor.records import Event, EventKind
 
 NAME = "generic"
@@ -252,6 +252,8 @@ def _scattered(notice: str, own: set[str]) -> list[Event]:
     return events
 
 
+_REPLY_LINE = re.compile(r"^.*\b[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?![\d.]).*$", re.MULTILINE)
+"""A line with a whole SMTP reply (code and status), preferred to one that only cites a code."""
 _CODE_LINE = re.compile(r"^.*(?:\b[245]\d\d[ -]|(?<![\d.])[245]\.\d{1,3}\.\d{1,3}(?![\d.])).*$", re.MULTILINE)
 
 
@@ -295,11 +297,17 @@ def parse(report: Report) -> list[Event] | None:
     for layout in (_colon_list, _error_lines, _introduced_list, _named_in_sentence, _scattered):
         events = unique(layout(notice, own))
         if events:
-            if len(events) == 1 and not events[0].status:
-                # one recipient and no error next to it: the notice's SMTP reply is about it
-                line = _CODE_LINE.search(notice)
-                if line:
-                    first = events[0]
+            if len(events) == 1:
+                # one recipient: the notice's SMTP reply is about it. A whole reply (code and
+                # status) leads its diagnostic; a cited code is added only when it has none.
+                first = events[0]
+                reply = _REPLY_LINE.search(notice)
+                if reply:
+                    line_text = reply.group(0).strip()
+                    said = first.diagnostic if line_text in first.diagnostic else f"{line_text} {first.diagnostic}"
+                    codes = {"status": find_status(line_text), "reply_code": find_reply_code(line_text)}
+                    events = [failure(NAME, first.recipient, said, kind=first.kind, **codes)]
+                elif not first.status and (line := _CODE_LINE.search(notice)):
                     events = [failure(NAME, first.recipient, f"{first.diagnostic} {line.group(0)}", kind=first.kind)]
             if _is_delay_notice(report.subject, notice):
                 events = [replace(e, kind=EventKind.DELAY, dsn_action="delayed") for e in events]
