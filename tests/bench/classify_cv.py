@@ -265,10 +265,55 @@ def rules_without(rules: Sequence[Rule], found: Support, family: str) -> list[Ru
     return out
 
 
+def _regex_tests(condition: Condition) -> Iterable[FieldTest]:
+    if isinstance(condition, FieldTest):
+        if FIELDS[condition.field] is FieldKind.REGEX:
+            yield condition
+    elif isinstance(condition, Not):
+        yield from _regex_tests(condition.child)
+    else:
+        for child in condition.children:
+            yield from _regex_tests(child)
+
+
+def count_patterns(rules: Sequence[Rule]) -> int:
+    return len({(t.field, p) for r in rules for t in _regex_tests(r.condition) for p in t.patterns})
+
+
+def single_file_patterns(
+    rules: Sequence[Rule], items: Sequence[Labelled], own: Sequence[Labelled]
+) -> list[tuple[tuple[str, str], str]]:
+    """(rule id, pattern) of text patterns that match the events of exactly one training file and of
+    no own sample, with that file's family: the patterns most likely written for one sample."""
+    found: list[tuple[tuple[str, str], str]] = []
+    seen: set[tuple[str, str]] = set()
+    for rule in rules:
+        for test in _regex_tests(rule.condition):
+            for pattern in test.patterns:
+                if (test.field, pattern) in seen:
+                    continue
+                seen.add((test.field, pattern))
+                regex = compile_regex(pattern)
+                if any(regex.search(field_value(i.event, test.field) or "\0") for i in own):
+                    continue
+                files = {
+                    (i.corpus, i.family, i.event.diagnostic)
+                    for i in items
+                    if (value := field_value(i.event, test.field)) and regex.search(value)
+                }
+                if len({(c, f) for c, f, _ in files}) == 1 and len(files) == 1:
+                    corpus, family, _ = next(iter(files))
+                    found.append(((rule.id, pattern), f"{corpus}:{family}"))
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpora", nargs="*", type=Path, default=list(DEFAULT_CORPORA))
     parser.add_argument("--families", action="store_true", help="print the held-out score of each family")
+    parser.add_argument(
+        "--single", action="store_true", help="list patterns that match exactly one training file and no own sample"
+    )
     args = parser.parse_args(argv)
 
     rules, problems = load_rules([DEFAULT_RULES_DIR])
@@ -307,6 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         total_cv.merge(held_out[corpus])
     print(f"{'all':15} training  {total_train.line()}")
     print(f"{'all':15} cv        {total_cv.line()}")
+    if args.single:
+        single = single_file_patterns(rules, items, read_own_samples())
+        total = count_patterns(rules)
+        print(f"{len(single)} of {total} text patterns match exactly one training file and no own sample:")
+        for (rule_id, pattern), where in single:
+            print(f"  {rule_id:32} {where:40} /{pattern}/")
     if args.families:
         for family, score in sorted(per_family.items()):
             print(f"  {family:28} {score.line()}")
