@@ -27,7 +27,30 @@ class DsnRecipient:
 
     @property
     def recipient(self) -> str:
-        return self.final_recipient or self.original_recipient
+        """The address the sender used: Final-Recipient, unless it is an internal rewrite of the
+        Original-Recipient (a host without a domain, or a mailbox host inside the original's domain)."""
+        final, original = self.final_recipient, self.original_recipient
+        if final and original and is_internal_rewrite(final, original):
+            return original
+        return final or original
+
+
+def internal_host(address: str) -> bool:
+    """True for an address at a host no sender writes to: a name without a dot (mailhub0,
+    sims-ms-daemon), which only the receiving system's own routing uses."""
+    domain = address.rpartition("@")[2].strip("[]").lower()
+    return bool(domain) and "." not in domain and ":" not in domain
+
+
+def is_internal_rewrite(final: str, original: str) -> bool:
+    """Final-Recipient is the receiving system's rewrite of Original-Recipient."""
+    if "@" not in original or "." not in original.rpartition("@")[2]:
+        return False
+    if "@" not in final or internal_host(final):
+        return True
+    final_local, _, final_domain = final.lower().rpartition("@")
+    original_local, _, original_domain = original.lower().rpartition("@")
+    return final_local == original_local and final_domain.endswith("." + original_domain)
 
 
 @dataclass(slots=True)

@@ -158,6 +158,8 @@ def find_command(text: str) -> str:
 
 
 _ANGLE_ANY = re.compile(r"<([^<>]*@[^<>]*)>")
+_ADDRESS_TYPE_PREFIX = re.compile(r"^(?:mailto:|(?:smtp|rfc822|x400|ex)\s*[=:]\s*)(?=[^@\s]+@)", re.IGNORECASE)
+"""'mailto:', and the address-type prefix Exchange writes before a recipient ('smtp=a@b', 'SMTP:a@b')."""
 
 
 def strip_address(value: str) -> str:
@@ -171,8 +173,7 @@ def strip_address(value: str) -> str:
     if value.startswith("@") and ":" in value:  # a source route: <@relay.example:user@example.org>
         value = value.rsplit(":", 1)[1]
     value = value.strip().strip("<>\"'()[],;:.").strip()
-    if value.lower().startswith("mailto:"):
-        value = value[7:]
+    value = _ADDRESS_TYPE_PREFIX.sub("", value)
     if " " in value:
         found = ADDRESS.search(value)
         value = found.group(1) if found else ""

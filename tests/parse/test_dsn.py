@@ -61,3 +61,25 @@ def test_utf8_address_type() -> None:
     """RFC 6533 utf-8 addresses with \\x{...} escapes are decoded."""
     report = parse_delivery_status("Final-Recipient: utf-8; j\\x{00FC}rgen@example.de\nAction: failed\nStatus: 5.1.1\n")
     assert report.recipients[0].final_recipient == "jürgen@example.de"
+
+
+def _one(final: str, original: str) -> str:
+    text = f"Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822;{final}\n"
+    if original:
+        text += f"Original-Recipient: rfc822;{original}\n"
+    return parse_delivery_status(text + "Action: failed\nStatus: 5.1.1\n").recipients[0].recipient
+
+
+def test_internal_rewrite_of_the_recipient_gives_the_address_the_sender_used() -> None:
+    """A Final-Recipient at a host without a domain, or at a mailbox host inside the original's
+    domain, is the receiver's rewrite: the Original-Recipient is reported."""
+    assert _one("ann@sims-ms-daemon", "ann@example.org") == "ann@example.org"
+    assert _one("ann.b@mailhub0", "ann@example.org") == "ann@example.org"
+    assert _one("ann@store3.mail.example.org", "ann@example.org") == "ann@example.org"
+
+
+def test_a_forwarded_recipient_stays_the_final_one() -> None:
+    """A Final-Recipient at another real domain (a forward) is kept; so is one without an original."""
+    assert _one("ann@elsewhere.example", "ann@example.org") == "ann@elsewhere.example"
+    assert _one("bob@store3.mail.example.org", "ann@example.org") == "bob@store3.mail.example.org"
+    assert _one("ann@sims-ms-daemon", "") == "ann@sims-ms-daemon"

@@ -65,10 +65,14 @@ def test_find_command(text: str, command: str) -> None:
         ("mailto:bob@example.org", "bob@example.org"),
         ("<bob@example.org>:", "bob@example.org"),
         ("utf-8; bob@example.org", "bob@example.org"),
+        ("smtp=bob@example.org", "bob@example.org"),
+        ("<SMTP:bob@example.org>", "bob@example.org"),
+        ("smtp=bob", "smtp=bob"),
     ],
 )
 def test_strip_address(value: str, address: str) -> None:
-    """Address-type prefixes, display names, angle brackets and source routes are removed."""
+    """Address-type prefixes (rfc822;, mailto:, Exchange's smtp=), display names, angle brackets and
+    source routes are removed."""
     assert strip_address(value) == address
 
 
