@@ -217,3 +217,22 @@ def test_notice_only_for_one_recipient_reports() -> None:
     events = parse(several)
     assert [e.recipient for e in events] == ["ann@example.net", "bob@example.net"]
     assert all(e.notice == "" for e in events)
+
+
+LIST_BOUNCE = b"""From: Mail Delivery System <MAILER-DAEMON@relay.example.org>
+To: news-bounces@lists.example.org
+Subject: Undeliverable mail
+List-Unsubscribe: <mailto:leave-news@lists.example.org>
+
+Your message could not be delivered to the following recipients:
+
+zoe@example.net: 550 mailbox unavailable
+
+leave-news@lists.example.org unsubscribes, news-admin@lists.example.org answers: the mailbox failed.
+"""
+
+
+def test_mailing_list_addresses_are_never_recipients() -> None:
+    """A plain-text bounce of a list post reports the subscriber, not the list's own addresses
+    (List-* headers, -request, -admin, owner-)."""
+    assert [e.recipient for e in parse(LIST_BOUNCE)] == ["zoe@example.net"]

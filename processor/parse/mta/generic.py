@@ -30,7 +30,12 @@ _ERROR_WORDS = re.compile(
     r"unreachable|timed? ?out|expired|not accepted|inactive|suspended|deactivated|unable)\b",
     re.IGNORECASE,
 )
-_SKIP_LOCAL = re.compile(r"^(?:postmaster|mailer-daemon|abuse|noreply|no-reply)$", re.IGNORECASE)
+_SKIP_LOCAL = re.compile(
+    r"^(?:postmaster|mailer-daemon|abuse|noreply|no-reply|owner-.+|.+-(?:request|owner|admin|bounces?))$",
+    re.IGNORECASE,
+)
+"""Local parts of a system's or a mailing list's own addresses (list-request, owner-list, list-admin)."""
+_LIST_HEADERS = ("list-post", "list-unsubscribe", "list-subscribe", "list-help", "list-owner", "list-archive")
 _COLON_LINE = re.compile(r"^\s{0,4}<([^<>\s]+@[^<>\s]+)>:")
 _INTRO = re.compile(
     r"(?:following (?:recipients?|addresse?s?(?:\(es\))?|e-?mail addresses)|"
@@ -46,6 +51,8 @@ def matches(report: Report) -> bool:
 
 
 def _own_addresses(report: Report) -> set[str]:
+    """Addresses that are never the failed recipient: the report's and the original's senders,
+    and a mailing list's own addresses from the List-* headers."""
     own = {
         strip_address(report.headers.get("to")).lower(),
         report.from_address,
@@ -53,6 +60,9 @@ def _own_addresses(report: Report) -> set[str]:
         strip_address(report.original_headers.get("return-path")).lower(),
         strip_address(report.original_headers.get("sender")).lower(),
     }
+    for headers in (report.headers, report.original_headers):
+        for name in _LIST_HEADERS:
+            own.update(a.lower() for a in ADDRESS.findall(headers.get(name)))
     own.discard("")
     return own
 
