@@ -236,3 +236,20 @@ def test_mailing_list_addresses_are_never_recipients() -> None:
     """A plain-text bounce of a list post reports the subscriber, not the list's own addresses
     (List-* headers, -request, -admin, owner-)."""
     assert [e.recipient for e in parse(LIST_BOUNCE)] == ["zoe@example.net"]
+
+
+CHALLENGE = b"""From: Dana Example <dana@example.net>
+To: sender@example.com
+Subject: Re: Our newsletter
+
+Hello, I protect my inbox from spam. To have your message delivered,
+please click the link below to confirm that you are a human:
+
+https://verify.example.net/c/123
+"""
+
+
+def test_challenge_response_is_an_auto_reply_not_a_bounce() -> None:
+    """A challenge-response system asking the sender to prove they are human is an auto-reply."""
+    events = parse(CHALLENGE)
+    assert [(e.kind, e.recipient) for e in events] == [(EventKind.AUTO_REPLY, "dana@example.net")]
