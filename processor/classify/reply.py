@@ -30,7 +30,7 @@ _ENVELOPE_PREFIXES: tuple[re.Pattern[str], ...] = tuple(
         r"(?:said|replied|failed with|returned)?\s*:\s*",
         # Exim "SMTP error from remote mail server after RCPT TO:<a@b>: host X [ip]:"
         r"^.{0,80}?SMTP error from remote (?:mail )?(?:server|mailer)\s+(?:after|for)\s+[^:<]*?"
-        r"(?::\s*<[^>]*>)?\s*:\s*(?:host:?\s+(?P<host>[^\s\[\]:]+)\.?\s*(?:\[[^\]]*\])?\s*:?\s*)?",
+        r"(?::\s*<[^>]*>)?(?:\s+[A-Z-]+=\S*?)*\s*:\s*(?:host:?\s+(?P<host>[^\s\[\]:]+)\.?\s*(?:\[[^\]]*\])?\s*:?\s*)?",
         # "X [ip] did not like our RCPT TO:" (DragonFly)
         r"^(?P<host>[^\s\[\]:]+)\s*\[[^\]]*\]\s+did not like our [^:]*:\s*",
         # Sendmail "... while talking to X.: >>> RCPT To:<a@b> <<< 550 ..."

@@ -166,3 +166,20 @@ def test_explain_names_the_family_and_the_reply() -> None:
     text = render(explain(DEFAULTS.compiled, event))
     assert "reply             550 5.7.1 <address>: no such user" in text
     assert "says userunknown-explicit" in text
+
+
+@pytest.mark.parametrize(
+    ("diagnostic", "reply"),
+    [
+        ("SMTP error from remote mail server after MAIL FROM:<a@b.example> SIZE=1543: host mx.example.net "
+         "[192.0.2.1]: 550 5.7.0 Please use the smtp server of your ISP",
+         "550 5.7.0 Please use the smtp server of your ISP"),
+        ("mx.example.net [192.0.2.25] did not like our RCPT TO: 550 5.1.1 no such user", "550 5.1.1 no such user"),
+        ("Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found'",
+         "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found"),
+        ("mx.example.net: >>> RCPT To:<a@b.example> <<< 550 5.1.1 User unknown", "550 5.1.1 User unknown"),
+    ],
+)
+def test_reply_split_knows_the_envelopes_of_common_mtas(diagnostic: str, reply: str) -> None:
+    """Exim's, DragonFly's, Exchange's and Sendmail's wrappers around the remote reply are cut off."""
+    assert split_reply(diagnostic).text == reply
