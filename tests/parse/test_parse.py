@@ -253,3 +253,26 @@ def test_challenge_response_is_an_auto_reply_not_a_bounce() -> None:
     """A challenge-response system asking the sender to prove they are human is an auto-reply."""
     events = parse(CHALLENGE)
     assert [(e.kind, e.recipient) for e in events] == [(EventKind.AUTO_REPLY, "dana@example.net")]
+
+
+HEADED_NOTICE = b"""From: Mail Delivery Subsystem <mailer-daemon@relay.example.org>
+To: sender@example.com
+Subject: Delivery Status Notification (Failure)
+
+** Address not found **
+
+Your message wasn't delivered to gus@example.net because the address couldn't be found.
+
+The response from the remote server was:
+550 5.1.1 The account you wrote to does not exist here
+"""
+
+
+def test_gmail_headed_notice_without_dsn_is_read() -> None:
+    """Gmail's "** Heading **" text notice, kept without its DSN or its Google sender, still gives
+    the recipient, the remote reply and the kind ("Delivery incomplete" is a delay)."""
+    (event,) = parse(HEADED_NOTICE)
+    assert (event.kind, event.recipient, event.status) == (EventKind.FAILURE, "gus@example.net", "5.1.1")
+    assert event.diagnostic == "550 5.1.1 The account you wrote to does not exist here"
+    delayed = HEADED_NOTICE.replace(b"Address not found", b"Delivery incomplete")
+    assert [e.kind for e in parse(delayed)] == [EventKind.DELAY]
