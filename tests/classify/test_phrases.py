@@ -25,6 +25,7 @@ LEXICON: list[tuple[str, str, str]] = [
     ("en", "550 <zoe@example.org> is not an active address at this host", "userunknown"),
     ("en", "550 Requested action aborted: mailbox not found", "userunknown"),
     ("en", "550 the account zoe@example.org dosn't exist", "userunknown"),
+    ("en", "Your message couldn't be delivered: zoe wasn't found at example.org", "userunknown"),
     ("de", "550 Empfänger unbekannt: das Postfach existiert nicht", "userunknown"),
     ("fr", "550 Adresse zoe@example.org inexistante", "userunknown"),
     ("es", "550 El buzón de correo no existe", "userunknown"),

@@ -276,3 +276,21 @@ def test_gmail_headed_notice_without_dsn_is_read() -> None:
     assert event.diagnostic == "550 5.1.1 The account you wrote to does not exist here"
     delayed = HEADED_NOTICE.replace(b"Address not found", b"Delivery incomplete")
     assert [e.kind for e in parse(delayed)] == [EventKind.DELAY]
+
+
+RENDERED_NOTICE = b"""From: Microsoft Outlook <postmaster@tenant.example.org>
+To: sender@example.com
+Subject: Undeliverable: hello
+
+Your message to hal@example.net couldn't be delivered.
+hal wasn't found at example.net.
+
+Action Required
+How to fix it: check the address and send the message again.
+"""
+
+
+def test_rendered_notice_without_codes_names_its_recipient() -> None:
+    """A notice rendered from HTML, with no DSN and no code near the address, is still read when it
+    says the message couldn't be delivered or the address wasn't found."""
+    assert [(e.kind, e.recipient) for e in parse(RENDERED_NOTICE)] == [(EventKind.FAILURE, "hal@example.net")]

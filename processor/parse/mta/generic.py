@@ -27,7 +27,8 @@ _SUBJECT = re.compile(
 _ERROR_WORDS = re.compile(
     r"\b(?:unknown|not found|no such|does not exist|doesn't exist|invalid|rejected|refused|denied|"
     r"disabled|unavailable|over ?quota|quota|full|failed|failure|error|blocked|unrouteable|"
-    r"unreachable|timed? ?out|expired|not accepted|inactive|suspended|deactivated|unable)\b",
+    r"unreachable|timed? ?out|expired|not accepted|inactive|suspended|deactivated|unable|undeliverable|"
+    r"(?:could|can)(?:n't|n.t| not) be delivered|(?:wasn't|wasn.t|was not) (?:found|delivered))\b",
     re.IGNORECASE,
 )
 _SKIP_LOCAL = re.compile(
