@@ -104,6 +104,10 @@ PRECEDENCE: list[tuple[dict[str, str], str, BounceType]] = [
     # a temporary DNS answer is never hard, whatever status a relay put on it
     ({"status": "5.4.4", "diagnostic": "Host or domain name not found. Name service error: Host not found, try again"},
      "networkerror", SOFT),
+    # an address or domain that does not exist is the SENDER's when the reply says so: never hard
+    ({"status": "5.7.1", "smtp_command": "RCPT",
+      "diagnostic": "550 5.7.1 Your sending domain example.com does not exist"}, "rejected", SOFT),
+    ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "550 From address does not exist"}, "rejected", SOFT),
     # the weak "user unknown" is still not hard after DATA
     ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "550 User unknown"}, "filtered", SOFT),
 ]
