@@ -108,6 +108,12 @@ PRECEDENCE: list[tuple[dict[str, str], str, BounceType]] = [
     ({"status": "5.7.1", "smtp_command": "RCPT",
       "diagnostic": "550 5.7.1 Your sending domain example.com does not exist"}, "rejected", SOFT),
     ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "550 From address does not exist"}, "rejected", SOFT),
+    ({"status": "5.0.0", "smtp_command": "RCPT", "diagnostic": "550 Absenderadresse existiert nicht"},
+     "rejected", SOFT),
+    ({"status": "5.0.0", "smtp_command": "RCPT", "diagnostic": "550 Адрес отправителя не существует"},
+     "rejected", SOFT),
+    ({"status": "5.0.0", "smtp_command": "RCPT", "diagnostic": "550 L'adresse de l'expéditeur n'existe pas"},
+     "rejected", SOFT),
     # the weak "user unknown" is still not hard after DATA
     ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "550 User unknown"}, "filtered", SOFT),
 ]
