@@ -14,10 +14,24 @@ _HOTMAIL_SUBJECT = re.compile(r"complaint about message from|^\s*(?:\[fbl\]|fbl 
 _CORRELATION_RCPT = ("x-hmxmroriginalrecipient", "x-original-rcpt-to", "x-rcpt-to", "x-envelope-to")
 
 
+_ARF_FIELDS = re.compile(r"^feedback-type:[ \t]*[a-z-]+[ \t]*$", re.IGNORECASE | re.MULTILINE)
+"""An ARF field block in a part labelled otherwise (text/plain, message/feedback_report, ...)."""
+
+
 def _feedback_fields(report: Report) -> Headers | None:
+    """The ARF fields: of the message/feedback-report part, or of a part labelled otherwise that
+    carries them (text/plain, message/feedback_report read as an enclosed message, ...)."""
     for part in report.top_parts:
         if part.content_type == "message/feedback-report":
             return parse_header_block(part.text)
+    for part in report.top_parts:
+        kind = part.content_type
+        if not ("feedback" in kind or kind == "text/plain"):
+            continue
+        if _ARF_FIELDS.search(part.text[:1000]):
+            return parse_header_block(part.text)
+        if kind.startswith("message/") and part.children and "feedback-type" in part.children[0].headers:
+            return part.children[0].headers
     return None
 
 
@@ -29,6 +43,9 @@ def is_complaint(report: Report) -> bool:
         return True
     if report.has_part("message/feedback-report"):
         return True
+    if report_type == "feedback-report" or root.content_type == "multipart/report":
+        # a feedback report whose ARF part carries another label
+        return _feedback_fields(report) is not None
     if _HOTMAIL_SUBJECT.search(report.subject):
         original = report.original_headers
         return any(name in original for name in _CORRELATION_RCPT) or bool(original.get("to"))

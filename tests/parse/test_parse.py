@@ -294,3 +294,42 @@ def test_rendered_notice_without_codes_names_its_recipient() -> None:
     """A notice rendered from HTML, with no DSN and no code near the address, is still read when it
     says the message couldn't be delivered or the address wasn't found."""
     assert [(e.kind, e.recipient) for e in parse(RENDERED_NOTICE)] == [(EventKind.FAILURE, "hal@example.net")]
+
+
+ODD_ARF = b"""From: feedback@isp.example
+To: fbl@example.com
+Subject: complaint report
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; boundary="B"
+
+--B
+Content-Type: text/plain
+
+A user of ours marked your message as spam.
+
+--B
+Content-Type: message/feedback_report
+
+Feedback-Type: abuse
+User-Agent: ISP-FBL/1.0
+Version: 1
+Original-Rcpt-To: <ivy@example.net>
+
+--B
+Content-Type: text/rfc822-headers
+
+From: news@example.com
+To: ivy@example.net
+Subject: news
+
+--B--
+"""
+
+
+def test_complaint_with_an_oddly_labelled_report_part_is_a_complaint() -> None:
+    """ARF fields in a part not labelled message/feedback-report still make a complaint (not an
+    auto-reply), with its feedback type and recipient."""
+    assert [(e.kind, e.recipient, e.feedback_type) for e in parse(ODD_ARF)] == [
+        (EventKind.COMPLAINT, "ivy@example.net", "abuse")
+    ]
