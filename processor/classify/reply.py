@@ -48,11 +48,14 @@ _ENVELOPE_PARTS = re.compile(
 )
 _URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"')\]]+|\bwww\.[^\s<>\"')\]]+", re.IGNORECASE)
 _ADDRESS = re.compile(
-    r"<?(?:mailto:)?[\w!#$%&'*+/=?^`{|}~.-]+@(?:\[[^\]\s]+\]|[\w-]+(?:\.[\w-]+)*)>?", re.IGNORECASE
+    r"<?(?:mailto:)?(?<![\w!#$%&'*+/=?^`{|}~.-])[\w!#$%&'*+/=?^`{|}~.-]+@(?:\[[^\]\s]+\]|[\w-]+(?:\.[\w-]+)*)>?",
+    re.IGNORECASE,
 )
 _IP = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]*\d)|\[(?:ipv6:)?[0-9a-f:]*:[0-9a-f:.]+\]", re.IGNORECASE)
 _HOST = re.compile(r"(?<![\w@.-])(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[a-z]{2,24}\.?(?![\w-])")
 _BLANKS = re.compile(r"\s+")
+MAX_REPLY = 16_384
+"""Characters of a diagnostic that are split (the rule engine matches no more than this either)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,7 @@ def split_reply(diagnostic: str) -> Reply:
     """The ``Reply`` of one diagnostic line."""
     if not diagnostic:
         return Reply("", "", "")
-    text, host = _strip_envelope(diagnostic.strip())
+    text, host = _strip_envelope(diagnostic[:MAX_REPLY].strip())
     mentioned: list[str] = []
 
     def url(m: re.Match[str]) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from processor.classify.reply import split_reply
 
-_ID = re.compile(r"(?=[A-Za-z0-9+/=_.-]*\d)(?=[A-Za-z0-9+/=_.-]*[A-Za-z])[A-Za-z0-9+/=_.-]{12,}")
+_ID = re.compile(r"(?<![A-Za-z0-9+/=_.-])(?=[A-Za-z0-9+/=_.-]*\d)(?=[A-Za-z0-9+/=_.-]*[A-Za-z])[A-Za-z0-9+/=_.-]{12,}")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)*(?![\w])")
 _LEADING_CODES = re.compile(r"^\s*(?:[245]\d\d[\s-]+)?(?:#?[245]\.\d{1,3}\.\d{1,3}\s*)?[-:]?\s*")
 _MASKS = {"<address>": r"<address>", "<host>": r"<host>", "<ip>": r"<ip>", "<url>": r"<url>",
