@@ -333,3 +333,16 @@ def test_complaint_with_an_oddly_labelled_report_part_is_a_complaint() -> None:
     assert [(e.kind, e.recipient, e.feedback_type) for e in parse(ODD_ARF)] == [
         (EventKind.COMPLAINT, "ivy@example.net", "abuse")
     ]
+
+
+HUMAN_REPLY = b"""From: Eva Example <eva@example.net>
+To: sender@example.com
+Subject: Re: your offer was rejected?
+
+Hi, no, your offer was not rejected by team@example.org, it arrived fine. Call me.
+"""
+
+
+def test_a_persons_reply_about_a_rejection_is_not_a_bounce() -> None:
+    """A reply from a person whose subject and text mention a rejection reports nothing."""
+    assert parse(HUMAN_REPLY) == []

@@ -47,8 +47,15 @@ _INTRO = re.compile(
 _STOP = re.compile(r"^\s*(?:-{3,}|={3,}|Content-Type:|Received:|Reporting-MTA:)", re.IGNORECASE | re.MULTILINE)
 
 
+_REPLY_SUBJECT = re.compile(r"^\s*(?:re|aw|sv|antw|odp|res|ref)\s*:", re.IGNORECASE)
+
+
 def matches(report: Report) -> bool:
-    return report.looks_like_bounce_sender or bool(_SUBJECT.search(report.subject))
+    """A daemon's message, or one whose subject says it is a bounce; a person's reply ("Re: ...
+    rejected") is never read as one."""
+    if report.looks_like_bounce_sender:
+        return True
+    return _SUBJECT.search(report.subject) is not None and _REPLY_SUBJECT.match(report.subject) is None
 
 
 def _own_addresses(report: Report) -> set[str]:
