@@ -86,6 +86,27 @@ def test_lexicon_knows_each_address_reason_in_each_language(language: str, reply
     assert verdict.reason == reason, (language, verdict.rule_id)
 
 
+SENDER_SIDE: list[tuple[str, str, str]] = [
+    ("de", "554 Ihre Nachricht wurde als unerwünscht eingestuft", "spamdetected"),
+    ("fr", "554 Message considéré comme indésirable", "spamdetected"),
+    ("ru", "554 Сообщение похоже на спам", "spamdetected"),
+    ("ja", "554 迷惑メールと判定されました", "spamdetected"),
+    ("zh", "554 邮件被判定为垃圾邮件", "spamdetected"),
+    ("de", "554 Die IP 192.0.2.1 ist gesperrt", "blocked"),
+    ("fr", "554 Adresse IP 192.0.2.1 bloquée", "blocked"),
+    ("es", "554 Dirección IP bloqueada", "blocked"),
+    ("ru", "554 Ваш IP 192.0.2.1 заблокирован", "blocked"),
+    ("zh", "554 IP地址已被屏蔽", "blocked"),
+]
+
+
+@pytest.mark.parametrize(("language", "reply", "reason"), SENDER_SIDE)
+def test_spam_and_blocked_ip_in_other_languages_are_soft(language: str, reply: str, reason: str) -> None:
+    """A spam verdict or a blocked sending IP, in other languages, is read as such: never hard."""
+    verdict = DEFAULTS.classify(make_event(status="5.0.0", smtp_command="RCPT", diagnostic=reply))
+    assert (verdict.reason, verdict.bounce_type) == (reason, SOFT), (language, verdict.rule_id)
+
+
 PRECEDENCE: list[tuple[dict[str, str], str, BounceType]] = [
     # explicit address-level text beats a generic or policy status
     ({"status": "5.7.1", "diagnostic": "550 5.7.1 No such mailbox here"}, "userunknown", HARD),
