@@ -57,6 +57,9 @@ class Explanation:
     """Each piece of evidence the event offers (text family, status, reply code, stage, MTA)."""
     decided_by: str = ""
     """Which pieces of evidence the deciding rule tested."""
+    codes_say: str = ""
+    """What the first matching rule that reads no text (codes, stage, kind) would have said, and
+    whether it agrees with the verdict ("" when no such rule matches)."""
 
 
 EVIDENCE_OF_FIELD = {
@@ -95,7 +98,21 @@ def explain(compiled: CompiledRules, event: Event, next_rules: int = 3) -> Expla
         [compiled.rules[p] for p in positions[1 : 1 + next_rules]],
         evidence,
         _decided_by(first.condition),
+        _codes_say(compiled, positions, verdict),
     )
+
+
+def _codes_say(compiled: CompiledRules, positions: list[int], verdict: Verdict) -> str:
+    for position in positions[1:]:
+        rule = compiled.rules[position]
+        if "text" in _decided_by(rule.condition) or "host" in _decided_by(rule.condition):
+            continue
+        same = (rule.result.reason, rule.result.bounce_type) == (verdict.reason, verdict.bounce_type)
+        return (
+            f"{rule.result.reason} ({rule.result.bounce_type}) by {rule.id}: "
+            f"{'agrees' if same else 'overruled by the text'}"
+        )
+    return ""
 
 
 def _families(condition: Condition, found: dict[str, tuple[str, ...]]) -> None:
@@ -257,6 +274,8 @@ def render(explanation: Explanation, index: int = 1) -> str:
     lines.append(f"    {rule.description}")
     lines.append(f"  evidence: {'; '.join(explanation.evidence)}")
     lines.append(f"  decided by: {explanation.decided_by}")
+    if explanation.codes_say and "text" in explanation.decided_by:
+        lines.append(f"  codes alone: {explanation.codes_say}")
     lines.append("  why:")
     lines.extend(f"    {line}" for line in matched.why)
     if explanation.also:

@@ -97,9 +97,14 @@ def load_phrases(directories: Sequence[Path]) -> tuple[dict[str, PhraseFamily], 
     return families, problems
 
 
-def load_rules(directories: Sequence[Path]) -> tuple[list[Rule], list[RuleProblem]]:
-    """All rules of ``directories`` in matching order, and every problem found in them."""
-    phrases, problems = load_phrases(directories)
+def load_rules(
+    directories: Sequence[Path], phrase_directories: Sequence[Path] = ()
+) -> tuple[list[Rule], list[RuleProblem]]:
+    """All rules of ``directories`` in matching order, and every problem found in them. Phrase
+    families come from ``directories`` and then ``phrase_directories`` (so that ``rules check`` of
+    an operator directory knows the default families its rules cite)."""
+    extra = [d for d in phrase_directories if d not in directories]
+    phrases, problems = load_phrases([*directories, *extra])
     per_directory: list[list[Rule]] = []
     for directory in directories:
         if not directory.is_dir():

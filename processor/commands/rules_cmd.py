@@ -102,8 +102,9 @@ def run_check(args: argparse.Namespace) -> int:
     from processor.classify.loader import load_rules, rule_files
     from processor.classify.schema import RulesError
 
-    directories = list(args.dirs) if args.dirs else rule_directories(settings_from(args).rules)
-    rules, problems = load_rules(directories)
+    configured = rule_directories(settings_from(args).rules)
+    directories = list(args.dirs) if args.dirs else configured
+    rules, problems = load_rules(directories, phrase_directories=configured)
     if not problems:
         try:
             CompiledRules(rules)

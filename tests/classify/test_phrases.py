@@ -198,6 +198,7 @@ def test_explain_names_the_family_and_the_reply() -> None:
     text = render(explain(DEFAULTS.compiled, event))
     assert "reply             550 5.7.1 <address>: no such user" in text
     assert "says userunknown-explicit" in text
+    assert "codes alone: securityerror (soft) by status-security: overruled by the text" in text
 
 
 @pytest.mark.parametrize(
@@ -226,3 +227,17 @@ def test_reply_split_is_linear_on_long_tokens(blob: str) -> None:
     start = time.perf_counter()
     split_reply("550 5.1.1 " + blob)
     assert time.perf_counter() - start < 0.5
+
+
+def test_rules_check_of_an_operator_directory_knows_the_default_families(
+    rule_dir: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rules check DIR` accepts an operator rule citing a default phrase family."""
+    from processor.cli import main
+
+    directory = rule_dir(
+        "rules:\n  - id: acme-gone\n    description: d\n    match:\n      says: userunknown-explicit\n"
+        "      remote_mta: '*.acme.example'\n    result: {reason: userunknown, bounce_type: hard}\n"
+    )
+    assert main(["rules", "check", str(directory)]) == 0
+    assert "1 rules in 1 file(s) are valid" in capsys.readouterr().out
