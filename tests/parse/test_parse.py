@@ -346,3 +346,35 @@ Hi, no, your offer was not rejected by team@example.org, it arrived fine. Call m
 def test_a_persons_reply_about_a_rejection_is_not_a_bounce() -> None:
     """A reply from a person whose subject and text mention a rejection reports nothing."""
     assert parse(HUMAN_REPLY) == []
+
+
+INTERNAL_RCPT = b"""From: MAILER-DAEMON@mail.example.net
+To: sender@example.com
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="YY"
+
+--YY
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mail.example.net
+
+Final-Recipient: rfc822; jo@sims-ms-daemon
+Action: failed
+Status: 5.2.0
+
+--YY
+Content-Type: text/rfc822-headers
+
+From: sender@example.com
+To: Jo <jo.smith@example.net>
+Subject: hello
+
+--YY--
+"""
+
+
+def test_recipient_rewritten_to_an_internal_host_is_the_returned_messages_to() -> None:
+    """Without Original-Recipient, a Final-Recipient at an internal host (no domain) gives way to
+    the returned message's only To: address, the address the sender used."""
+    assert [e.recipient for e in parse(INTERNAL_RCPT)] == ["jo.smith@example.net"]
