@@ -115,6 +115,7 @@ PRECEDENCE: list[tuple[dict[str, str], str, BounceType]] = [
     # a size, quota or policy text beats a canned 5.1.1
     ({"status": "5.1.1", "diagnostic": "550 5.1.1 max message size exceeded"}, "mesgtoobig", SOFT),
     ({"status": "5.1.1", "diagnostic": "550 5.1.1 mailbox full"}, "mailboxfull", SOFT),
+    ({"status": "5.0.0", "diagnostic": "552 User mailbox exceeds allowed size: ann@example.net"}, "mailboxfull", SOFT),
     # keywords read the reply, not the host that gave it
     ({"status": "5.1.1", "smtp_command": "RCPT",
       "diagnostic": "host mx1.arc.example.net[192.0.2.7] said: 550 5.1.1 User unknown (in reply to RCPT TO command)"},

@@ -378,3 +378,20 @@ def test_recipient_rewritten_to_an_internal_host_is_the_returned_messages_to() -
     """Without Original-Recipient, a Final-Recipient at an internal host (no domain) gives way to
     the returned message's only To: address, the address the sender used."""
     assert [e.recipient for e in parse(INTERNAL_RCPT)] == ["jo.smith@example.net"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"User mailbox exceeds allowed size: ann@example.net\n",
+        b"Delivery failed 3 attempts\nRCPT To:<ann@example.net>\n",
+    ],
+)
+def test_short_plain_notices_name_their_recipient(body: bytes) -> None:
+    """Small servers' short notices ("Undeliverable Mail", the error on the line before or with
+    the address) are read: the address next to the error is the recipient."""
+    message = (
+        b"From: Postmaster <postmaster@mail.example.net>\nTo: sender@example.com\n"
+        b"Subject: Undeliverable Mail\n\n" + body + b"\nOriginal message follows.\n"
+    )
+    assert [(e.kind, e.recipient) for e in parse(message)] == [(EventKind.FAILURE, "ann@example.net")]

@@ -3,7 +3,7 @@ sender, a daemon or postmaster sender, or a bounce subject). Three layouts, in o
 
 1. "<address>:" on a line of its own (or followed by the error), the error on the next lines;
 2. an introduction ("... to the following recipient(s):") followed by the addresses;
-3. addresses in the notice that come with error words nearby.
+3. addresses in the notice that come with error words nearby (the line before, or the next lines).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ _ERROR_WORDS = re.compile(
     r"\b(?:unknown|not found|no such|does not exist|doesn't exist|invalid|rejected|refused|denied|"
     r"disabled|unavailable|over ?quota|quota|full|failed|failure|error|blocked|unrouteable|"
     r"unreachable|timed? ?out|expired|not accepted|inactive|suspended|deactivated|unable|undeliverable|"
+    r"exceed(?:s|ed)?|"
     r"(?:could|can)(?:n't|n.t| not) be delivered|(?:wasn't|wasn.t|was not) (?:found|delivered))\b",
     re.IGNORECASE,
 )
@@ -122,7 +123,7 @@ def _scattered(notice: str, own: set[str]) -> list[Event]:
             address = strip_address(m.group(1))
             if not _usable(address, own):
                 continue
-            context = " ".join(part.strip() for part in lines[i : i + 4])
+            context = " ".join(part.strip() for part in lines[max(0, i - 1) : i + 4])
             if not (_ERROR_WORDS.search(context) or STATUS.search(context) or find_reply_code(context)):
                 continue
             events.append(failure(NAME, address, context))
