@@ -136,6 +136,15 @@ PRECEDENCE: list[tuple[dict[str, str], str, BounceType]] = [
      "rejected", SOFT),
     ({"status": "5.0.0", "smtp_command": "RCPT", "diagnostic": "550 L'adresse de l'expéditeur n'existe pas"},
      "rejected", SOFT),
+    # an authentication failure of OUR client, a relay refusal, a bad From header: never the recipient
+    ({"status": "5.7.8", "smtp_command": "AUTH",
+      "diagnostic": "535 5.7.8 Authentication failed: invalid user or password"}, "securityerror", SOFT),
+    ({"status": "5.7.1", "smtp_command": "RCPT", "diagnostic": "550 5.7.1 Unable to relay for b@example.org"},
+     "norelaying", SOFT),
+    ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "554 Invalid mailbox in From header"}, "rejected", SOFT),
+    # the weak "mailbox unavailable" under a temporary code is not hard even at RCPT
+    ({"status": "4.0.0", "smtp_command": "RCPT", "diagnostic": "450 Requested action not taken: mailbox unavailable"},
+     "filtered", SOFT),
     # the weak "user unknown" is still not hard after DATA
     ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "550 User unknown"}, "filtered", SOFT),
 ]
