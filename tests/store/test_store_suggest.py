@@ -62,3 +62,9 @@ def test_rules_suggest_groups_ranks_and_proposes_rules(
     rules = RuleSet([directory])
     again = _undecided("zed@z.example", wording.format(n=7, r="zed@z.example"))
     assert rules.classify(again.event).rule_id == attic["id"]  # type: ignore[attr-defined]
+
+
+def test_rules_suggest_refuses_a_bad_period(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--since` that is not a duration is a one-line error (exit 2), not a traceback."""
+    assert main(["--log-level", "WARNING", "rules", "suggest", "--since", "lately"]) == 2
+    assert "--since 'lately'" in capsys.readouterr().err
