@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from processor.classify.loader import load_rules, rule_files
+from processor.classify.loader import PHRASES_DIRECTORY, load_rules, rule_files
 from processor.classify.schema import (
     FIELDS,
     AnyOf,
@@ -313,6 +313,9 @@ def _fingerprint(directories: Sequence[Path]) -> tuple[tuple[str, int, int], ...
     for directory in directories:
         try:
             paths = [directory, *rule_files(directory)]
+            phrases = directory / PHRASES_DIRECTORY
+            if phrases.is_dir():
+                paths += [phrases, *rule_files(phrases)]
         except OSError:
             seen.append((str(directory), -1, -1))
             continue

@@ -20,9 +20,11 @@ from processor.classify.schema import (
     COMBINATORS,
     FIELDS,
     FILE_KEYS,
+    PHRASE_FILE_KEYS,
     REASONS,
     RESULT_KEYS,
     RULE_KEYS,
+    SAYS,
     AllOf,
     AnyOf,
     Condition,
@@ -64,9 +66,45 @@ def rule_files(directory: Path) -> list[Path]:
     )
 
 
-def load_rules(directories: Sequence[Path]) -> tuple[list[Rule], list[RuleProblem]]:
-    """All rules of ``directories`` in matching order, and every problem found in them."""
+PHRASES_DIRECTORY = "phrases"
+"""Sub-directory of a rule directory holding one phrase family per file."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhraseFamily:
+    """A named list of reply patterns (one wording family, many languages) that rules cite with ``says:``."""
+
+    name: str
+    description: str
+    patterns: tuple[str, ...]
+    location: Location
+
+
+def load_phrases(directories: Sequence[Path]) -> tuple[dict[str, PhraseFamily], list[RuleProblem]]:
+    """The phrase families of ``directories``; a family in an earlier directory replaces a later one."""
+    families: dict[str, PhraseFamily] = {}
     problems: list[RuleProblem] = []
+    for directory in directories:
+        folder = directory / PHRASES_DIRECTORY
+        if not folder.is_dir():
+            continue
+        for path in rule_files(folder):
+            reader = _FileReader(display_path(path), str(directory))
+            family = reader.phrase_family(path)
+            problems.extend(reader.problems)
+            if family is not None and family.name not in families:
+                families[family.name] = family
+    return families, problems
+
+
+def load_rules(
+    directories: Sequence[Path], phrase_directories: Sequence[Path] = ()
+) -> tuple[list[Rule], list[RuleProblem]]:
+    """All rules of ``directories`` in matching order, and every problem found in them. Phrase
+    families come from ``directories`` and then ``phrase_directories`` (so that ``rules check`` of
+    an operator directory knows the default families its rules cite)."""
+    extra = [d for d in phrase_directories if d not in directories]
+    phrases, problems = load_phrases([*directories, *extra])
     per_directory: list[list[Rule]] = []
     for directory in directories:
         if not directory.is_dir():
@@ -74,7 +112,7 @@ def load_rules(directories: Sequence[Path]) -> tuple[list[Rule], list[RuleProble
             continue
         rules: list[Rule] = []
         for path in rule_files(directory):
-            found, file_problems = read_rule_file(path, origin=str(directory))
+            found, file_problems = read_rule_file(path, origin=str(directory), phrases=phrases)
             rules.extend(found)
             problems.extend(file_problems)
         problems.extend(_duplicate_ids(rules))
@@ -89,9 +127,11 @@ def load_rules(directories: Sequence[Path]) -> tuple[list[Rule], list[RuleProble
     return ordered, problems
 
 
-def read_rule_file(path: Path, origin: str = "") -> tuple[list[Rule], list[RuleProblem]]:
+def read_rule_file(
+    path: Path, origin: str = "", phrases: dict[str, PhraseFamily] | None = None
+) -> tuple[list[Rule], list[RuleProblem]]:
     """The rules of one file and its problems (a file with problems still yields its valid rules)."""
-    reader = _FileReader(display_path(path), origin)
+    reader = _FileReader(display_path(path), origin, phrases)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -119,9 +159,10 @@ def _duplicate_ids(rules: Iterable[Rule]) -> list[RuleProblem]:
 class _FileReader:
     """Walks the YAML node tree (not plain Python values) so that every problem has its line."""
 
-    def __init__(self, path: str, origin: str) -> None:
+    def __init__(self, path: str, origin: str, phrases: dict[str, PhraseFamily] | None = None) -> None:
         self.path = path
         self.origin = origin
+        self.phrases = phrases or {}
         self.problems: list[RuleProblem] = []
 
     def loc(self, node: yaml.Node) -> Location:
@@ -132,6 +173,43 @@ class _FileReader:
 
     def problem(self, node: yaml.Node, message: str) -> None:
         self.problems.append(RuleProblem(self.loc(node), message))
+
+    def compose(self, text: str) -> yaml.Node | None:
+        try:
+            return yaml.compose(text, Loader=_Loader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            self.problem_at(mark.line + 1 if mark else 1, f"invalid YAML: {exc.problem or exc.context}")
+        except yaml.YAMLError as exc:
+            self.problem_at(1, f"invalid YAML: {exc}")
+        return None
+
+    def phrase_family(self, path: Path) -> PhraseFamily | None:
+        """One phrases/<family>.yaml: ``family`` (the file's stem), ``description``, ``phrases``."""
+        try:
+            root = self.compose(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problem_at(1, f"cannot read phrase file: {exc}")
+            return None
+        if root is None:
+            return None
+        keys = self.mapping(root, PHRASE_FILE_KEYS, "a phrase file", "a mapping with family, description, phrases")
+        if keys is None:
+            return None
+        for required in PHRASE_FILE_KEYS:
+            if required not in keys:
+                self.problem(root, f"a phrase file needs '{required}'")
+        if len(keys) < len(PHRASE_FILE_KEYS):
+            return None
+        name = self.text(keys["family"][1], "the family name") or ""
+        if name and name != path.stem:
+            self.problem(keys["family"][1], f"family '{name}' must be written in a file named {name}.yaml")
+        description = self.text(keys["description"][1], "the description of a phrase family") or ""
+        listing = keys["phrases"][1]
+        test = self.test("diagnostic", listing, f"phrase family '{name}'")
+        if test is None or not isinstance(test, FieldTest) or not name or name != path.stem:
+            return None
+        return PhraseFamily(name, description.strip(), test.patterns, self.loc(root))
 
     def read(self, text: str) -> list[Rule]:
         try:
@@ -224,7 +302,7 @@ class _FileReader:
         return Rule(rule_id, description.strip(), condition, result, self.loc(node), self.origin)
 
     def condition(self, node: yaml.Node, what: str) -> Condition | None:
-        keys = self.mapping(node, (*FIELDS, *COMBINATORS), f"the conditions of {what}")
+        keys = self.mapping(node, (*FIELDS, SAYS, *COMBINATORS), f"the conditions of {what}")
         if keys is None:
             return None
         children: list[Condition] = []
@@ -233,6 +311,8 @@ class _FileReader:
             child: Condition | None
             if name in ("all", "any"):
                 child = self.group(name, value_node, what)
+            elif name == SAYS:
+                child = self.says(value_node, what)
             elif name == "not":
                 inner = self.condition(value_node, what)
                 child = Not(inner, self.loc(value_node)) if inner is not None else None
@@ -257,6 +337,27 @@ class _FileReader:
             return None
         kept = tuple(c for c in children if c is not None)
         return AllOf(kept, self.loc(node)) if name == "all" else AnyOf(kept, self.loc(node))
+
+    def says(self, node: yaml.Node, what: str) -> Condition | None:
+        """``says: [family, ...]``: the reply matches a pattern of one of the named phrase families."""
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        names: list[str] = []
+        patterns: list[str] = []
+        for item in items:
+            name = self.text(item, f"each 'says' family of {what}")
+            if name is None:
+                return None
+            family = self.phrases.get(name)
+            if family is None:
+                known = ", ".join(sorted(self.phrases)) or "none"
+                self.problem(item, f"{what}: unknown phrase family '{name}' (known: {known})")
+                return None
+            names.append(name)
+            patterns.extend(p for p in family.patterns if p not in patterns)
+        if not names:
+            self.problem(node, f"'says' in {what} names no phrase family")
+            return None
+        return FieldTest("diagnostic", tuple(patterns), self.loc(node), tuple(names))
 
     def test(self, name: str, node: yaml.Node, what: str) -> Condition | None:
         items = node.value if isinstance(node, yaml.SequenceNode) else [node]

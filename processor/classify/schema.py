@@ -16,6 +16,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
+from processor.classify.reply import split_reply
 from processor.records import Action, BounceType, Event, EventKind
 
 REASONS: frozenset[str] = frozenset(
@@ -53,6 +54,7 @@ FIELDS: dict[str, FieldKind] = {
     "reply_code": FieldKind.REPLY,
     "smtp_command": FieldKind.WORD,
     "diagnostic": FieldKind.REGEX,
+    "mentioned_hosts": FieldKind.REGEX,
     "notice": FieldKind.REGEX,
     "diagnostic_type": FieldKind.WORD,
     "remote_mta": FieldKind.DOMAIN,
@@ -67,6 +69,9 @@ FIELDS: dict[str, FieldKind] = {
 """The event fields a condition can test, and the pattern syntax of each."""
 
 COMBINATORS: tuple[str, ...] = ("all", "any", "not")
+SAYS = "says"
+"""A condition key naming phrase families (rules/phrases/<family>.yaml): the reply says one of them."""
+PHRASE_FILE_KEYS: tuple[str, ...] = ("family", "description", "phrases")
 FILE_KEYS: tuple[str, ...] = ("rules",)
 RULE_KEYS: tuple[str, ...] = ("id", "description", "match", "result")
 RESULT_KEYS: tuple[str, ...] = ("reason", "bounce_type", "action", "ttl")
@@ -118,6 +123,8 @@ class FieldTest:
     field: str
     patterns: tuple[str, ...]
     location: Location
+    families: tuple[str, ...] = ()
+    """The phrase families a ``says:`` condition cited (its patterns are theirs), for ``explain``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,13 +275,15 @@ def field_value(event: Event, field: str) -> str:
     if field == "smtp_command":
         return event.smtp_command.upper()
     if field == "diagnostic":
-        return event.diagnostic
+        return split_reply(event.diagnostic).text
+    if field == "mentioned_hosts":
+        return split_reply(event.diagnostic).mentioned_hosts
     if field == "notice":
         return event.notice
     if field == "diagnostic_type":
         return event.diagnostic_type.lower()
     if field == "remote_mta":
-        return _domain(event.remote_mta)
+        return _domain(event.remote_mta or split_reply(event.diagnostic).remote_host)
     if field == "reporting_mta":
         return _domain(event.reporting_mta)
     if field == "recipient_domain":

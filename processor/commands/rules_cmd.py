@@ -54,6 +54,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     test.add_argument("--misses", type=int, default=20, metavar="N", help="list up to N mismatches")
     test.set_defaults(handler=run_test)
 
+    suggest = actions.add_parser(
+        "suggest",
+        help="propose rules for stored replies that no rule decided or an operator corrected",
+        description="Group the stored failures and delays of the period that no rule decided, or "
+        "whose address an operator later added or removed by hand, by their normalised reply text "
+        "(addresses, hosts, IPs, numbers and ids masked); print, largest group first, a proposed "
+        "rule with its count and examples, as a rule file to review and paste into your own rule "
+        "directory. 'rules test' then shows what it changes.",
+    )
+    suggest.add_argument("--since", default="30d", metavar="AGE", help="period to read: 30d, 12h, 2w (default 30d)")
+    suggest.add_argument("--limit", type=int, default=20, metavar="N", help="propose at most N rules (default 20)")
+    suggest.add_argument("--examples", type=int, default=3, metavar="N", help="examples per group (default 3)")
+    suggest.add_argument("--database", metavar="URL", help="database URL (default: from the configuration)")
+    suggest.set_defaults(handler=run_suggest)
+
     explain = sub.add_parser(
         "explain",
         help="show which rule classifies each event of a message, and why",
@@ -87,8 +102,9 @@ def run_check(args: argparse.Namespace) -> int:
     from processor.classify.loader import load_rules, rule_files
     from processor.classify.schema import RulesError
 
-    directories = list(args.dirs) if args.dirs else rule_directories(settings_from(args).rules)
-    rules, problems = load_rules(directories)
+    configured = rule_directories(settings_from(args).rules)
+    directories = list(args.dirs) if args.dirs else configured
+    rules, problems = load_rules(directories, phrase_directories=configured)
     if not problems:
         try:
             CompiledRules(rules)
@@ -102,6 +118,33 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problem(s) in {files} rule file(s) ({where})")
         return 1
     print(f"{len(rules)} rules in {files} file(s) are valid ({where})")
+    return 0
+
+
+# --- rules suggest --------------------------------------------------------------------------------
+
+
+def run_suggest(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from processor.classify.schema import PatternError, parse_ttl
+    from processor.classify.suggest import group_events, render
+    from processor.commands.suppress_cmd import opened
+
+    try:
+        since = datetime.now(UTC) - parse_ttl(args.since)
+    except PatternError as exc:
+        raise CommandError(f"--since {args.since!r}: {exc}", exit_code=2) from None
+    with opened(args) as store:
+        rows = store.events_to_review(since)
+    groups = group_events(
+        (
+            (str(e.received_at)[:19], e.recipient, e.kind, e.status, e.diagnostic, correction)
+            for e, correction in rows
+        ),
+        examples=max(0, args.examples),
+    )
+    sys.stdout.write(render(groups, max(1, args.limit)))
     return 0
 
 

@@ -18,11 +18,12 @@ from functools import lru_cache
 
 from processor.config import ParseSettings
 from processor.parse import arf, autoreply, return_path
+from processor.parse.dsn import is_internal_form
 from processor.parse.mime import Headers, MimeError, normalise_newlines, read_message, trim_returned_body
 from processor.parse.mta import ORDER, generic
 from processor.parse.mta._common import failure
 from processor.parse.report import Report
-from processor.parse.text import find_command, find_reply_code, find_status, one_line, strip_address
+from processor.parse.text import addresses, find_command, find_reply_code, find_status, one_line, strip_address
 from processor.records import Event, EventKind, OriginalMessage
 
 __all__ = ["ParseError", "Parser", "parse"]
@@ -137,6 +138,8 @@ class Parser:
             recipient = strip_address(event.recipient) if event.recipient else ""
             if not recipient and event.kind is not EventKind.AUTO_REPLY:
                 recipient = fallback_rcpt
+            if recipient and is_internal_form(recipient) and event.kind is not EventKind.AUTO_REPLY:
+                recipient = _sender_used(event, original) or recipient
             key = (recipient.lower(), event.kind)
             if recipient and key in seen:
                 continue
@@ -204,6 +207,15 @@ class Parser:
             if found:
                 return found
         return ""
+
+
+def _sender_used(event: Event, original: OriginalMessage) -> str:
+    """The address the sender wrote, for a recipient the receiver rewrote to an internal host:
+    the Original-Recipient, else the returned message's only To: address."""
+    if event.original_recipient and not is_internal_form(event.original_recipient):
+        return strip_address(event.original_recipient)
+    found = addresses(original.to)
+    return found[0] if len(found) == 1 and not is_internal_form(found[0]) else ""
 
 
 @lru_cache(maxsize=1)

@@ -16,19 +16,21 @@ _CORRELATION_RCPT = ("x-hmxmroriginalrecipient", "x-original-rcpt-to", "x-rcpt-t
 
 
 _FIELDS_IN_TEXT = re.compile(r"^Feedback-Type:[ \t]*[\w-]+[ \t]*$", re.IGNORECASE | re.MULTILINE)
-_FIELD_PART_TYPES = frozenset({"text/plain", "message/feedback_report", "text/feedback-report"})
 _REPORT_FIELDS = ("user-agent", "version", "original-rcpt-to", "original-mail-from", "arrival-date", "source-ip")
 
 
 def _feedback_fields(report: Report) -> Headers | None:
     """The feedback report's fields: from its message/feedback-report part or, from reporters
-    that send it as another type (text/plain, a misspelt type), from a part whose text is a block
-    of feedback fields (Feedback-Type and at least one other RFC 5965 field)."""
+    that send it as another type (text/plain, a misspelt type, an enclosed message), from a part
+    whose text is a block of feedback fields (Feedback-Type and at least one other RFC 5965 field)."""
     for part in report.top_parts:
         if part.content_type == "message/feedback-report":
             return parse_header_block(part.text)
     for part in report.top_parts:
-        if part.children or part.content_type not in _FIELD_PART_TYPES:
+        kind = part.content_type
+        if kind.startswith("message/") and part.children and "feedback-type" in part.children[0].headers:
+            return part.children[0].headers
+        if part.children or not ("feedback" in kind or kind == "text/plain"):
             continue
         text = part.text
         m = _FIELDS_IN_TEXT.search(text[:4000])

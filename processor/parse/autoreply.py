@@ -16,9 +16,18 @@ _SUBJECT = re.compile(
     r"|abwesenheit|réponse automatique|respuesta automática|risposta automatica|automatisch antwoord"
     r"|fuera de la oficina|absence|i am away|i'm away|away until"
     r"|please confirm your (?:e-?mail|message)|confirm your message|sender verification|"
-    r"verify your (?:e-?mail|message)|challenge[- ]response)",
+    r"verify your (?:e-?mail|message)|challenge[- ]response|please verify|verification (?:required|request)"
+    r"|(?:requires?|awaits?|awaiting) (?:your )?(?:verification|confirmation|approval))",
     re.IGNORECASE,
 )
+_CHALLENGE_TEXT = re.compile(
+    r"(?:verify|confirm|prove) (?:that )?you are (?:a )?(?:human|real person|not a (?:robot|spammer|machine))"
+    r"|click (?:on )?the (?:link|button) below to (?:confirm|verify|have your (?:message|e-?mail) delivered)"
+    r"|(?:add|added) (?:you )?to (?:my|the|his|her|their) (?:white ?list|allow ?list|approved senders)"
+    r"|(?:message|e-?mail) (?:is|has been) (?:held|quarantined) (?:until|pending) (?:you|your|the sender)",
+    re.IGNORECASE,
+)
+"""What a challenge-response system asks of the sender (it is waiting for them, nothing failed)."""
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|not delivered|delivery (?:status|failure|notification|report|has failed)|returned mail|"
     r"failure notice|mail delivery failed|delivery problem|could not be delivered|non[- ]?delivery|"
@@ -26,6 +35,8 @@ _BOUNCE_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 _BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery|mdaemon|double-bounce", re.IGNORECASE)
+_CHALLENGE_SCAN = 4000
+"""Characters of a notice searched for a challenge (they state it at the top)."""
 _CHALLENGE_HEADERS = ("x-challenge", "x-tmda-confirm", "x-boxbe-verification", "x-spamarrest-challenge")
 
 
@@ -108,7 +119,11 @@ def parse(report: Report) -> list[Event] | None:
         return [_auto_reply(_challenged_address(report), report.subject)]
     if _BOUNCE_FROM.search(report.from_header) or _BOUNCE_SUBJECT.search(report.subject):
         return None
-    if not (_header_says_auto(report) or _SUBJECT.search(report.subject)):
+    if not (
+        _header_says_auto(report)
+        or _SUBJECT.search(report.subject)
+        or _CHALLENGE_TEXT.search(report.notice[:_CHALLENGE_SCAN])
+    ):
         return None
     return [_auto_reply(strip_address(report.from_header), report.subject)]
 

@@ -73,7 +73,9 @@ def is_rewritten(final: str, original: str) -> bool:
         return False
     if final_domain == original_domain or final_domain.endswith("." + original_domain):
         return True
-    return is_internal_form(final) and (final_local == original_local or names_no_mailbox(final))
+    # an address at an internal host is never one a sender writes to: whatever its local part,
+    # the address the sender used is the one to report
+    return is_internal_form(final)
 
 
 def names_no_mailbox(address: str) -> bool:

@@ -158,9 +158,9 @@ def find_command(text: str) -> str:
 
 
 _ANGLE_ANY = re.compile(r"<([^<>]*@[^<>]*)>")
-_ADDRESS_TYPE = re.compile(r"^(?:smtp|rfc822|mailto|x-?smtp)\s*[:=;]\s*", re.IGNORECASE)
+_ADDRESS_TYPE = re.compile(r"^(?:smtp|rfc822|mailto|x-?smtp|x400|ex)\s*[:=;]\s*(?=[^@\s]*@)", re.IGNORECASE)
 """An address-type prefix glued to an address: Exchange's ``smtp=`` and ``SMTP:`` (proxy address
-notation), RFC 3464's ``rfc822;`` and ``mailto:``."""
+notation), RFC 3464's ``rfc822;`` and ``mailto:``; only before something that is an address."""
 
 
 def strip_address(value: str) -> str:

@@ -202,6 +202,11 @@ class Store:
         """The address's events, newest first (``before_id`` pages further back)."""
         return suppressions.history(self.database, address, scope=scope, limit=limit, before_id=before_id)
 
+    def events_to_review(self, since: datetime, *, limit: int = 10_000) -> list[tuple[EventRecord, str]]:
+        """Failures and delays no rule decided, or whose address an operator changed by hand
+        later, since ``since`` (for ``rules suggest``), each with that change ("" if none)."""
+        return suppressions.events_to_review(self.database, since, limit=limit)
+
     def stats(
         self, since: datetime | None = None, until: datetime | None = None, *, top: int = 20
     ) -> Stats:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from processor.addresses import AddressError
 from processor.decide import GLOBAL_SCOPE
+from processor.records import EventKind
 from processor.store._db import (
     ENTRY_COLUMNS,
     EVENT_COLUMNS,
@@ -41,6 +42,7 @@ from processor.store.types import (
     Page,
     QueryError,
     Stats,
+    StoreKind,
 )
 
 BATCH_CHECK_CHUNK = 10_000
@@ -204,6 +206,41 @@ def history(
     query = query.order_by(E.c.id.desc()).limit(limit)
     with db.reading() as conn:
         return [EventRecord(*row) for row in conn.execute(query)]
+
+
+def events_to_review(db: Database, since: datetime, *, limit: int = 10_000) -> list[tuple[EventRecord, str]]:
+    """Failures and delays since ``since`` that no rule decided, or whose address an operator
+    later added or removed by hand, newest first, each with that later change's kind and reason
+    ("manual_add:<reason>", "manual_remove", or ""): the input of ``rules suggest``."""
+    later = E.alias("later")
+    corrected = (
+        sa.select(later.c.kind, later.c.reason)
+        .where(later.c.address == E.c.address, later.c.id > E.c.id,
+               later.c.kind.in_((StoreKind.MANUAL_ADD, StoreKind.MANUAL_REMOVE)))
+        .order_by(later.c.id.desc())
+        .limit(1)
+    )
+    kind_after = corrected.with_only_columns(later.c.kind).scalar_subquery()
+    reason_after = corrected.with_only_columns(later.c.reason).scalar_subquery()
+    query = (
+        sa.select(*EVENT_COLUMNS, kind_after, reason_after)
+        .where(E.c.received_at >= (as_utc(since) or utcnow()),
+               E.c.kind.in_((str(EventKind.FAILURE), str(EventKind.DELAY))))
+        .where(sa.or_(E.c.rule_id == "", kind_after.is_not(None)))
+        .order_by(E.c.id.desc())
+        .limit(limit)
+    )
+    width = len(EVENT_COLUMNS)
+    with db.reading() as conn:
+        rows = list(conn.execute(query))
+    return [(EventRecord(*row[:width]), _correction(row[width], row[width + 1])) for row in rows]
+
+
+def _correction(kind: str | None, reason: str | None) -> str:
+    """An operator's later change to an address, as ``rules suggest`` shows it."""
+    if kind is None:
+        return ""
+    return f"{kind}:{reason}" if kind == StoreKind.MANUAL_ADD and reason else kind
 
 
 def stats(

@@ -71,8 +71,9 @@ BROKEN: list[tuple[str, str, list[tuple[int, str]]]] = [
             (
                 5,
                 "unknown key 'diagnotic' in the conditions of rule 'a' (expected one of: status, "
-                "reply_code, smtp_command, diagnostic, notice, diagnostic_type, remote_mta, reporting_mta, "
-                "recipient_domain, kind, feedback_type, mta, dsn_action, names_recipient, all, any, not)",
+                "reply_code, smtp_command, diagnostic, mentioned_hosts, notice, diagnostic_type, remote_mta, "
+                "reporting_mta, recipient_domain, kind, feedback_type, mta, dsn_action, names_recipient, says, "
+                "all, any, not)",
             )
         ],
     ),

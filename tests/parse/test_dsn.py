@@ -73,7 +73,7 @@ def test_utf8_address_type() -> None:
         ("olaf.berg@store3.mail.example.org", "olaf@example.org", True),
         ("mary.major@example.net", "mary@example.net", True),
         ("carla@mailhub", "carla@example.org", True),
-        ("kim@mailhub", "carla@example.org", False),
+        ("kim@mailhub", "carla@example.org", True),
         ("carla@example.com", "carla@example.org", False),
         ("list-member@other.example", "list@example.org", False),
         ("Carla@Example.org", "carla@example.org", False),
@@ -87,3 +87,24 @@ def test_rewritten_final_recipient(final: str, original: str, rewritten: bool) -
     block = parse_delivery_status(f"Original-Recipient: rfc822;{original}\nFinal-Recipient: rfc822;{final}\n"
                                   "Action: failed\nStatus: 5.1.1\n").recipients[0]
     assert block.recipient == (original if rewritten else final)
+
+
+def _one(final: str, original: str) -> str:
+    text = f"Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822;{final}\n"
+    if original:
+        text += f"Original-Recipient: rfc822;{original}\n"
+    return parse_delivery_status(text + "Action: failed\nStatus: 5.1.1\n").recipients[0].recipient
+
+
+def test_internal_rewrite_of_the_recipient_gives_the_address_the_sender_used() -> None:
+    """A Final-Recipient at a host without a domain, or at a mailbox host inside the original's
+    domain, is the receiver's rewrite: the Original-Recipient is reported."""
+    assert _one("ann@sims-ms-daemon", "ann@example.org") == "ann@example.org"
+    assert _one("ann.b@mailhub0", "ann@example.org") == "ann@example.org"
+    assert _one("ann@store3.mail.example.org", "ann@example.org") == "ann@example.org"
+
+
+def test_a_forwarded_recipient_stays_the_final_one() -> None:
+    """A Final-Recipient at another real domain (a forward) is kept; so is one without an original."""
+    assert _one("ann@elsewhere.example", "ann@example.org") == "ann@elsewhere.example"
+    assert _one("ann@sims-ms-daemon", "") == "ann@sims-ms-daemon"

@@ -274,3 +274,181 @@ def test_one_recipient_notice_takes_the_whole_reply_line() -> None:
     )
     (event,) = parse(_text_notice("Undeliverable: Offer", body))
     assert (event.recipient, event.status, event.reply_code) == ("uwe@example.net", "5.1.1", "550")
+
+
+LIST_BOUNCE = b"""From: Mail Delivery System <MAILER-DAEMON@relay.example.org>
+To: news-bounces@lists.example.org
+Subject: Undeliverable mail
+List-Unsubscribe: <mailto:leave-news@lists.example.org>
+
+Your message could not be delivered to the following recipients:
+
+zoe@example.net: 550 mailbox unavailable
+
+leave-news@lists.example.org unsubscribes, news-admin@lists.example.org answers: the mailbox failed.
+"""
+
+
+def test_mailing_list_addresses_are_never_recipients() -> None:
+    """A plain-text bounce of a list post reports the subscriber, not the list's own addresses
+    (List-* headers, -request, -admin, owner-)."""
+    assert [e.recipient for e in parse(LIST_BOUNCE)] == ["zoe@example.net"]
+
+
+CHALLENGE = b"""From: Dana Example <dana@example.net>
+To: sender@example.com
+Subject: Re: Our newsletter
+
+Hello, I protect my inbox from spam. To have your message delivered,
+please click the link below to confirm that you are a human:
+
+https://verify.example.net/c/123
+"""
+
+
+def test_challenge_response_is_an_auto_reply_not_a_bounce() -> None:
+    """A challenge-response system asking the sender to prove they are human is an auto-reply."""
+    events = parse(CHALLENGE)
+    assert [(e.kind, e.recipient) for e in events] == [(EventKind.AUTO_REPLY, "dana@example.net")]
+
+
+HEADED_NOTICE = b"""From: Mail Delivery Subsystem <mailer-daemon@relay.example.org>
+To: sender@example.com
+Subject: Delivery Status Notification (Failure)
+
+** Address not found **
+
+Your message wasn't delivered to gus@example.net because the address couldn't be found.
+
+The response from the remote server was:
+550 5.1.1 The account you wrote to does not exist here
+"""
+
+
+def test_gmail_headed_notice_without_dsn_is_read() -> None:
+    """Gmail's "** Heading **" text notice, kept without its DSN or its Google sender, still gives
+    the recipient, the remote reply and the kind ("Delivery incomplete" is a delay)."""
+    (event,) = parse(HEADED_NOTICE)
+    assert (event.kind, event.recipient, event.status) == (EventKind.FAILURE, "gus@example.net", "5.1.1")
+    assert event.diagnostic == "550 5.1.1 The account you wrote to does not exist here"
+    delayed = HEADED_NOTICE.replace(b"Address not found", b"Delivery incomplete")
+    assert [e.kind for e in parse(delayed)] == [EventKind.DELAY]
+
+
+RENDERED_NOTICE = b"""From: Microsoft Outlook <postmaster@tenant.example.org>
+To: sender@example.com
+Subject: Undeliverable: hello
+
+Your message to hal@example.net couldn't be delivered.
+hal wasn't found at example.net.
+
+Action Required
+How to fix it: check the address and send the message again.
+"""
+
+
+def test_rendered_notice_without_codes_names_its_recipient() -> None:
+    """A notice rendered from HTML, with no DSN and no code near the address, is still read when it
+    says the message couldn't be delivered or the address wasn't found."""
+    assert [(e.kind, e.recipient) for e in parse(RENDERED_NOTICE)] == [(EventKind.FAILURE, "hal@example.net")]
+
+
+ODD_ARF = b"""From: feedback@isp.example
+To: fbl@example.com
+Subject: complaint report
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; boundary="B"
+
+--B
+Content-Type: text/plain
+
+A user of ours marked your message as spam.
+
+--B
+Content-Type: message/feedback_report
+
+Feedback-Type: abuse
+User-Agent: ISP-FBL/1.0
+Version: 1
+Original-Rcpt-To: <ivy@example.net>
+
+--B
+Content-Type: text/rfc822-headers
+
+From: news@example.com
+To: ivy@example.net
+Subject: news
+
+--B--
+"""
+
+
+def test_complaint_with_an_oddly_labelled_report_part_is_a_complaint() -> None:
+    """ARF fields in a part not labelled message/feedback-report still make a complaint (not an
+    auto-reply), with its feedback type and recipient."""
+    assert [(e.kind, e.recipient, e.feedback_type) for e in parse(ODD_ARF)] == [
+        (EventKind.COMPLAINT, "ivy@example.net", "abuse")
+    ]
+
+
+HUMAN_REPLY = b"""From: Eva Example <eva@example.net>
+To: sender@example.com
+Subject: Re: your offer was rejected?
+
+Hi, no, your offer was not rejected by team@example.org, it arrived fine. Call me.
+"""
+
+
+def test_a_persons_reply_about_a_rejection_is_not_a_bounce() -> None:
+    """A reply from a person whose subject and text mention a rejection reports nothing."""
+    assert parse(HUMAN_REPLY) == []
+
+
+INTERNAL_RCPT = b"""From: MAILER-DAEMON@mail.example.net
+To: sender@example.com
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="YY"
+
+--YY
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mail.example.net
+
+Final-Recipient: rfc822; jo@sims-ms-daemon
+Action: failed
+Status: 5.2.0
+
+--YY
+Content-Type: text/rfc822-headers
+
+From: sender@example.com
+To: Jo <jo.smith@example.net>
+Subject: hello
+
+--YY--
+"""
+
+
+def test_recipient_rewritten_to_an_internal_host_is_the_returned_messages_to() -> None:
+    """Without Original-Recipient, a Final-Recipient at an internal host (no domain) gives way to
+    the returned message's only To: address, the address the sender used."""
+    assert [e.recipient for e in parse(INTERNAL_RCPT)] == ["jo.smith@example.net"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"User mailbox exceeds allowed size: ann@example.net\n",
+        b"Delivery failed 3 attempts\nRCPT To:<ann@example.net>\n",
+    ],
+)
+def test_short_plain_notices_name_their_recipient(body: bytes) -> None:
+    """Small servers' short notices ("Undeliverable Mail", the error on the line before or with
+    the address) are read: the address next to the error is the recipient."""
+    message = (
+        b"From: Postmaster <postmaster@mail.example.net>\nTo: sender@example.com\n"
+        b"Subject: Undeliverable Mail\n\n" + body + b"\nOriginal message follows.\n"
+    )
+    assert [(e.kind, e.recipient) for e in parse(message)] == [(EventKind.FAILURE, "ann@example.net")]

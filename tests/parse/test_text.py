@@ -72,10 +72,12 @@ def test_find_command(text: str, command: str) -> None:
         ("smtp-relay@example.org", "smtp-relay@example.org"),
         ("IMCEASMTP-bob+40example+2Eorg@gw.example.net", "bob@example.org"),
         ("<IMCEASMTP-bob+2Bnews+40example+2Eorg@gw.example.net>", "bob+news@example.org"),
+        ("smtp=bob", "smtp=bob"),
     ],
 )
 def test_strip_address(value: str, address: str) -> None:
-    """Address-type prefixes, display names, angle brackets and source routes are removed."""
+    """Address-type prefixes (rfc822;, mailto:, Exchange's smtp=), display names, angle brackets and
+    source routes are removed."""
     assert strip_address(value) == address
 
 

@@ -120,11 +120,20 @@ _DELAY_SENTENCE = re.compile(
 _STOP = re.compile(r"^\s*(?:-{3,}|={3,}|Content-Type:|Received:|Reporting-MTA:)", re.IGNORECASE | re.MULTILINE)
 
 
+_REPLY_SUBJECT = re.compile(r"^\s*(?:re|aw|sv|antw|odp|res|ref)\s*:", re.IGNORECASE)
+
+
 def matches(report: Report) -> bool:
-    return report.looks_like_bounce_sender or bool(_SUBJECT.search(report.subject))
+    """A daemon's message, or one whose subject says it is a bounce; a person's reply ("Re: ...
+    rejected") is never read as one."""
+    if report.looks_like_bounce_sender:
+        return True
+    return _SUBJECT.search(report.subject) is not None and _REPLY_SUBJECT.match(report.subject) is None
 
 
 def _own_addresses(report: Report) -> set[str]:
+    """Addresses that are never the failed recipient: the report's and the original's senders,
+    and a mailing list's own addresses from the List-* headers."""
     own = {
         strip_address(report.headers.get("to")).lower(),
         report.from_address,
@@ -242,7 +251,7 @@ def _scattered(notice: str, own: set[str]) -> list[Event]:
             address = strip_address(m.group(1))
             if not _usable(address, own):
                 continue
-            context = " ".join(part.strip() for part in lines[i : i + 4])
+            context = " ".join(part.strip() for part in lines[max(0, i - 1) : i + 4])
             if not (_ERROR_WORDS.search(context) or STATUS.search(context) or find_reply_code(context)):
                 # the reason may come first ("undeliverable for the reason below: ... <address>")
                 context = " ".join(part.strip() for part in [*_paragraph_before(lines, i), line])

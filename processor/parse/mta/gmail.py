@@ -20,9 +20,38 @@ _RETURNED = re.compile(r"The error that the other server returned was:\s*", re.I
 _RESPONSE = re.compile(r"^The response (?:from the remote server )?was:\s*$", re.IGNORECASE | re.MULTILINE)
 
 
+_HEADING = re.compile(r"^\*\*\s*([A-Za-z][^*\n]{2,60}?)\s*\*\*[ \t]*$", re.MULTILINE)
+"""The newer plain-text form: "** Address not found **", "** Delivery incomplete **", ..."""
+_TEMPORARY = re.compile(r"\b(?:incomplete|delayed|temporary problem|will (?:retry|keep trying))\b", re.IGNORECASE)
+
+
 def matches(report: Report) -> bool:
     sender = report.from_address
-    return sender.startswith("mailer-daemon@") and sender.endswith(("@googlemail.com", "@google.com", "@gmail.com"))
+    if sender.startswith("mailer-daemon@") and sender.endswith(("@googlemail.com", "@google.com", "@gmail.com")):
+        return True
+    # the same notice forwarded, or kept without its headers: the heading and Gmail's reply line
+    notice = report.notice
+    return _HEADING.search(notice[:2000]) is not None and (
+        _RESPONSE.search(notice) is not None or "Gmail" in notice[:2000]
+    )
+
+
+def _headed(notice: str) -> list[Event] | None:
+    """"** Heading **", then a paragraph naming the recipient, then (maybe) the remote reply."""
+    heading = _HEADING.search(notice)
+    if heading is None:
+        return None
+    paragraph = notice[heading.end() :].strip().split("\n\n")[0]
+    found = ADDRESS.search(paragraph)
+    if found is None:
+        return None
+    said = paragraph
+    m = _RESPONSE.search(notice)
+    if m:
+        said = notice[m.end() :].strip().split("\n\n")[0]
+    delayed = _TEMPORARY.search(heading.group(1) + " " + paragraph) is not None
+    kind = EventKind.DELAY if delayed else EventKind.FAILURE
+    return [failure(NAME, strip_address(found.group(1)), said, kind=kind)]
 
 
 def parse(report: Report) -> list[Event] | None:
@@ -36,7 +65,7 @@ def parse(report: Report) -> list[Event] | None:
         return from_dsn(NAME, report, texts) or None
     listed = _LIST.search(notice)
     if not listed:
-        return None
+        return _headed(notice)
     delayed = "delayed" in listed.group(1).lower()
     rest = notice[listed.end() :]
     details = _DETAILS.search(rest)
