@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make ``tests`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import servers
-from tests.servers import Dovecot, Exim, MailUser, Postfix, Reply, SmtpSink
+from tests.servers import Dovecot, Exim, MailUser, OpenSmtpd, Postfix, Reply, SmtpSink
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = PROJECT / "samples" / "generated"
@@ -85,6 +85,7 @@ class Lab:
     postfix: Postfix
     exim: Exim | None
     sinks: dict[str, SmtpSink]
+    opensmtpd: OpenSmtpd | None = None
 
 
 def _sinks() -> dict[str, SmtpSink]:
@@ -123,7 +124,7 @@ def _sinks() -> dict[str, SmtpSink]:
 
 
 @contextlib.contextmanager
-def lab(with_exim: bool, keep: bool = False) -> Iterator[Lab]:
+def lab(with_exim: bool, keep: bool = False, with_opensmtpd: bool = False) -> Iterator[Lab]:
     """Start everything; stop it and remove its directories afterwards (unless ``keep``)."""
     sinks = _sinks()
     for sink in sinks.values():
@@ -132,11 +133,14 @@ def lab(with_exim: bool, keep: bool = False) -> Iterator[Lab]:
     dovecot = Dovecot(servers.private_dir("bp-gen-dovecot-"))
     postfix: Postfix | None = None
     exim: Exim | None = None
+    opensmtpd: OpenSmtpd | None = None
     try:
         dovecot.start()
         bounces = dovecot.add_user(SENDER)
         dovecot.add_user("alice@mail.example.com")
         dovecot.add_user("full@mail.example.com", quota_bytes=1)
+        # Dovecot's quota_full_tempfail: the same full mailbox answered with 452 4.2.2
+        dovecot.add_user("tempfull@mail.example.com", quota_bytes=1, quota_tempfail=True)
         lmtp = f"lmtp:inet:127.0.0.1:{dovecot.lmtp_port}"
         guard_port = servers.free_port()
         postfix = Postfix(
@@ -207,10 +211,16 @@ def lab(with_exim: bool, keep: bool = False) -> Iterator[Lab]:
                 local_users={"alice": 0, "full": 1},
                 delay_warning="3s:1h",
                 retry_rule="F,12s,1s",
+                lmtp_routes={"mail.example.com": dovecot.lmtp_port},
             )
             exim.start()
-        yield Lab(dovecot, bounces, postfix, exim, sinks)
+        if with_opensmtpd:
+            opensmtpd = _opensmtpd(dovecot, postfix, sinks, closed_port)
+            opensmtpd.start()
+        yield Lab(dovecot, bounces, postfix, exim, sinks, opensmtpd)
     finally:
+        if opensmtpd is not None:
+            opensmtpd.stop()
         if exim is not None:
             exim.stop()
         if postfix is not None:
@@ -218,9 +228,30 @@ def lab(with_exim: bool, keep: bool = False) -> Iterator[Lab]:
         dovecot.stop()
         for sink in sinks.values():
             sink.stop()
-        for server in (exim, postfix, dovecot):
+        for server in (opensmtpd, exim, postfix, dovecot):
             if server is not None and not keep:
                 shutil.rmtree(server.root, ignore_errors=True)
+
+
+def _opensmtpd(dovecot: Dovecot, postfix: Postfix, sinks: dict[str, SmtpSink], closed_port: int) -> OpenSmtpd:
+    """OpenSMTPD as the bouncing MTA: remote domains go to the sinks, mail.example.com over LMTP
+    to Dovecot, DSNs for sender.example through Postfix to Dovecot like Exim's; a message
+    temporarily refused for 20 s expires, with a warning after 4 s."""
+    return OpenSmtpd(
+        servers.private_dir("bp-gen-opensmtpd-"),
+        relays={
+            "sender.example": postfix.smtp_port,
+            "remote.example": sinks["main"].port,
+            "slow.example": sinks["main"].port,
+            "big.example": sinks["size"].port,
+            "blocked.example": sinks["blocked"].port,
+            "down.example": closed_port,
+        },
+        lmtp={"mail.example.com": dovecot.lmtp_port},
+        mx_domains=["nowhere.invalid"],
+        queue_ttl="20s",
+        warn_interval="4s",
+    )
 
 
 POSTFIX: list[Scenario] = [
@@ -271,6 +302,35 @@ EXIM: list[Scenario] = [
 ]
 
 
+# Dovecot LMTP with the quota plugin and unknown users, delivered to by Postfix and Exim
+DOVECOT_LMTP: list[Scenario] = [
+    # quota_full_tempfail: 452 4.2.2 at end of DATA; Postfix defers, warns, then gives up
+    Scenario("postfix-lmtp-over-quota-tempfail", ["tempfull@mail.example.com"], expect=2),
+    Scenario("exim-lmtp-unknown-user", ["nobody@mail.example.com"]),
+    Scenario("exim-lmtp-over-quota", ["full@mail.example.com"]),
+    Scenario("exim-lmtp-over-quota-tempfail", ["tempfull@mail.example.com"], expect=2),
+]
+
+# OpenSMTPD 6.8 hands every LMTP error to its queue as temporary: a warning, then expiry. No
+# "connection refused" scenario: OpenSMTPD backs off a dead route for longer than the 20 s queue
+# lifetime, so whether a warning precedes the expiry depends on timing.
+OPENSMTPD: list[Scenario] = [
+    Scenario("opensmtpd-remote-rcpt-5xx", ["rcpt-unknown@remote.example"]),
+    Scenario("opensmtpd-remote-rcpt-5xx-no-enhanced-code", ["rcpt-plain@remote.example"]),
+    Scenario("opensmtpd-remote-data-5xx", ["data-spam@remote.example"]),
+    Scenario("opensmtpd-remote-mail-5xx", ["someone@blocked.example"]),
+    Scenario("opensmtpd-message-too-large", ["big@big.example"], size=6000),
+    Scenario("opensmtpd-unknown-domain", ["someone@nowhere.invalid"]),
+    Scenario("opensmtpd-delay-then-expired", ["greylisted@slow.example"], expect=2),
+    Scenario("opensmtpd-lmtp-unknown-user-expired", ["nobody@mail.example.com"], expect=2),
+    Scenario("opensmtpd-lmtp-over-quota-expired", ["full@mail.example.com"], expect=2),
+    Scenario(
+        "opensmtpd-several-recipients",
+        ["rcpt-unknown@remote.example", "disabled@remote.example", "alice@mail.example.com"],
+    ),
+]
+
+
 def _send(submit: Callable[..., dict[str, tuple[int, bytes]]], scenario: Scenario) -> None:
     refused = submit(
         scenario.sender,
@@ -294,6 +354,8 @@ def _assign(messages: list[bytes], scenarios: list[Scenario]) -> dict[str, list[
 
 
 def _is_delay(data: bytes) -> bool:
+    if b"Envelope expired" in data:  # OpenSMTPD's expiry notice says "delayed" but is final
+        return False
     action = re.search(rb"(?im)^Action:\s*(\w+)", data)
     subject = re.search(rb"(?im)^Subject:\s*(.*)$", data)
     return bool(
@@ -331,9 +393,34 @@ def resolver_denies_invalid() -> bool:
     return False
 
 
+def _mta(scenario: Scenario) -> str:
+    """The MTA that bounces in this scenario (the name's first word; also its directory)."""
+    return scenario.name.split("-", 1)[0]
+
+
+MTAS = ("postfix", "exim", "opensmtpd")
+
+
+def _opensmtpd_usable(only: str | None) -> bool:
+    """Whether this run includes OpenSMTPD: asked for, and present (a missing OpenSMTPD is
+    skipped with a note, except in CI, where .ci/run installs it)."""
+    if only not in (None, "opensmtpd"):
+        return False
+    missing = servers.opensmtpd_missing()
+    if missing and only is None and not os.environ.get("CI"):
+        print(f"skipping the OpenSMTPD scenarios: {missing}", file=sys.stderr)
+        return False
+    if missing:
+        raise servers.ServerError(missing)
+    return True
+
+
 def selected(only: str | None = None) -> list[Scenario]:
     """The scenarios a run with ``only`` performs on this machine."""
     chosen = (POSTFIX if only in (None, "postfix") else []) + (EXIM if only in (None, "exim") else [])
+    chosen += [s for s in DOVECOT_LMTP if only in (None, _mta(s))]
+    if _opensmtpd_usable(only):
+        chosen += OPENSMTPD
     if not resolver_denies_invalid():
         print("no resolver answer for nowhere.invalid: skipping the unknown-domain scenarios", file=sys.stderr)
         chosen = [s for s in chosen if not s.name.endswith("-unknown-domain")]
@@ -374,27 +461,38 @@ def _landed(running: Lab, scenarios: list[Scenario]) -> dict[str, list[bytes]]:
 def _wait(running: Lab, scenarios: list[Scenario], timeout: float) -> tuple[dict[str, list[bytes]], list[Scenario]]:
     """Poll until every scenario has its DSNs or ``timeout`` passes: (DSNs by scenario, missing)."""
     deadline = time.monotonic() + timeout
+    next_requeue = time.monotonic() + 5
     while True:
         got = _landed(running, scenarios)
         missing = [s for s in scenarios if not _complete(s, got[s.name])]
         if not missing or time.monotonic() > deadline:
             return got, missing
+        if time.monotonic() > next_requeue:
+            running.postfix.requeue_stranded()
+            next_requeue = time.monotonic() + 5
         time.sleep(0.5)
 
 
 def _submit(running: Lab, scenario: Scenario) -> None:
-    if scenario in POSTFIX:
+    mta = _mta(scenario)
+    if mta == "postfix":
         _send(running.postfix.submit, scenario)
-    elif running.exim is not None:
+    elif mta == "exim" and running.exim is not None:
         _send(running.exim.submit, scenario)
+    elif mta == "opensmtpd" and running.opensmtpd is not None:
+        _send(running.opensmtpd.submit, scenario)
 
 
 def _why(running: Lab, missing: list[Scenario]) -> str:
     """The missing scenarios, Postfix's queue, their mail-log story and any SMTP sink errors."""
     errors = {name: sink.errors for name, sink in running.sinks.items() if sink.errors}
+    opensmtpd_log = ""
+    if running.opensmtpd is not None:
+        opensmtpd_log = f"\nOpenSMTPD log:\n{servers._tail(running.opensmtpd.log)}"
     return (
         f" for {[s.name for s in missing]}\nqueue: {running.postfix.queue()}\n"
         f"mail log of the missing scenarios:\n{_log_story(running.postfix.log, missing)}\nsink errors: {errors}"
+        f"{opensmtpd_log}"
     )
 
 
@@ -406,8 +504,9 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
     the second message gets no DSN either, ServerError says why."""
     scenarios = selected(only)
     want_exim = only in (None, "exim")
+    want_opensmtpd = any(_mta(s) == "opensmtpd" for s in scenarios)
     written: dict[str, list[Path]] = {}
-    with lab(with_exim=want_exim, keep=keep) as running:
+    with lab(with_exim=want_exim, keep=keep, with_opensmtpd=want_opensmtpd) as running:
         for scenario in scenarios:
             _submit(running, scenario)
         got, missing = _wait(running, scenarios, timeout)
@@ -419,8 +518,7 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
         if missing:  # say why while the servers still run
             raise servers.ServerError(f"after two tries no (or too few) DSNs{_why(running, missing)}")
     for scenario in scenarios:
-        mta = scenario.name.split("-", 1)[0]
-        directory = out / mta
+        directory = out / _mta(scenario)
         directory.mkdir(parents=True, exist_ok=True)
         for filename, data in _file_names(scenario.name, got[scenario.name]):
             path = directory / filename
@@ -432,20 +530,21 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--only", choices=("postfix", "exim"))
+    parser.add_argument("--only", choices=MTAS)
     parser.add_argument("--clean", action="store_true", help="remove out/<mta>/ first")
     parser.add_argument("--keep", action="store_true", help="keep the servers' directories (logs) under /tmp")
     args = parser.parse_args(argv)
     for missing in (
         servers.dovecot_missing(),
         servers.postfix_missing(),
-        servers.exim_missing() if args.only != "postfix" else "",
+        servers.exim_missing() if args.only in (None, "exim") else "",
+        servers.opensmtpd_missing() if args.only == "opensmtpd" else "",
     ):
         if missing:
             print(f"cannot generate: {missing}", file=sys.stderr)
             return 2
     if args.clean:
-        for mta in ("postfix", "exim"):
+        for mta in MTAS:
             if args.only in (None, mta):
                 shutil.rmtree(args.out / mta, ignore_errors=True)
     started = time.monotonic()

@@ -33,6 +33,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import smtplib
@@ -485,9 +486,12 @@ protocol imap {{
 
     # -- users and mailboxes -----------------------------------------------------------------
 
-    def add_user(self, name: str, password: str | None = None, *, quota_bytes: int = 0) -> MailUser:
+    def add_user(
+        self, name: str, password: str | None = None, *, quota_bytes: int = 0, quota_tempfail: bool = False
+    ) -> MailUser:
         """Create a user (an address such as bounces@sender.example); returns its credentials.
-        With ``quota_bytes`` the user's mailbox refuses mail beyond that size (552 5.2.2)."""
+        With ``quota_bytes`` the user's mailbox refuses mail beyond that size (552 5.2.2), or
+        with ``quota_tempfail`` too, temporarily (452 4.2.2: Dovecot's quota_full_tempfail)."""
         if name in self._users:
             raise ServerError(f"user {name} exists already")
         password = password or f"pw-{os.urandom(6).hex()}"
@@ -495,6 +499,8 @@ protocol imap {{
             raise ServerError(f"not a usable user name: {name!r}")
         self._users[name] = (password, quota_bytes)
         extra = f"userdb_quota_rule=*:bytes={quota_bytes}" if quota_bytes else ""
+        if quota_tempfail:
+            extra += " userdb_quota_full_tempfail=yes"
         tmp = self.passwd / f".{name.lower()}.new"
         tmp.write_text(f"{name}:{{PLAIN}}{password}::::::{extra}\n")
         tmp.chmod(0o644)
@@ -1092,6 +1098,13 @@ class Postfix:
         """Attempt delivery of every queued message now (``postqueue -f``)."""
         _run(["/usr/sbin/postqueue", "-c", str(self.config_dir), "-f"])
 
+    def requeue_stranded(self) -> None:
+        """Flush the queue when a message waits in the incoming queue. A message that qmgr found
+        locked by a delivery agent ("skipped, still being delivered") is put back there, and qmgr
+        scans incoming only on new mail or at its 300 s wake-up."""
+        if any(entry.get("queue_name") == "incoming" for entry in self.queue()):
+            self.flush()
+
     def wait_queue_empty(self, timeout: float = 30.0) -> None:
         """Block until Postfix has delivered or bounced everything it holds."""
         deadline = time.monotonic() + timeout
@@ -1157,6 +1170,8 @@ class Exim:
     message_size_limit: str = "10M"
     delay_warning: str = "24h"
     retry_rule: str = "F,2h,15m; G,16h,1h,1.5; F,4d,6h"
+    lmtp_routes: dict[str, int] = field(default_factory=dict)
+    """domain -> port: mail for that domain is delivered over LMTP to 127.0.0.1:port (Dovecot)."""
 
     def __post_init__(self) -> None:
         binary = exim_binary()
@@ -1235,7 +1250,7 @@ to_remote_test_hosts:
   self = send
   no_more
 
-local_user:
+{self._lmtp_router()}local_user:
   driver = accept
   domains = +local_domains
   local_parts = lsearch;{self.root}/users
@@ -1256,7 +1271,7 @@ remote_smtp:
   hosts_try_chunking =
   hosts_try_prdr =
 
-local_maildir:
+{self._lmtp_transport()}local_maildir:
   driver = appendfile
   directory = {self.mailboxes}/$local_part_data/Maildir
   maildir_format
@@ -1278,6 +1293,29 @@ begin rewrite
 """
         )
         self.config.chmod(0o644)
+
+    def _lmtp_router(self) -> str:
+        """The router for ``lmtp_routes`` ("" without any)."""
+        if not self.lmtp_routes:
+            return ""
+        route_list = ";".join(f"{domain} 127.0.0.1 byname" for domain in sorted(self.lmtp_routes))
+        return (
+            "to_lmtp_test_hosts:\n  driver = manualroute\n"
+            f"  domains = {' : '.join(sorted(self.lmtp_routes))}\n"
+            f"  route_list = {route_list}\n  transport = lmtp_tcp\n  self = send\n  no_more\n\n"
+        )
+
+    def _lmtp_transport(self) -> str:
+        """LMTP over TCP: Exim's smtp transport with ``protocol = lmtp`` ("" without routes)."""
+        if not self.lmtp_routes:
+            return ""
+        (self.root / "lmtp_ports").write_text(
+            "".join(f"{domain} {port}\n" for domain, port in sorted(self.lmtp_routes.items()))
+        )
+        return (
+            "lmtp_tcp:\n  driver = smtp\n  protocol = lmtp\n"
+            f"  port = ${{lookup{{$domain}}lsearch{{{self.root}/lmtp_ports}}{{$value}}{{24}}}}\n\n"
+        )
 
     def _exim(self, *args: str, input_data: bytes | None = None) -> str:
         proc = subprocess.run(
@@ -1352,3 +1390,171 @@ begin rewrite
             if time.monotonic() > deadline:
                 raise ServerError(f"Exim queue not empty after {timeout}s:\n{_tail(self.mainlog)}")
             time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------------------------
+# OpenSMTPD
+
+OPENSMTPD_EXTRACTED = Path(os.environ.get("BP_OPENSMTPD_ROOT", "/opt/opensmtpd-debian"))
+"""Where .ci/run extracts Debian's opensmtpd package (``dpkg -x``; it conflicts with postfix)."""
+
+
+def _smtpd_binary() -> Path:
+    return OPENSMTPD_EXTRACTED / "usr/sbin/smtpd"
+
+
+def opensmtpd_missing() -> str:
+    """Why OpenSMTPD cannot run here ("" when it can)."""
+    if not _smtpd_binary().is_file():
+        return (
+            f"OpenSMTPD is not available: extract Debian's opensmtpd into {OPENSMTPD_EXTRACTED} "
+            "(apt-get download opensmtpd && dpkg -x opensmtpd_*.deb DIR; see .ci/run)"
+        )
+    for user in ("opensmtpd", "opensmtpq"):
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            return f"the system user {user!r} that OpenSMTPD needs does not exist (see .ci/run)"
+    if os.geteuid() != 0:
+        return "OpenSMTPD's test instance must be started as root"
+    if not shutil.which("unshare"):
+        return "unshare (util-linux) is needed to give OpenSMTPD private spool and run directories"
+    return ""
+
+
+@dataclass
+class OpenSmtpd:
+    """A private OpenSMTPD instance on loopback, Debian's binary extracted with ``dpkg -x``.
+
+    OpenSMTPD's spool (/var/spool/smtpd), control socket (/run), chroot (/var/lib/opensmtpd) and
+    helpers (/usr/libexec/opensmtpd) are compiled-in paths, so the daemon runs in its own mount
+    and UTS namespace (``unshare``) where private directories are bind-mounted over those paths
+    and the host name is ``hostname``: the machine's own directories are never touched.
+
+    ``relays[domain] = port``: mail for that domain goes over SMTP to 127.0.0.1:port;
+    ``lmtp[domain] = port``: delivered over LMTP to 127.0.0.1:port with the recipient address as
+    RCPT TO; ``mx_domains`` are relayed by MX look-up (the machine's resolver); any other
+    recipient is refused at RCPT.
+    """
+
+    root: Path
+    relays: dict[str, int] = field(default_factory=dict)
+    lmtp: dict[str, int] = field(default_factory=dict)
+    mx_domains: list[str] = field(default_factory=list)
+    hostname: str = "opensmtpd.example.net"
+    smtp_port: int = field(default_factory=free_port)
+    queue_ttl: str = "4d"
+    warn_interval: str = "4h"
+
+    def __post_init__(self) -> None:
+        missing = opensmtpd_missing()
+        if missing:
+            raise ServerError(missing)
+        self.config = self.root / "smtpd.conf"
+        self.log = self.root / "smtpd.log"
+        self._daemon: subprocess.Popen[bytes] | None = None
+        spool = self.root / "spool" / "smtpd"
+        empty = self.root / "varlib" / "opensmtpd" / "empty"
+        for directory in (spool, empty, self.root / "run"):
+            directory.mkdir(parents=True, exist_ok=True)
+        spool.chmod(0o711)
+        (self.root / "mailboxes").mkdir(exist_ok=True)
+        self.write_config()
+
+    def write_config(self) -> None:
+        (self.root / "vusers").write_text("".join(f"@{domain} nobody\n" for domain in sorted(self.lmtp)))
+        lines = [
+            "# throwaway OpenSMTPD for bounce-processor tests\n",
+            f"queue ttl {self.queue_ttl}\n",
+            f"bounce warn-interval {self.warn_interval}\n",
+            f"table vusers file:{self.root}/vusers\n",
+            f"listen on {LOOPBACK} port {self.smtp_port} hostname {self.hostname}\n",
+        ]
+        for domain, port in sorted(self.relays.items()):
+            lines.append(f'action "relay-{domain}" relay host smtp://{LOOPBACK}:{port} helo {self.hostname}\n')
+            lines.append(f'match from any for domain "{domain}" action "relay-{domain}"\n')
+        for domain, port in sorted(self.lmtp.items()):
+            lines.append(f'action "lmtp-{domain}" lmtp "{LOOPBACK}:{port}" rcpt-to virtual <vusers>\n')
+            lines.append(f'match from any for domain "{domain}" action "lmtp-{domain}"\n')
+        if self.mx_domains:
+            lines.append(f'action "mx" relay helo {self.hostname}\n')
+            for domain in self.mx_domains:
+                lines.append(f'match from any for domain "{domain}" action "mx"\n')
+        self.config.write_text("".join(lines))
+        self.config.chmod(0o644)
+
+    def _namespace(self, *command: str) -> list[str]:
+        """``command`` inside a private mount and UTS namespace with OpenSMTPD's paths mapped."""
+        binds = [
+            (self.root / "spool", "/var/spool"),
+            (self.root / "varlib", "/var/lib"),
+            (self.root / "run", "/run"),
+            (OPENSMTPD_EXTRACTED / "usr/libexec", "/usr/libexec"),
+        ]
+        script = f"hostname {self.hostname} && " + " && ".join(
+            f"mount --bind {shlex.quote(str(src))} {dst}" for src, dst in binds
+        )
+        return [
+            "unshare",
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f'{script} && exec "$@"',
+            "sh",
+            *command,
+        ]
+
+    def check_config(self) -> None:
+        _run(self._namespace(str(_smtpd_binary()), "-n", "-f", str(self.config)))
+
+    def start(self) -> None:
+        """Start the daemon in the foreground (``-d``, logging to smtpd.log) and wait for its port."""
+        self.check_config()
+        with self.log.open("ab") as out:
+            self._daemon = subprocess.Popen(
+                self._namespace(str(_smtpd_binary()), "-d", "-f", str(self.config)),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_port(self.smtp_port)
+        except ServerError as exc:
+            raise ServerError(f"{exc}\n--- smtpd.log:\n{_tail(self.log)}") from exc
+
+    def stop(self) -> None:
+        if self._daemon is None:
+            return
+        self._daemon.terminate()
+        try:
+            self._daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            self._daemon.kill()
+            self._daemon.wait(5)
+        self._daemon = None
+        wait_port_closed(self.smtp_port)
+
+    def submit(
+        self,
+        mail_from: str,
+        rcpt_to: Sequence[str] | str,
+        message: bytes,
+        *,
+        rcpt_options: Sequence[str] = (),
+        mail_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """Submit a message over SMTP; returns the refused recipients (empty when all accepted)."""
+        rcpts = [rcpt_to] if isinstance(rcpt_to, str) else list(rcpt_to)
+        with smtplib.SMTP(LOOPBACK, self.smtp_port, timeout=30) as client:
+            client.ehlo("client.example.org")
+            try:
+                return dict(
+                    client.sendmail(
+                        mail_from, rcpts, message, mail_options=list(mail_options), rcpt_options=list(rcpt_options)
+                    )
+                )
+            except smtplib.SMTPRecipientsRefused as exc:
+                return dict(exc.recipients)

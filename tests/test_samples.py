@@ -4,6 +4,7 @@ field must match exactly."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from functools import cache
 from pathlib import Path
@@ -33,6 +34,25 @@ def _rows() -> list[dict[str, Any]]:
 
 
 ROWS = _rows()
+
+PENDING = SAMPLES / "generated" / "PENDING.md"
+
+
+def _pending_rows() -> list[dict[str, Any]]:
+    """The rows of samples/generated/PENDING.md's YAML block: the correct answers for genuine
+    samples that the parser gets wrong today (none when the file is absent)."""
+    if not PENDING.is_file():
+        return []
+    block = re.search(r"^```yaml\n(.*?)^```", PENDING.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL)
+    if block is None:
+        raise ValueError(f"{PENDING}: no ```yaml block")
+    loaded = yaml.safe_load(block.group(1)) or []
+    if not isinstance(loaded, list):
+        raise TypeError(f"{PENDING}: expected a list of rows, got {type(loaded).__name__}")
+    return loaded
+
+
+PENDING_ROWS = _pending_rows()
 
 
 @cache
@@ -88,6 +108,29 @@ def test_sample(row: dict[str, Any]) -> None:
     assert not mismatches, "\n".join(mismatches)
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known parser miss, see samples/generated/PENDING.md")
+@pytest.mark.parametrize("row", PENDING_ROWS, ids=[str(r.get("file")) for r in PENDING_ROWS])
+def test_pending_sample(row: dict[str, Any]) -> None:
+    """A row of PENDING.md still fails; once it passes (strict xfail fails), move it to expected.yaml."""
+    test_sample(row)
+
+
+def test_pending_rows_are_well_formed() -> None:
+    """Every PENDING.md row names an existing sample that has no row in expected.yaml, once."""
+    listed = {row["file"] for row in ROWS}
+    seen: set[str] = set()
+    known = VERDICT_FIELDS | EVENT_FIELDS | ORIGINAL_FIELDS
+    for row in PENDING_ROWS:
+        assert set(row) == {"file", "events"}, row
+        assert row["file"] not in seen, f"{row['file']} is listed twice"
+        assert row["file"] not in listed, f"{row['file']} has a row in expected.yaml too"
+        seen.add(row["file"])
+        assert (SAMPLES / row["file"]).is_file(), f"{row['file']} does not exist"
+        for event in row["events"]:
+            assert set(event) <= known, f"{row['file']}: unknown fields {set(event) - known}"
+            assert "kind" in event, f"{row['file']}: every event names its kind"
+
+
 def test_rows_are_well_formed() -> None:
     """Every row names an existing sample once, lists events, and uses only known field names."""
     seen: set[str] = set()
@@ -105,8 +148,9 @@ def test_rows_are_well_formed() -> None:
 
 @pytest.mark.parametrize("directory", OWN_DIRECTORIES)
 def test_every_sample_has_a_row(directory: str) -> None:
-    """No sample in generated/ or handwritten/ goes unchecked: each has a row in expected.yaml."""
-    listed = {row["file"] for row in ROWS}
+    """No sample in generated/ or handwritten/ goes unchecked: each has a row in expected.yaml
+    (or, if the parser gets it wrong today, in generated/PENDING.md)."""
+    listed = {row["file"] for row in ROWS + PENDING_ROWS}
     files = sorted(p.relative_to(SAMPLES).as_posix() for p in (SAMPLES / directory).rglob("*.eml"))
     assert files, f"samples/{directory} holds no samples"
     missing = [f for f in files if f not in listed]
@@ -115,8 +159,6 @@ def test_every_sample_has_a_row(directory: str) -> None:
 
 def test_samples_come_from_example_domains() -> None:
     """The project's own samples name only reserved example domains (no real addresses)."""
-    import re
-
     allowed = re.compile(
         r"(?:^|\.)(?:example|invalid|example\.(?:com|net|org))$|^(?:localhost|127\.0\.0\.1)$", re.IGNORECASE
     )

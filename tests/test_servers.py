@@ -246,7 +246,7 @@ def test_smtp_sink_scripted_replies(smtp_sink: SmtpSink) -> None:
 
 @pytest.mark.slow
 def test_sample_generator_produces_every_scenario(tmp_path: Path) -> None:
-    """tests/generate_samples.py still gets a DSN out of Postfix and Exim for every scenario."""
+    """tests/generate_samples.py still gets a DSN out of Postfix, Exim and OpenSMTPD for every scenario."""
     from tests import generate_samples
 
     for missing in (servers.dovecot_missing(), servers.postfix_missing(), servers.exim_missing()):
@@ -262,5 +262,11 @@ def test_sample_generator_produces_every_scenario(tmp_path: Path) -> None:
             data = path.read_bytes()
             assert scenario.message_id.encode() in data
             message = _parse(data)
-            assert message.get_content_type() == "multipart/report"
-            assert message["Auto-Submitted"] is not None
+            if scenario.name.startswith("opensmtpd-"):
+                # OpenSMTPD: a multipart/mixed around its delivery-status part, no Auto-Submitted
+                assert message.get_content_type() == "multipart/mixed"
+            else:
+                assert message.get_content_type() == "multipart/report"
+                assert message["Auto-Submitted"] is not None
+            statuses = {"message/delivery-status", "message/global-delivery-status"}
+            assert any(part.get_content_type() in statuses for part in message.walk())
