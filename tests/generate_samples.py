@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make ``tests`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import servers
-from tests.servers import Dovecot, Exim, MailUser, OpenSmtpd, Postfix, Reply, SmtpSink
+from tests.servers import Dovecot, Exim, MailUser, OpenSmtpd, Postfix, Reply, Sendmail, SmtpSink
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = PROJECT / "samples" / "generated"
@@ -86,6 +86,7 @@ class Lab:
     exim: Exim | None
     sinks: dict[str, SmtpSink]
     opensmtpd: OpenSmtpd | None = None
+    sendmail: Sendmail | None = None
 
 
 def _sinks() -> dict[str, SmtpSink]:
@@ -124,7 +125,9 @@ def _sinks() -> dict[str, SmtpSink]:
 
 
 @contextlib.contextmanager
-def lab(with_exim: bool, keep: bool = False, with_opensmtpd: bool = False) -> Iterator[Lab]:
+def lab(
+    with_exim: bool, keep: bool = False, with_opensmtpd: bool = False, with_sendmail: bool = False
+) -> Iterator[Lab]:
     """Start everything; stop it and remove its directories afterwards (unless ``keep``)."""
     sinks = _sinks()
     for sink in sinks.values():
@@ -134,6 +137,7 @@ def lab(with_exim: bool, keep: bool = False, with_opensmtpd: bool = False) -> It
     postfix: Postfix | None = None
     exim: Exim | None = None
     opensmtpd: OpenSmtpd | None = None
+    sendmail: Sendmail | None = None
     try:
         dovecot.start()
         bounces = dovecot.add_user(SENDER)
@@ -217,8 +221,13 @@ def lab(with_exim: bool, keep: bool = False, with_opensmtpd: bool = False) -> It
         if with_opensmtpd:
             opensmtpd = _opensmtpd(dovecot, postfix, sinks, closed_port)
             opensmtpd.start()
-        yield Lab(dovecot, bounces, postfix, exim, sinks, opensmtpd)
+        if with_sendmail:
+            sendmail = _sendmail(postfix, sinks, closed_port)
+            sendmail.start()
+        yield Lab(dovecot, bounces, postfix, exim, sinks, opensmtpd, sendmail)
     finally:
+        if sendmail is not None:
+            sendmail.stop()
         if opensmtpd is not None:
             opensmtpd.stop()
         if exim is not None:
@@ -228,7 +237,7 @@ def lab(with_exim: bool, keep: bool = False, with_opensmtpd: bool = False) -> It
         dovecot.stop()
         for sink in sinks.values():
             sink.stop()
-        for server in (opensmtpd, exim, postfix, dovecot):
+        for server in (sendmail, opensmtpd, exim, postfix, dovecot):
             if server is not None and not keep:
                 shutil.rmtree(server.root, ignore_errors=True)
 
@@ -251,6 +260,25 @@ def _opensmtpd(dovecot: Dovecot, postfix: Postfix, sinks: dict[str, SmtpSink], c
         mx_domains=["nowhere.invalid"],
         queue_ttl="20s",
         warn_interval="4s",
+    )
+
+
+def _sendmail(postfix: Postfix, sinks: dict[str, SmtpSink], closed_port: int) -> Sendmail:
+    """Sendmail as the bouncing MTA: one mailer per sink (Sendmail's mailers have one port each,
+    and only three deliver at once, so there is no sink for a refusal at MAIL FROM),
+    DSNs for sender.example through Postfix to Dovecot; a warning after 4 s, expiry after 15 s."""
+    return Sendmail(
+        servers.private_dir("bp-gen-sendmail-"),
+        routes={
+            "remote.example": ("esmtp", sinks["main"].port),
+            "slow.example": ("esmtp", sinks["main"].port),
+            "big.example": ("smtp8", sinks["size"].port),
+            "down.example": ("smtp", closed_port),
+        },
+        relay_domains=["sender.example"],
+        relay_port=postfix.smtp_port,
+        queue_warn="4s",
+        queue_return="15s",
     )
 
 
@@ -331,6 +359,24 @@ OPENSMTPD: list[Scenario] = [
 ]
 
 
+SENDMAIL: list[Scenario] = [
+    # submitted on the command line (as a local program does): an unknown local user is mailed back
+    Scenario("sendmail-local-unknown-user", ["nosuchuser"]),
+    Scenario("sendmail-unknown-domain", ["someone@nowhere.invalid"]),
+    Scenario("sendmail-remote-rcpt-5xx", ["rcpt-unknown@remote.example"]),
+    Scenario("sendmail-remote-rcpt-5xx-no-enhanced-code", ["rcpt-plain@remote.example"]),
+    Scenario("sendmail-remote-data-5xx", ["data-spam@remote.example"]),
+    Scenario("sendmail-message-too-large", ["big@big.example"], size=6000),
+    Scenario("sendmail-delay-then-expired", ["greylisted@slow.example"], expect=2),
+    Scenario("sendmail-connection-refused-expired", ["someone@down.example"], expect=2),
+    Scenario(
+        "sendmail-several-recipients",
+        ["rcpt-unknown@remote.example", "disabled@remote.example", "someone-else@remote.example"],
+        rcpt_options=["NOTIFY=FAILURE", "ORCPT=rfc822;list-member@sender.example"],
+    ),
+]
+
+
 def _send(submit: Callable[..., dict[str, tuple[int, bytes]]], scenario: Scenario) -> None:
     refused = submit(
         scenario.sender,
@@ -398,20 +444,20 @@ def _mta(scenario: Scenario) -> str:
     return scenario.name.split("-", 1)[0]
 
 
-MTAS = ("postfix", "exim", "opensmtpd")
+MTAS = ("postfix", "exim", "opensmtpd", "sendmail")
 
 
-def _opensmtpd_usable(only: str | None) -> bool:
-    """Whether this run includes OpenSMTPD: asked for, and present (a missing OpenSMTPD is
-    skipped with a note, except in CI, where .ci/run installs it)."""
-    if only not in (None, "opensmtpd"):
+def _usable(mta: str, missing: Callable[[], str], only: str | None) -> bool:
+    """Whether this run includes ``mta``: asked for, and present (a missing one is skipped with
+    a note, except in CI, where .ci/run installs it)."""
+    if only not in (None, mta):
         return False
-    missing = servers.opensmtpd_missing()
-    if missing and only is None and not os.environ.get("CI"):
-        print(f"skipping the OpenSMTPD scenarios: {missing}", file=sys.stderr)
+    why = missing()
+    if why and only is None and not os.environ.get("CI"):
+        print(f"skipping the {mta} scenarios: {why}", file=sys.stderr)
         return False
-    if missing:
-        raise servers.ServerError(missing)
+    if why:
+        raise servers.ServerError(why)
     return True
 
 
@@ -419,8 +465,10 @@ def selected(only: str | None = None) -> list[Scenario]:
     """The scenarios a run with ``only`` performs on this machine."""
     chosen = (POSTFIX if only in (None, "postfix") else []) + (EXIM if only in (None, "exim") else [])
     chosen += [s for s in DOVECOT_LMTP if only in (None, _mta(s))]
-    if _opensmtpd_usable(only):
+    if _usable("opensmtpd", servers.opensmtpd_missing, only):
         chosen += OPENSMTPD
+    if _usable("sendmail", servers.sendmail_missing, only):
+        chosen += SENDMAIL
     if not resolver_denies_invalid():
         print("no resolver answer for nowhere.invalid: skipping the unknown-domain scenarios", file=sys.stderr)
         chosen = [s for s in chosen if not s.name.endswith("-unknown-domain")]
@@ -481,6 +529,11 @@ def _submit(running: Lab, scenario: Scenario) -> None:
         _send(running.exim.submit, scenario)
     elif mta == "opensmtpd" and running.opensmtpd is not None:
         _send(running.opensmtpd.submit, scenario)
+    elif mta == "sendmail" and running.sendmail is not None:
+        if "@" in scenario.rcpts[0]:
+            _send(running.sendmail.submit, scenario)
+        else:
+            running.sendmail.inject(scenario.sender, scenario.rcpts, scenario.message())
 
 
 def _why(running: Lab, missing: list[Scenario]) -> str:
@@ -504,9 +557,11 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
     the second message gets no DSN either, ServerError says why."""
     scenarios = selected(only)
     want_exim = only in (None, "exim")
-    want_opensmtpd = any(_mta(s) == "opensmtpd" for s in scenarios)
+    wanted = {_mta(s) for s in scenarios}
     written: dict[str, list[Path]] = {}
-    with lab(with_exim=want_exim, keep=keep, with_opensmtpd=want_opensmtpd) as running:
+    with lab(
+        with_exim=want_exim, keep=keep, with_opensmtpd="opensmtpd" in wanted, with_sendmail="sendmail" in wanted
+    ) as running:
         for scenario in scenarios:
             _submit(running, scenario)
         got, missing = _wait(running, scenarios, timeout)
@@ -539,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         servers.postfix_missing(),
         servers.exim_missing() if args.only in (None, "exim") else "",
         servers.opensmtpd_missing() if args.only == "opensmtpd" else "",
+        servers.sendmail_missing() if args.only == "sendmail" else "",
     ):
         if missing:
             print(f"cannot generate: {missing}", file=sys.stderr)

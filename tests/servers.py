@@ -1558,3 +1558,207 @@ class OpenSmtpd:
                 )
             except smtplib.SMTPRecipientsRefused as exc:
                 return dict(exc.recipients)
+
+
+# --------------------------------------------------------------------------------------------
+# Sendmail
+
+SENDMAIL_EXTRACTED = Path(os.environ.get("BP_SENDMAIL_ROOT", "/opt/sendmail-debian"))
+"""Where .ci/run extracts Debian's sendmail-bin, sendmail-base and sendmail-cf (``dpkg -x``)."""
+
+SENDMAIL_MAILERS = ("esmtp", "smtp8", "smtp")
+"""The SMTP mailers of Sendmail's smtp family that ``Sendmail.routes`` can point at a port each
+(``relay`` carries DSNs to ``relay_port``; ``dsmtp`` only delivers on demand, so it is unused)."""
+
+
+def _sendmail_binary() -> Path:
+    return SENDMAIL_EXTRACTED / "usr/libexec/sendmail/sendmail"
+
+
+def sendmail_missing() -> str:
+    """Why Sendmail cannot run here ("" when it can)."""
+    if not _sendmail_binary().is_file() or not (SENDMAIL_EXTRACTED / "usr/share/sendmail/cf/m4/cf.m4").is_file():
+        return (
+            f"Sendmail is not available: extract Debian's sendmail-bin, sendmail-base and sendmail-cf into "
+            f"{SENDMAIL_EXTRACTED} (apt-get download ... && dpkg -x ...; see .ci/run)"
+        )
+    if not shutil.which("m4"):
+        return "m4 is needed to build Sendmail's configuration (Debian package m4)"
+    if os.geteuid() != 0:
+        return "Sendmail's test instance must be started as root"
+    if not shutil.which("unshare"):
+        return "unshare (util-linux) is needed to give Sendmail its own host name"
+    return ""
+
+
+@dataclass
+class Sendmail:
+    """A private Sendmail instance on loopback: Debian's binary extracted with ``dpkg -x`` (its
+    package conflicts with postfix), a configuration built with m4 from Debian's sendmail-cf, all
+    files under ``root``. It runs as a foreground daemon (``-bD``) that also runs the queue every
+    second, in its own UTS namespace so that its host name is ``hostname``.
+
+    ``routes[domain] = (mailer, port)``: mail for that domain goes over SMTP to 127.0.0.1:port
+    with that mailer of SENDMAIL_MAILERS (each mailer has one port); mail for ``relay_domains``
+    (the sender's) goes to ``relay_port``; other domains by DNS; unqualified addresses are local
+    users looked up with getpwnam ("User unknown" for a name the machine does not know).
+    """
+
+    root: Path
+    routes: dict[str, tuple[str, int]] = field(default_factory=dict)
+    relay_domains: list[str] = field(default_factory=list)
+    relay_port: int = 25
+    hostname: str = "sendmail.example.net"
+    smtp_port: int = field(default_factory=free_port)
+    queue_warn: str = "4h"
+    queue_return: str = "5d"
+
+    def __post_init__(self) -> None:
+        missing = sendmail_missing()
+        if missing:
+            raise ServerError(missing)
+        self.config = self.root / "sendmail.cf"
+        self.queue_dir = self.root / "queue"
+        self.log = self.root / "sendmail.log"
+        self._daemon: subprocess.Popen[bytes] | None = None
+        self.queue_dir.mkdir(parents=True, exist_ok=True)
+        self.queue_dir.chmod(0o700)
+        self.write_config()
+
+    def _binary(self, *args: str) -> list[str]:
+        """Sendmail with our configuration, run under the instance's host name."""
+        return [
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            f'hostname {shlex.quote(self.hostname)} && exec "$@"',
+            "sh",
+            str(_sendmail_binary()),
+            "-C",
+            str(self.config),
+            *args,
+        ]
+
+    def write_config(self) -> None:
+        ports: dict[str, int] = {}
+        for domain, (mailer, port) in self.routes.items():
+            if mailer not in SENDMAIL_MAILERS:
+                raise ServerError(f"{domain}: mailer {mailer!r} is not one of {SENDMAIL_MAILERS}")
+            if ports.setdefault(mailer, port) != port:
+                raise ServerError(f"mailer {mailer} cannot go to two ports ({ports[mailer]} and {port})")
+        closed = ports.get("smtp", 25)
+        args = {name: ports.get(name, closed) for name in SENDMAIL_MAILERS}
+        table = {domain: f"{mailer}:[127.0.0.1]" for domain, (mailer, _port) in self.routes.items()}
+        table.update({domain: "relay:[127.0.0.1]" for domain in self.relay_domains})
+        (self.root / "mailertable").write_text("".join(f"{d} {t}\n" for d, t in sorted(table.items())))
+        (self.root / "aliases").write_text("postmaster: root\nMAILER-DAEMON: postmaster\n")
+        for name in ("local-host-names", "helpfile"):
+            (self.root / name).touch()
+        cf = SENDMAIL_EXTRACTED / "usr/share/sendmail/cf"
+        root = self.root
+        mc = f"""divert(-1)
+divert(0)dnl
+include(`{cf}/m4/cf.m4')dnl
+VERSIONID(`bounce-processor test instance')dnl
+OSTYPE(`linux')dnl
+define(`confDOMAIN_NAME', `{self.hostname}')dnl
+define(`confDONT_PROBE_INTERFACES', `True')dnl
+define(`QUEUE_DIR', `{root}/queue')dnl
+define(`STATUS_FILE', `{root}/statistics')dnl
+define(`ALIAS_FILE', `{root}/aliases')dnl
+define(`confPID_FILE', `{root}/sendmail.pid')dnl
+define(`confCW_FILE', `-o {root}/local-host-names')dnl
+define(`confHELP_FILE', `{root}/helpfile')dnl
+define(`confHOST_STATUS_DIRECTORY', `')dnl
+define(`confTO_QUEUEWARN', `{self.queue_warn}')dnl
+define(`confTO_QUEUERETURN', `{self.queue_return}')dnl
+define(`confMIN_QUEUE_AGE', `0')dnl
+define(`confDONT_BLAME_SENDMAIL', `MapInUnsafeDirPath,GroupWritableDirPathSafe')dnl
+define(`ESMTP_MAILER_ARGS', `TCP $h {args["esmtp"]}')dnl
+define(`SMTP8_MAILER_ARGS', `TCP $h {args["smtp8"]}')dnl
+define(`SMTP_MAILER_ARGS', `TCP $h {args["smtp"]}')dnl
+define(`RELAY_MAILER_ARGS', `TCP $h {self.relay_port}')dnl
+FEATURE(`mailertable', `hash -o {root}/mailertable')dnl
+FEATURE(`nocanonify')dnl
+FEATURE(`accept_unresolvable_domains')dnl
+DAEMON_OPTIONS(`Port={self.smtp_port}, Addr=127.0.0.1, Name=MTA')dnl
+MAILER(`local')dnl
+MAILER(`smtp')dnl
+"""
+        (self.root / "sendmail.mc").write_text(mc)
+        built = subprocess.run(
+            ["m4", str(self.root / "sendmail.mc")], capture_output=True, text=True, check=False, timeout=60
+        )
+        if built.returncode != 0 or built.stderr:
+            raise ServerError(f"m4 could not build sendmail.cf: {built.stderr}")
+        self.config.write_text(built.stdout)
+        self.config.chmod(0o644)
+        makemap = SENDMAIL_EXTRACTED / "usr/libexec/sendmail/makemap"
+        with (self.root / "mailertable").open("rb") as source:
+            subprocess.run(
+                [str(makemap), "-C", str(self.config), "hash", str(self.root / "mailertable")],
+                stdin=source,
+                capture_output=True,
+                check=True,
+                timeout=60,
+            )
+        _run(self._binary("-bi"))
+
+    def start(self) -> None:
+        """Start the daemon in the foreground (``-bD``, running the queue every second)."""
+        with self.log.open("ab") as out:
+            self._daemon = subprocess.Popen(
+                self._binary("-bD", "-q1s"), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_for_port(self.smtp_port)
+        except ServerError as exc:
+            raise ServerError(f"{exc}\n--- sendmail.log:\n{_tail(self.log)}") from exc
+
+    def stop(self) -> None:
+        if self._daemon is None:
+            return
+        self._daemon.terminate()
+        try:
+            self._daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            self._daemon.kill()
+            self._daemon.wait(5)
+        self._daemon = None
+        wait_port_closed(self.smtp_port)
+
+    def submit(
+        self,
+        mail_from: str,
+        rcpt_to: Sequence[str] | str,
+        message: bytes,
+        *,
+        rcpt_options: Sequence[str] = (),
+        mail_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """Submit a message over SMTP; returns the refused recipients (empty when all accepted)."""
+        rcpts = [rcpt_to] if isinstance(rcpt_to, str) else list(rcpt_to)
+        with smtplib.SMTP(LOOPBACK, self.smtp_port, timeout=30) as client:
+            client.ehlo("client.example.org")
+            try:
+                return dict(
+                    client.sendmail(
+                        mail_from, rcpts, message, mail_options=list(mail_options), rcpt_options=list(rcpt_options)
+                    )
+                )
+            except smtplib.SMTPRecipientsRefused as exc:
+                return dict(exc.recipients)
+
+    def inject(self, mail_from: str, rcpt_to: Sequence[str], message: bytes) -> None:
+        """Submit on the command line, as a local program does (``sendmail -f FROM -oi -oem``):
+        an error such as an unknown local user is mailed back as a DSN instead of refused."""
+        proc = subprocess.run(
+            self._binary("-f", mail_from, "-oi", "-oem", "--", *rcpt_to),
+            input=message,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if proc.returncode not in (0, 67):  # 67 (EX_NOUSER): an unknown user, mailed back all the same
+            raise ServerError(f"sendmail exited {proc.returncode}: {proc.stdout!r}{proc.stderr!r}")

@@ -246,7 +246,7 @@ def test_smtp_sink_scripted_replies(smtp_sink: SmtpSink) -> None:
 
 @pytest.mark.slow
 def test_sample_generator_produces_every_scenario(tmp_path: Path) -> None:
-    """tests/generate_samples.py still gets a DSN out of Postfix, Exim and OpenSMTPD for every scenario."""
+    """tests/generate_samples.py still gets a DSN out of every MTA (Postfix, Exim, OpenSMTPD, Sendmail) per scenario."""
     from tests import generate_samples
 
     for missing in (servers.dovecot_missing(), servers.postfix_missing(), servers.exim_missing()):
