@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make ``tests`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import servers
-from tests.servers import Dovecot, Exim, MailUser, OpenSmtpd, Postfix, Reply, Sendmail, SmtpSink
+from tests.servers import Dma, Dovecot, Exim, MailUser, OpenSmtpd, Postfix, Reply, Sendmail, SmtpSink
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = PROJECT / "samples" / "generated"
@@ -87,6 +87,7 @@ class Lab:
     sinks: dict[str, SmtpSink]
     opensmtpd: OpenSmtpd | None = None
     sendmail: Sendmail | None = None
+    dma: Dma | None = None
 
 
 def _sinks() -> dict[str, SmtpSink]:
@@ -126,10 +127,16 @@ def _sinks() -> dict[str, SmtpSink]:
 
 @contextlib.contextmanager
 def lab(
-    with_exim: bool, keep: bool = False, with_opensmtpd: bool = False, with_sendmail: bool = False
+    with_exim: bool,
+    keep: bool = False,
+    with_opensmtpd: bool = False,
+    with_sendmail: bool = False,
+    with_dma: bool = False,
 ) -> Iterator[Lab]:
     """Start everything; stop it and remove its directories afterwards (unless ``keep``)."""
     sinks = _sinks()
+    if with_dma:
+        sinks["smarthost"] = _smarthost(sinks["main"])
     for sink in sinks.values():
         sink.start()
     closed_port = servers.free_port()
@@ -138,6 +145,7 @@ def lab(
     exim: Exim | None = None
     opensmtpd: OpenSmtpd | None = None
     sendmail: Sendmail | None = None
+    dma: Dma | None = None
     try:
         dovecot.start()
         bounces = dovecot.add_user(SENDER)
@@ -224,7 +232,9 @@ def lab(
         if with_sendmail:
             sendmail = _sendmail(postfix, sinks, closed_port)
             sendmail.start()
-        yield Lab(dovecot, bounces, postfix, exim, sinks, opensmtpd, sendmail)
+        if with_dma:
+            dma = Dma(servers.private_dir("bp-gen-dma-"), smarthost_port=sinks["smarthost"].port)
+        yield Lab(dovecot, bounces, postfix, exim, sinks, opensmtpd, sendmail, dma)
     finally:
         if sendmail is not None:
             sendmail.stop()
@@ -237,7 +247,7 @@ def lab(
         dovecot.stop()
         for sink in sinks.values():
             sink.stop()
-        for server in (sendmail, opensmtpd, exim, postfix, dovecot):
+        for server in (dma, sendmail, opensmtpd, exim, postfix, dovecot):
             if server is not None and not keep:
                 shutil.rmtree(server.root, ignore_errors=True)
 
@@ -261,6 +271,14 @@ def _opensmtpd(dovecot: Dovecot, postfix: Postfix, sinks: dict[str, SmtpSink], c
         queue_ttl="20s",
         warn_interval="4s",
     )
+
+
+def _smarthost(remote: SmtpSink) -> SmtpSink:
+    """dma's one smarthost: it refuses what the ``remote`` sink refuses and accepts dma's bounces
+    (dma delivers everything there, its bounces to the sender included)."""
+    smarthost = SmtpSink(hostname="smarthost.example")
+    smarthost.replies.update(remote.replies)
+    return smarthost
 
 
 def _sendmail(postfix: Postfix, sinks: dict[str, SmtpSink], closed_port: int) -> Sendmail:
@@ -377,6 +395,15 @@ SENDMAIL: list[Scenario] = [
 ]
 
 
+# dma has no queue runner and retries a 4xx for days, so only permanent failures
+DMA: list[Scenario] = [
+    Scenario("dma-remote-rcpt-5xx", ["rcpt-unknown@remote.example"]),
+    Scenario("dma-remote-rcpt-5xx-no-enhanced-code", ["rcpt-plain@remote.example"]),
+    Scenario("dma-remote-data-5xx", ["data-spam@remote.example"]),
+    Scenario("dma-remote-rcpt-disabled", ["disabled@remote.example"]),
+]
+
+
 def _send(submit: Callable[..., dict[str, tuple[int, bytes]]], scenario: Scenario) -> None:
     refused = submit(
         scenario.sender,
@@ -444,7 +471,7 @@ def _mta(scenario: Scenario) -> str:
     return scenario.name.split("-", 1)[0]
 
 
-MTAS = ("postfix", "exim", "opensmtpd", "sendmail")
+MTAS = ("postfix", "exim", "opensmtpd", "sendmail", "dma")
 
 
 def _usable(mta: str, missing: Callable[[], str], only: str | None) -> bool:
@@ -469,6 +496,8 @@ def selected(only: str | None = None) -> list[Scenario]:
         chosen += OPENSMTPD
     if _usable("sendmail", servers.sendmail_missing, only):
         chosen += SENDMAIL
+    if _usable("dma", servers.dma_missing, only):
+        chosen += DMA
     if not resolver_denies_invalid():
         print("no resolver answer for nowhere.invalid: skipping the unknown-domain scenarios", file=sys.stderr)
         chosen = [s for s in chosen if not s.name.endswith("-unknown-domain")]
@@ -503,6 +532,11 @@ def _landed(running: Lab, scenarios: list[Scenario]) -> dict[str, list[bytes]]:
     landed += [
         b"Return-Path: <" + env.mail_from.encode() + b">\r\n" + env.data for env in running.sinks["utf8box"].received
     ]
+    # dma's bounces, which it hands to its smarthost
+    if "smarthost" in running.sinks:
+        landed += [
+            b"Return-Path: <>\r\n" + env.data for env in running.sinks["smarthost"].received if env.mail_from == ""
+        ]
     return _assign(landed, scenarios)
 
 
@@ -529,6 +563,8 @@ def _submit(running: Lab, scenario: Scenario) -> None:
         _send(running.exim.submit, scenario)
     elif mta == "opensmtpd" and running.opensmtpd is not None:
         _send(running.opensmtpd.submit, scenario)
+    elif mta == "dma" and running.dma is not None:
+        running.dma.inject(scenario.sender, scenario.rcpts, scenario.message())
     elif mta == "sendmail" and running.sendmail is not None:
         if "@" in scenario.rcpts[0]:
             _send(running.sendmail.submit, scenario)
@@ -560,7 +596,11 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
     wanted = {_mta(s) for s in scenarios}
     written: dict[str, list[Path]] = {}
     with lab(
-        with_exim=want_exim, keep=keep, with_opensmtpd="opensmtpd" in wanted, with_sendmail="sendmail" in wanted
+        with_exim=want_exim,
+        keep=keep,
+        with_opensmtpd="opensmtpd" in wanted,
+        with_sendmail="sendmail" in wanted,
+        with_dma="dma" in wanted,
     ) as running:
         for scenario in scenarios:
             _submit(running, scenario)
@@ -595,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         servers.exim_missing() if args.only in (None, "exim") else "",
         servers.opensmtpd_missing() if args.only == "opensmtpd" else "",
         servers.sendmail_missing() if args.only == "sendmail" else "",
+        servers.dma_missing() if args.only == "dma" else "",
     ):
         if missing:
             print(f"cannot generate: {missing}", file=sys.stderr)

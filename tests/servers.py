@@ -1762,3 +1762,83 @@ MAILER(`smtp')dnl
         )
         if proc.returncode not in (0, 67):  # 67 (EX_NOUSER): an unknown user, mailed back all the same
             raise ServerError(f"sendmail exited {proc.returncode}: {proc.stdout!r}{proc.stderr!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# DragonFly Mail Agent (dma)
+
+DMA_EXTRACTED = Path(os.environ.get("BP_DMA_ROOT", "/opt/dma-debian"))
+"""Where .ci/run extracts Debian's dma package (``dpkg -x``; it conflicts with postfix)."""
+
+
+def dma_missing() -> str:
+    """Why dma cannot run here ("" when it can)."""
+    if not (DMA_EXTRACTED / "usr/sbin/dma").is_file():
+        return f"dma is not available: extract Debian's dma into {DMA_EXTRACTED} (see .ci/run)"
+    try:
+        pwd.getpwnam("mail")
+    except KeyError:
+        return "the system user 'mail' that dma runs its queue as does not exist"
+    if os.geteuid() != 0:
+        return "dma's test instance must be run as root"
+    if not shutil.which("unshare"):
+        return "unshare (util-linux) is needed to give dma its own /etc/dma"
+    return ""
+
+
+@dataclass
+class Dma:
+    """The DragonFly Mail Agent, a small sendmail-compatible MTA without a daemon: it delivers
+    every message, and its own plain-text bounces, to one smarthost (127.0.0.1:smarthost_port).
+
+    Its configuration file is the compiled-in /etc/dma/dma.conf, so each run happens in a private
+    mount namespace where an overlay over /etc (upper directory under ``root``) adds it; the
+    machine's /etc is never written.
+    """
+
+    root: Path
+    smarthost_port: int
+    mailname: str = "dma.example.net"
+
+    def __post_init__(self) -> None:
+        missing = dma_missing()
+        if missing:
+            raise ServerError(missing)
+        mail = pwd.getpwnam("mail")
+        self.spool = self.root / "spool"
+        for directory in (self.root / "etc" / "dma", self.root / "etc-work", self.spool):
+            directory.mkdir(parents=True, exist_ok=True)
+        os.chown(self.spool, mail.pw_uid, mail.pw_gid)
+        self.spool.chmod(0o770)
+        (self.root / "aliases").write_text("")
+        (self.root / "etc" / "dma" / "dma.conf").write_text(
+            f"SMARTHOST {LOOPBACK}\nPORT {self.smarthost_port}\nSPOOLDIR {self.spool}\n"
+            f"ALIASES {self.root}/aliases\nMAILNAME {self.mailname}\n"
+        )
+
+    def inject(self, mail_from: str, rcpt_to: Sequence[str], message: bytes) -> None:
+        """Submit on the command line (``dma -f FROM RCPT...``); dma delivers before it returns."""
+        overlay = f"lowerdir=/etc,upperdir={self.root}/etc,workdir={self.root}/etc-work"
+        proc = subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f'mount -t overlay overlay -o {shlex.quote(overlay)} /etc && exec "$@"',
+                "sh",
+                str(DMA_EXTRACTED / "usr/sbin/dma"),
+                "-f",
+                mail_from,
+                "--",
+                *rcpt_to,
+            ],
+            input=message,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise ServerError(f"dma exited {proc.returncode}: {proc.stdout!r}{proc.stderr!r}")

@@ -246,7 +246,7 @@ def test_smtp_sink_scripted_replies(smtp_sink: SmtpSink) -> None:
 
 @pytest.mark.slow
 def test_sample_generator_produces_every_scenario(tmp_path: Path) -> None:
-    """tests/generate_samples.py still gets a DSN out of every MTA (Postfix, Exim, OpenSMTPD, Sendmail) per scenario."""
+    """tests/generate_samples.py still gets a bounce out of Postfix, Exim, OpenSMTPD, Sendmail and dma per scenario."""
     from tests import generate_samples
 
     for missing in (servers.dovecot_missing(), servers.postfix_missing(), servers.exim_missing()):
@@ -262,6 +262,10 @@ def test_sample_generator_produces_every_scenario(tmp_path: Path) -> None:
             data = path.read_bytes()
             assert scenario.message_id.encode() in data
             message = _parse(data)
+            if scenario.name.startswith("dma-"):
+                # dma: a plain-text notice, no delivery-status part
+                assert message.get_content_type() == "text/plain"
+                continue
             if scenario.name.startswith("opensmtpd-"):
                 # OpenSMTPD: a multipart/mixed around its delivery-status part, no Auto-Submitted
                 assert message.get_content_type() == "multipart/mixed"
