@@ -219,6 +219,8 @@ def lab(
                     "big.example": sinks["size"].port,
                     "relay.example": guard_port,
                     "down.example": closed_port,
+                    "blocked.example": sinks["blocked"].port,
+                    "refuse.example": sinks["refuse"].port,
                 },
                 local_users={"alice": 0, "full": 1},
                 delay_warning="3s:1h",
@@ -357,6 +359,13 @@ DOVECOT_LMTP: list[Scenario] = [
     Scenario("exim-lmtp-over-quota-tempfail", ["tempfull@mail.example.com"], expect=2),
 ]
 
+# more of Exim's own wordings: refusals at the greeting and at MAIL FROM, a bare 550
+EXIM_MORE: list[Scenario] = [
+    Scenario("exim-greeting-5xx", ["someone@refuse.example"]),
+    Scenario("exim-remote-mail-5xx", ["someone@blocked.example"]),
+    Scenario("exim-remote-rcpt-5xx-no-enhanced-code", ["rcpt-plain@remote.example"]),
+]
+
 # OpenSMTPD 6.8 hands every LMTP error to its queue as temporary: a warning, then expiry. No
 # "connection refused" scenario: OpenSMTPD backs off a dead route for longer than the 20 s queue
 # lifetime, so whether a warning precedes the expiry depends on timing.
@@ -491,7 +500,7 @@ def _usable(mta: str, missing: Callable[[], str], only: str | None) -> bool:
 def selected(only: str | None = None) -> list[Scenario]:
     """The scenarios a run with ``only`` performs on this machine."""
     chosen = (POSTFIX if only in (None, "postfix") else []) + (EXIM if only in (None, "exim") else [])
-    chosen += [s for s in DOVECOT_LMTP if only in (None, _mta(s))]
+    chosen += [s for s in DOVECOT_LMTP + EXIM_MORE if only in (None, _mta(s))]
     if _usable("opensmtpd", servers.opensmtpd_missing, only):
         chosen += OPENSMTPD
     if _usable("sendmail", servers.sendmail_missing, only):
