@@ -1,7 +1,7 @@
-"""Produce genuine bounces with real Postfix and Exim on loopback and save them under samples/generated/.
+"""Produce genuine bounces with real MTAs on loopback and save them under samples/generated/.
 
-    python tests/generate_samples.py                # both MTAs, into samples/generated/
-    python tests/generate_samples.py --only exim    # one MTA
+    python tests/generate_samples.py                # every MTA, into samples/generated/
+    python tests/generate_samples.py --only exim    # one MTA (postfix, exim, opensmtpd, sendmail, dma)
     python tests/generate_samples.py --out /tmp/x   # somewhere else (the test suite does this)
 
 Needs root, Debian's postfix, dovecot-imapd and dovecot-lmtpd, and Exim extracted as .ci/run does.
@@ -11,6 +11,12 @@ to the sender domain, whose mail is delivered by Postfix over LMTP into a Doveco
 generator reads that mailbox over IMAP and saves each DSN, exactly as it landed (with Dovecot's
 Return-Path, Delivered-To and Received), under the scenario's name. Exim's DSNs travel through
 Postfix to Dovecot, like mail from another host would.
+
+OpenSMTPD, Sendmail and dma (DragonFly Mail Agent) are Debian binaries unpacked as .ci/run does
+(their packages conflict with postfix); OpenSMTPD's and Sendmail's DSNs travel through Postfix to
+Dovecot too, dma's plain-text bounces go to its smarthost (an SMTP sink), where they are read.
+Where one of them is missing, its scenarios are left out with a note (in CI, it is an error).
+Dovecot's LMTP, with the quota plugin, is the final hop for Postfix, Exim and OpenSMTPD.
 
 The remote servers that refuse mail are ``servers.SmtpSink`` instances answering scripted codes;
 "unknown domain" asks the machine's resolver about ``nowhere.invalid`` (a reserved name that no
@@ -207,6 +213,8 @@ def lab(
                 uid=nobody.pw_uid,
                 gid=nobody.pw_gid,
             )
+        # a route back to this very Postfix: a mail loop, refused after too many hops
+        postfix.routes["loop.example"] = f"smtp:[127.0.0.1]:{postfix.smtp_port}"
         postfix.write_config()
         postfix.start()
         if with_exim:
@@ -359,6 +367,10 @@ DOVECOT_LMTP: list[Scenario] = [
     Scenario("exim-lmtp-over-quota-tempfail", ["tempfull@mail.example.com"], expect=2),
 ]
 
+POSTFIX_MORE: list[Scenario] = [
+    Scenario("postfix-mail-loop-too-many-hops", ["someone@loop.example"]),
+]
+
 # more of Exim's own wordings: refusals at the greeting and at MAIL FROM, a bare 550
 EXIM_MORE: list[Scenario] = [
     Scenario("exim-greeting-5xx", ["someone@refuse.example"]),
@@ -367,8 +379,8 @@ EXIM_MORE: list[Scenario] = [
 ]
 
 # OpenSMTPD 6.8 hands every LMTP error to its queue as temporary: a warning, then expiry. No
-# "connection refused" scenario: OpenSMTPD backs off a dead route for longer than the 20 s queue
-# lifetime, so whether a warning precedes the expiry depends on timing.
+# "connection refused" or "greeting 554" scenario: OpenSMTPD backs off such a route for longer than
+# the 20 s queue lifetime, so whether a warning precedes the expiry depends on timing.
 OPENSMTPD: list[Scenario] = [
     Scenario("opensmtpd-remote-rcpt-5xx", ["rcpt-unknown@remote.example"]),
     Scenario("opensmtpd-remote-rcpt-5xx-no-enhanced-code", ["rcpt-plain@remote.example"]),
@@ -500,7 +512,7 @@ def _usable(mta: str, missing: Callable[[], str], only: str | None) -> bool:
 def selected(only: str | None = None) -> list[Scenario]:
     """The scenarios a run with ``only`` performs on this machine."""
     chosen = (POSTFIX if only in (None, "postfix") else []) + (EXIM if only in (None, "exim") else [])
-    chosen += [s for s in DOVECOT_LMTP + EXIM_MORE if only in (None, _mta(s))]
+    chosen += [s for s in DOVECOT_LMTP + POSTFIX_MORE + EXIM_MORE if only in (None, _mta(s))]
     if _usable("opensmtpd", servers.opensmtpd_missing, only):
         chosen += OPENSMTPD
     if _usable("sendmail", servers.sendmail_missing, only):
