@@ -16,6 +16,8 @@ OpenSMTPD, Sendmail and dma (DragonFly Mail Agent) are Debian binaries unpacked 
 (their packages conflict with postfix); OpenSMTPD's and Sendmail's DSNs travel through Postfix to
 Dovecot too, dma's plain-text bounces go to its smarthost (an SMTP sink), where they are read.
 Where one of them is missing, its scenarios are left out with a note (in CI, it is an error).
+OpenSMTPD and Sendmail resolve names with the lab's own DNS server (``servers.NxdomainDns``), which
+knows no name: their unknown-domain scenarios never ask the machine's resolver.
 Dovecot's LMTP, with the quota plugin, is the final hop for Postfix, Exim and OpenSMTPD.
 
 The remote servers that refuse mail are ``servers.SmtpSink`` instances answering scripted codes;
@@ -42,7 +44,7 @@ if __package__ in (None, ""):  # run as a script: make ``tests`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import servers
-from tests.servers import Dma, Dovecot, Exim, MailUser, OpenSmtpd, Postfix, Reply, Sendmail, SmtpSink
+from tests.servers import Dma, Dovecot, Exim, MailUser, NxdomainDns, OpenSmtpd, Postfix, Reply, Sendmail, SmtpSink
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = PROJECT / "samples" / "generated"
@@ -152,6 +154,9 @@ def lab(
     opensmtpd: OpenSmtpd | None = None
     sendmail: Sendmail | None = None
     dma: Dma | None = None
+    # OpenSMTPD's and Sendmail's resolver: every name unknown, no query leaves the machine
+    dns = NxdomainDns(servers.private_dir("bp-gen-dns-"))
+    dns.start()
     try:
         dovecot.start()
         bounces = dovecot.add_user(SENDER)
@@ -237,10 +242,10 @@ def lab(
             )
             exim.start()
         if with_opensmtpd:
-            opensmtpd = _opensmtpd(dovecot, postfix, sinks, closed_port)
+            opensmtpd = _opensmtpd(dovecot, postfix, sinks, closed_port, dns)
             opensmtpd.start()
         if with_sendmail:
-            sendmail = _sendmail(postfix, sinks, closed_port)
+            sendmail = _sendmail(postfix, sinks, closed_port, dns)
             sendmail.start()
         if with_dma:
             dma = Dma(servers.private_dir("bp-gen-dma-"), smarthost_port=sinks["smarthost"].port)
@@ -257,12 +262,15 @@ def lab(
         dovecot.stop()
         for sink in sinks.values():
             sink.stop()
+        dns.stop()
         for server in (dma, sendmail, opensmtpd, exim, postfix, dovecot):
             if server is not None and not keep:
                 shutil.rmtree(server.root, ignore_errors=True)
 
 
-def _opensmtpd(dovecot: Dovecot, postfix: Postfix, sinks: dict[str, SmtpSink], closed_port: int) -> OpenSmtpd:
+def _opensmtpd(
+    dovecot: Dovecot, postfix: Postfix, sinks: dict[str, SmtpSink], closed_port: int, dns: NxdomainDns
+) -> OpenSmtpd:
     """OpenSMTPD as the bouncing MTA: remote domains go to the sinks, mail.example.com over LMTP
     to Dovecot, DSNs for sender.example through Postfix to Dovecot like Exim's; a message
     temporarily refused for 20 s expires, with a warning after 4 s."""
@@ -280,6 +288,7 @@ def _opensmtpd(dovecot: Dovecot, postfix: Postfix, sinks: dict[str, SmtpSink], c
         mx_domains=["nowhere.invalid"],
         queue_ttl="20s",
         warn_interval="4s",
+        resolv_conf=dns.resolv_conf,
     )
 
 
@@ -291,7 +300,7 @@ def _smarthost(remote: SmtpSink) -> SmtpSink:
     return smarthost
 
 
-def _sendmail(postfix: Postfix, sinks: dict[str, SmtpSink], closed_port: int) -> Sendmail:
+def _sendmail(postfix: Postfix, sinks: dict[str, SmtpSink], closed_port: int, dns: NxdomainDns) -> Sendmail:
     """Sendmail as the bouncing MTA: one mailer per sink (Sendmail's mailers have one port each,
     and only three deliver at once, so there is no sink for a refusal at MAIL FROM),
     DSNs for sender.example through Postfix to Dovecot; a warning after 4 s, expiry after 15 s."""
@@ -307,6 +316,7 @@ def _sendmail(postfix: Postfix, sinks: dict[str, SmtpSink], closed_port: int) ->
         relay_port=postfix.smtp_port,
         queue_warn="4s",
         queue_return="15s",
+        resolv_conf=dns.resolv_conf,
     )
 
 
@@ -493,6 +503,8 @@ def _mta(scenario: Scenario) -> str:
 
 
 MTAS = ("postfix", "exim", "opensmtpd", "sendmail", "dma")
+LOCAL_DNS = ("opensmtpd", "sendmail")
+"""The MTAs that ask the lab's own NXDOMAIN server, not the machine's resolver."""
 
 
 def _usable(mta: str, missing: Callable[[], str], only: str | None) -> bool:
@@ -521,7 +533,7 @@ def selected(only: str | None = None) -> list[Scenario]:
         chosen += DMA
     if not resolver_denies_invalid():
         print("no resolver answer for nowhere.invalid: skipping the unknown-domain scenarios", file=sys.stderr)
-        chosen = [s for s in chosen if not s.name.endswith("-unknown-domain")]
+        chosen = [s for s in chosen if not s.name.endswith("-unknown-domain") or _mta(s) in LOCAL_DNS]
     return chosen
 
 

@@ -1445,6 +1445,8 @@ class OpenSmtpd:
     smtp_port: int = field(default_factory=free_port)
     queue_ttl: str = "4d"
     warn_interval: str = "4h"
+    resolv_conf: Path | None = None
+    """A resolv.conf for the daemon (bound over /etc/resolv.conf), e.g. ``NxdomainDns.resolv_conf``."""
 
     def __post_init__(self) -> None:
         missing = opensmtpd_missing()
@@ -1491,6 +1493,8 @@ class OpenSmtpd:
             (self.root / "run", "/run"),
             (OPENSMTPD_EXTRACTED / "usr/libexec", "/usr/libexec"),
         ]
+        if self.resolv_conf is not None:
+            binds.append((self.resolv_conf, "/etc/resolv.conf"))
         script = f"hostname {self.hostname} && " + " && ".join(
             f"mount --bind {shlex.quote(str(src))} {dst}" for src, dst in binds
         )
@@ -1612,6 +1616,8 @@ class Sendmail:
     smtp_port: int = field(default_factory=free_port)
     queue_warn: str = "4h"
     queue_return: str = "5d"
+    resolv_conf: Path | None = None
+    """A resolv.conf for Sendmail (bound over /etc/resolv.conf), e.g. ``NxdomainDns.resolv_conf``."""
 
     def __post_init__(self) -> None:
         missing = sendmail_missing()
@@ -1626,13 +1632,19 @@ class Sendmail:
         self.write_config()
 
     def _binary(self, *args: str) -> list[str]:
-        """Sendmail with our configuration, run under the instance's host name."""
+        """Sendmail with our configuration, run under the instance's host name (and resolver)."""
+        setup = f"hostname {shlex.quote(self.hostname)}"
+        if self.resolv_conf is not None:
+            setup += f" && mount --bind {shlex.quote(str(self.resolv_conf))} /etc/resolv.conf"
         return [
             "unshare",
             "--uts",
+            "--mount",
+            "--propagation",
+            "private",
             "sh",
             "-c",
-            f'hostname {shlex.quote(self.hostname)} && exec "$@"',
+            f'{setup} && exec "$@"',
             "sh",
             str(_sendmail_binary()),
             "-C",
@@ -1842,3 +1854,57 @@ class Dma:
         )
         if proc.returncode != 0:
             raise ServerError(f"dma exited {proc.returncode}: {proc.stdout!r}{proc.stderr!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# A DNS server that knows no name
+
+
+class NxdomainDns:
+    """A DNS server on a loopback address's port 53 (UDP) that answers every query with NXDOMAIN:
+    MTAs whose resolv.conf names it learn that a domain does not exist without any query leaving
+    the machine. ``resolv_conf`` is a resolv.conf naming it, to bind over /etc/resolv.conf in a
+    private mount namespace."""
+
+    def __init__(self, directory: Path, address: str | None = None) -> None:
+        self.address = address or f"127.0.53.{2 + int.from_bytes(os.urandom(1), 'big') % 250}"
+        self.resolv_conf = directory / "resolv.conf"
+        self.resolv_conf.write_text(f"nameserver {self.address}\noptions attempts:1 timeout:2\n")
+        self.resolv_conf.chmod(0o644)
+        self.queries = 0
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._thread = threading.Thread(target=self._serve, name="nxdomain-dns", daemon=True)
+
+    def start(self) -> None:
+        self._socket.bind((self.address, 53))
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._socket.close()
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                query, client = self._socket.recvfrom(4096)
+            except OSError:
+                return
+            answer = _nxdomain(query)
+            if answer:
+                self.queries += 1
+                with contextlib.suppress(OSError):
+                    self._socket.sendto(answer, client)
+
+
+def _nxdomain(query: bytes) -> bytes:
+    """The NXDOMAIN answer to a DNS query: its id and question, no records ("" if unreadable)."""
+    if len(query) < 12 or query[4:6] != b"\x00\x01":
+        return b""
+    end = 12
+    while end < len(query) and query[end] != 0:
+        end += 1 + query[end]
+    end += 5  # the root label, QTYPE and QCLASS
+    if end > len(query):
+        return b""
+    flags = 0x8000 | 0x0400 | (int.from_bytes(query[2:4], "big") & 0x0100) | 0x0080 | 3
+    return query[:2] + flags.to_bytes(2, "big") + b"\x00\x01\x00\x00\x00\x00\x00\x00" + query[12:end]

@@ -274,3 +274,34 @@ def test_sample_generator_produces_every_scenario(tmp_path: Path) -> None:
                 assert message["Auto-Submitted"] is not None
             statuses = {"message/delivery-status", "message/global-delivery-status"}
             assert any(part.get_content_type() in statuses for part in message.walk())
+
+
+def test_nxdomain_dns_makes_every_name_unknown_without_leaving_the_machine() -> None:
+    """A resolver pointed at servers.NxdomainDns (in a private namespace) finds no name, and asked it."""
+    import os
+    import shutil
+    import subprocess
+
+    require(os.geteuid() == 0 and shutil.which("unshare") is not None, "needs root and unshare")
+    dns = servers.NxdomainDns(servers.private_dir("bp-test-dns-"))
+    dns.start()
+    try:
+        probe = subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f"mount --bind {dns.resolv_conf} /etc/resolv.conf && exec getent ahosts mx.remote.example",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        dns.stop()
+    assert probe.returncode == 2, probe.stdout + probe.stderr  # getent: key not found
+    assert dns.queries >= 1
