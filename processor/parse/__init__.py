@@ -70,12 +70,12 @@ class Parser:
 
     def _read(self, data: bytes) -> tuple[Report, list[Event]]:
         try:
-            root, flanker_ok = read_message(data)
+            root = read_message(data)
         except MimeError as exc:
             raise ParseError(str(exc)) from exc
         except RecursionError as exc:
             raise ParseError("message nesting is too deep to parse") from exc
-        report = Report(root, flanker_ok=flanker_ok)
+        report = Report(root)
         try:
             report = arf.forwarded_complaint(report) or report
             events = self._detect(report)
@@ -118,7 +118,7 @@ class Parser:
         enclosed = report.original_part
         if enclosed is None:
             return None
-        inner = Report(enclosed, flanker_ok=report.flanker_ok)
+        inner = Report(enclosed)
         if inner.looks_like_bounce_sender or enclosed.content_type == "multipart/report":
             return inner
         return None

@@ -1,8 +1,11 @@
-"""MIME reading: flanker first, a lenient fallback for the messages flanker rejects.
+"""MIME reading: one engine, one small ``Part`` tree for the detectors.
 
-Both parsers are turned into the same small tree of ``Part`` objects, so that everything after
-this module sees one representation. Bodies are decoded lazily: the parts of a report that no
-detector looks at (images, the body of the returned original) are never decoded.
+The engine is fast-mail-parser's lazy tree (compiled; measured against flanker and the standard
+library's parser in tests/bench/mime_bench.py, see the README). A part's headers, children and
+text are each built on first use, so the parts no detector looks at (images, the returned
+original's body) are never decoded. The standard library's lenient compat32 reading is used only
+for what the engine cannot read: a message it refuses, a multipart without usable boundaries, or
+a damaged base64 body. flanker stays the project's address parser (processor.addresses).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import email.policy
 import quopri
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
-from processor.parse._flanker import flanker_mime
+from fast_mail_parser import ParseError as EngineError
+from fast_mail_parser import parse_email_tree
 
 _FOLD = re.compile(r"\r?\n[ \t]+")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
@@ -207,110 +212,134 @@ def parse_header_block(text: str) -> Headers:
 
 
 # ---------------------------------------------------------------------------------------------
-# flanker
+# the MIME engine: fast-mail-parser's lazy tree (compiled; chosen on numbers, see the README)
 # ---------------------------------------------------------------------------------------------
 
+_FIELD_NAME = re.compile(r"[!-9;-~]{1,76}\Z")
+_PARAM = re.compile(r';\s*([!#-\'*+.0-9A-Za-z^_`{|}~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
 
-def _from_flanker(node: object, depth: int, latin1: bool = False) -> Part:
-    ctype_obj = node.content_type  # type: ignore[attr-defined]
-    ctype = str(ctype_obj.value or "text/plain").lower()
-    params = {str(k).lower(): str(v) for k, v in (ctype_obj.params or {}).items()}
 
-    def headers() -> Headers:
-        return _flanker_headers(node)
+def content_type_params(value: str) -> dict[str, str]:
+    """The parameters of a Content-Type value, names lower-cased and values unquoted."""
+    params: dict[str, str] = {}
+    for name, raw in _PARAM.findall(value):
+        quoted = raw.startswith('"') and raw.endswith('"') and len(raw) > 1
+        params.setdefault(name.lower(), raw[1:-1].replace('\\"', '"').replace("\\\\", "\\") if quoted else raw)
+    return params
 
+
+def _node_headers(node: Any) -> Headers:
+    return Headers([(name, value) for name, values in node.headers.items() for value in values])
+
+
+def _from_fast(
+    node: Any, path: tuple[int, ...], lenient: _LenientBodies | None, headers: Callable[[], Headers] | None = None
+) -> Part:
+    """A Part over one node of fast-mail-parser's lazy tree; nothing is decoded until asked.
+
+    ``headers`` reads the headers of an enclosed original from its source text instead: the
+    lenient block reader keeps the fields after a broken line, where the engine stops."""
+    ctype = str(node.content_type or "text/plain").lower()
+    raw_headers: dict[str, list[str]] = node.headers
+    declared = next((values[0] for name, values in raw_headers.items() if name.lower() == "content-type"), "")
+    params = content_type_params(declared) if ";" in declared else {}
     children: Callable[[], list[Part]] | None = None
     load: Callable[[], str] | None = None
     if ctype.startswith("multipart/"):
-        if depth < MAX_DEPTH:
+        if len(path) < MAX_DEPTH:
 
             def children() -> list[Part]:
-                return [_from_flanker(child, depth + 1, latin1) for child in list(node.parts)[:MAX_PARTS]]  # type: ignore[attr-defined]
+                return [_from_fast(child, (*path, i), lenient) for i, child in enumerate(node.children[:MAX_PARTS])]
 
     elif ctype in ENCLOSING:
-        if depth < MAX_DEPTH:
+        if len(path) < MAX_DEPTH:
 
             def children() -> list[Part]:
-                enclosed = node.enclosed  # type: ignore[attr-defined]
-                return [_from_flanker(enclosed, depth + 1, latin1)] if enclosed is not None else []
-
-        def load() -> str:  # message/global is not a container to flanker: its text is the message
-            return _flanker_body(node, part.headers, params.get("charset"), latin1)
-
-    elif ctype.startswith("text/") or ctype in _TEXTUAL or ctype.startswith("message/"):
+                if node.is_message:
+                    return [
+                        _from_fast(child, (*path, 0), lenient, lambda: parse_header_block(part.text))
+                        for child in node.children[:1]
+                    ]
+                content = node.content  # message/global and message/rfc2822: parsed here
+                if not content:
+                    return []
+                return [_from_fast(parse_email_tree(content, mode="lazy"), (*path, 0), None)]
 
         def load() -> str:
-            return _flanker_body(node, part.headers, params.get("charset"), latin1)
+            return _fast_text(node, part.headers, params.get("charset"), path, lenient)
 
-    part = Part(ctype, params, headers, load, children)
+    elif ctype.startswith(("text/", "message/")) or ctype in _TEXTUAL:
+
+        def load() -> str:
+            return _fast_text(node, part.headers, params.get("charset"), path, lenient)
+
+    part = Part(ctype, params, headers or (lambda: _node_headers(node)), load, children)
     return part
 
 
-def _flanker_headers(node: object) -> Headers:
-    """The part's headers, read straight from the source text (flanker's own header parser
-    normalises every value and costs several times more)."""
-    container = getattr(node, "_container", None)
-    source = getattr(container, "string", None)
-    start = getattr(container, "start", None)
-    if not isinstance(source, str) or not isinstance(start, int):
-        return Headers([(str(n), decode_header_value(str(v))) for n, v in node.headers.items()])  # type: ignore[attr-defined]
-    end = getattr(container, "end", None)
-    header_end, _ = _split_part(source, start, end + 1 if isinstance(end, int) else len(source))
-    return parse_header_block(source[start:header_end])
-
-
-_FIELD_START = re.compile(r"[!-9;-~]{1,76}[ \t]*:|>?From ")
-
-
-def _split_part(source: str, start: int, stop: int) -> tuple[int, int]:
-    """(end of the header block, start of the body) of the entity ``source[start:stop]``.
-
-    An entity that starts with an empty line has no headers; one whose first line is not a header
-    field has none either and lacks the empty line as well (MTAs write such parts: the standard
-    library's parser reads them the same way). Otherwise the headers end at the first empty line
-    inside the entity, never beyond it.
-    """
-    if source.startswith("\n", start):
-        return start, start + 1
-    if not _FIELD_START.match(source, start, stop):
-        return start, start
-    split = source.find("\n\n", start, stop)
-    if split == -1:
-        return stop, stop
-    return split, split + 2
-
-
-def _flanker_body(node: object, headers: Headers, charset: str | None, latin1: bool = False) -> str:
-    """The part's body as text, read from the source and decoded here (flanker decodes the whole
-    message to text once while scanning; its per-part body reader parses the headers again)."""
-    container = getattr(node, "_container", None)
-    source = getattr(container, "string", None)
-    start, end = getattr(container, "start", None), getattr(container, "end", None)
-    if not isinstance(source, str) or not isinstance(start, int) or not isinstance(end, int):
-        body = node.body  # type: ignore[attr-defined]
-        return _decode_bytes(body, charset) if isinstance(body, bytes) else str(body or "")
-    _, body = _split_part(source, start, end + 1)
-    # a report's prose is a few kilobytes: a part's text is read up to MAX_TEXT characters
-    text = source[body : min(end + 1, body + MAX_TEXT)]
+def _fast_text(
+    node: Any, headers: Headers, charset: str | None, path: tuple[int, ...], lenient: _LenientBodies | None
+) -> str:
+    """The part's body as text: transfer-decoded by the engine, the charset applied here."""
+    try:
+        raw: bytes | None = node.content
+    except EngineError:  # a damaged base64 or quoted-printable body: what can be read of it
+        return lenient.text(path, charset) if lenient is not None else ""
+    if not raw:
+        return ""
+    raw = raw[:MAX_TEXT]
     encoding = headers.get("content-transfer-encoding").strip().lower()
     if encoding in ("base64", "quoted-printable"):
-        raw = text.encode("ascii", "ignore")
-        if encoding == "base64":
-            try:
-                raw = base64.b64decode(raw + b"==", validate=False)
-            except (binascii.Error, ValueError):
-                return text
-        else:
-            raw = quopri.decodestring(raw)
+        return _decode_bytes(raw, charset)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # 8-bit text that is not UTF-8: its own charset, else Latin-1
         return _decode_bytes(raw, charset)
     if charset and text.isascii() and charset.lower() not in _ASCII_COMPATIBLE:
-        return _decode_bytes(text.encode("ascii"), charset)  # 7-bit charsets such as ISO-2022-JP
-    if latin1 and not text.isascii():  # 8-bit text of a message that is not UTF-8: its own charset
-        return _decode_bytes(text.encode("latin-1"), charset)
+        return _decode_bytes(raw, charset)  # 7-bit charsets such as ISO-2022-JP
     return text
 
 
 _ASCII_COMPATIBLE = frozenset({"us-ascii", "ascii", "utf-8", "utf8", "iso-8859-1", "latin-1", "windows-1252"})
+
+
+def _headerless_part_boundaries(root: Any) -> list[str] | None:
+    """The boundaries under which a part starts with a line that is not a header field (the
+    engine takes that text for header names; MTAs mean a part without headers), [] when there
+    is no such part, or None when the structure is beyond repair here (a multipart without
+    usable boundaries: the engine drops its body)."""
+    stack: list[tuple[Any, str, bool]] = [(root, "", False)]
+    boundaries: list[str] = []
+    seen = 0
+    while stack and seen < MAX_PARTS * 4:
+        node, boundary, enclosed = stack.pop()
+        seen += 1
+        if boundary and any(not _FIELD_NAME.match(name) for name in node.headers):
+            boundaries.append(boundary)
+        children = node.children
+        if str(node.content_type).lower().startswith("multipart/"):
+            if not children:
+                if enclosed:  # the returned original's own structure: no detector reads it
+                    continue
+                return None
+            declared = next((v[0] for n, v in node.headers.items() if n.lower() == "content-type"), "")
+            inner = content_type_params(declared).get("boundary", "")
+            stack.extend((child, inner, enclosed) for child in children)
+        else:
+            stack.extend((child, "", True) for child in children)
+    return boundaries
+
+
+def _separate_headerless_parts(data: bytes, boundaries: list[str]) -> bytes:
+    """The message with an empty line after each delimiter of ``boundaries`` whose next line is
+    not a header field, so that such a part reads as one without headers."""
+    for boundary in set(boundaries):
+        delimiter = re.compile(
+            rb"^(--" + re.escape(boundary.encode("utf-8", "replace")) + rb"[ \t]*\n)(?![!-9;-~]{1,76}[ \t]*:|\n)",
+            re.MULTILINE,
+        )
+        data = delimiter.sub(rb"\1\n", data)
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,30 +431,65 @@ def trim_returned_body(data: bytes) -> bytes:
 
 
 class MimeError(Exception):
-    """Neither parser could read the message."""
+    """Neither the engine nor the lenient reader could read the message."""
 
 
-def read_message(data: bytes) -> tuple[Part, bool]:
-    """Parse raw bytes into a Part tree; returns (tree, parsed_by_flanker)."""
+def read_message(data: bytes) -> Part:
+    """Parse raw bytes into a Part tree: fast-mail-parser's lazy tree, or the standard library's
+    lenient compat32 reading for the few messages whose structure the engine cannot read."""
     data = normalise_newlines(data)
-    # Decoded here, not by flanker: it guesses the charset of non-UTF-8 input with a slow
-    # detector, where a byte-for-byte Latin-1 reading loses nothing and each part's declared
-    # charset is applied when its text is read.
+
     try:
-        source, latin1 = data.decode("utf-8"), False
-    except UnicodeDecodeError:
-        source, latin1 = data.decode("latin-1"), True
-    try:
-        root = flanker_mime().from_string(source)
-        return _from_flanker(root, 0, latin1), True
-    except RecursionError:
-        pass
-    except Exception:
-        pass
+        root = parse_email_tree(data, mode="lazy")
+    except (EngineError, ValueError, RecursionError):
+        root = None
+    if root is not None:
+        boundaries = _headerless_part_boundaries(root)
+        if boundaries:
+            try:
+                root = parse_email_tree(_separate_headerless_parts(data, boundaries), mode="lazy")
+                boundaries = _headerless_part_boundaries(root)
+            except (EngineError, ValueError, RecursionError):
+                boundaries = None
+        if boundaries == []:
+            return _from_fast(root, (), _LenientBodies(data))
     try:
         msg = email.message_from_bytes(data, policy=email.policy.compat32)
-        return _from_stdlib(msg, 0), False
+        return _from_stdlib(msg, 0)
     except RecursionError as exc:
         raise MimeError("message nesting is too deep to parse") from exc
     except Exception as exc:  # pragma: no cover - compat32 accepts nearly anything
         raise MimeError(f"unreadable MIME structure: {exc}") from exc
+
+
+class _LenientBodies:
+    """The standard library's reading of one message, made only if the engine refuses to
+    transfer-decode a part (damaged base64): the same part is found there by its position."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._tree: email.message.Message | None = None
+
+    def text(self, path: tuple[int, ...], charset: str | None) -> str:
+        if self._tree is None:
+            self._tree = email.message_from_bytes(self._data, policy=email.policy.compat32)
+        node = self._tree
+        for index in path:
+            payload = node.get_payload()
+            child = payload[index] if isinstance(payload, list) and index < len(payload) else None
+            if not isinstance(child, email.message.Message):
+                return ""
+            node = child
+        body = node.get_payload()
+        if not isinstance(body, str):
+            return ""
+        raw = body[: MAX_TEXT * 4 // 3].encode("ascii", "ignore")
+        encoding = str(node.get("content-transfer-encoding", "")).strip().lower()
+        if encoding == "base64":
+            try:
+                raw = base64.b64decode(re.sub(rb"[^A-Za-z0-9+/]", b"", raw) + b"==", validate=False)
+            except (binascii.Error, ValueError):
+                return body[:MAX_TEXT]
+        elif encoding == "quoted-printable":
+            raw = quopri.decodestring(raw)
+        return _decode_bytes(raw[:MAX_TEXT], charset)

@@ -45,10 +45,9 @@ _BOUNCE_SENDER = re.compile(
 class Report:
     """One message under analysis. Detectors read it; nothing here writes back to the message."""
 
-    def __init__(self, root: Part, *, flanker_ok: bool = True) -> None:
+    def __init__(self, root: Part) -> None:
         self.root = root
         self.headers: Headers = root.headers
-        self.flanker_ok = flanker_ok
 
     # -- headers of the report itself ---------------------------------------------------------
 

@@ -200,7 +200,7 @@ def test_part_with_empty_header_block_keeps_its_text() -> None:
         b"From: a@example.org\nContent-Type: multipart/mixed; boundary=XX\n\n--XX\n"
         b"\nNote: the body of a part without headers\n--XX\nContent-Type: text/html\n\n<p>x</p>\n--XX--\n"
     )
-    root, _ = read_message(message)
+    root = read_message(message)
     first, second = root.children
     assert first.text == "Note: the body of a part without headers"
     assert len(first.headers) == 0

@@ -1,0 +1,60 @@
+"""The MIME layer: one engine, the lenient readings it needs, and laziness."""
+
+from __future__ import annotations
+
+from processor.parse import parse
+from processor.parse.mime import content_type_params, read_message
+
+REPORT_HEAD = (
+    b"From: MAILER-DAEMON@mx.example.org\nTo: bounces@sender.example\nSubject: Undelivered Mail\n"
+    b'Content-Type: multipart/report; report-type=delivery-status; boundary="BB"\n\n'
+)
+
+
+def test_damaged_base64_body_is_read_as_far_as_it_goes() -> None:
+    """A base64 body with stray characters the engine refuses still yields its text."""
+    message = (
+        b"From: a@example.org\nContent-Type: multipart/mixed; boundary=a\n\n--a\n"
+        b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n"
+        b"aGVsbG8gd29y!bGQ=\n--a--\n"
+    )
+    root = read_message(message)
+    assert [part.text for part in root.children] == ["hello world"]
+
+
+def test_enclosed_original_keeps_fields_after_a_broken_fold() -> None:
+    """A returned original whose Received header lost its indentation still gives its Message-ID."""
+    message = REPORT_HEAD + (
+        b"--BB\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n"
+        b"Final-Recipient: rfc822; bob@example.net\nAction: failed\nStatus: 5.1.1\n\n--BB\n"
+        b"Content-Type: message/rfc822\n\nReceived: from a (a [192.0.2.1])\nby mx.example.org; "
+        b"Mon, 1 Jan 2024 00:00:00 +0000\nSubject: Spring news\nMessage-ID: <n-1@sender.example>\n\nbody\n--BB--\n"
+    )
+    [event] = parse(message)
+    assert event.recipient == "bob@example.net"
+    assert event.original.message_id == "<n-1@sender.example>"
+    assert event.original.subject == "Spring news"
+
+
+def test_message_global_is_read_as_an_enclosed_message() -> None:
+    """message/global (RFC 6532) is a container to the detectors, though the engine leaves it a leaf."""
+    message = REPORT_HEAD + (
+        b"--BB\nContent-Type: message/global-delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n"
+        b"Final-Recipient: utf-8; bob@example.net\nAction: failed\nStatus: 5.1.1\n\n--BB\n"
+        b"Content-Type: message/global\n\nSubject: Gr\xc3\xbc\xc3\x9fe\nMessage-ID: <g-1@sender.example>\n\nx\n--BB--\n"
+    )
+    [event] = parse(message)
+    assert event.original.subject == "Grüße"
+    assert event.original.message_id == "<g-1@sender.example>"
+
+
+def test_multipart_without_boundary_keeps_its_body_as_text() -> None:
+    """A multipart whose boundary is missing goes to the lenient reading, which keeps the body."""
+    root = read_message(b"From: a@example.org\nContent-Type: multipart/mixed\n\n<bob@example.net>: 550 user unknown\n")
+    assert "550 user unknown" in root.text
+
+
+def test_content_type_params_unquote_and_lower_case_names() -> None:
+    """Parameter names are lower-cased and quoted values unquoted; the first of a repeated name wins."""
+    params = content_type_params('multipart/report; Report-Type=delivery-status; boundary="a;b \\"c\\""; boundary=x')
+    assert params == {"report-type": "delivery-status", "boundary": 'a;b "c"'}
