@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import Any
 
 from processor.commands import CommandError, settings_from
 
@@ -20,6 +20,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--jsonl", action="store_true", help="one JSON object per event per line")
+    p.add_argument(
+        "--jobs", "-j", type=_jobs, default=None, metavar="N",
+        help="processes that parse in parallel (default: the number of CPUs); output order is kept",
+    )
     # parse reports problems on stderr itself; it skips the logging set-up to start faster
     p.set_defaults(handler=run, configure_logging=False)
 
@@ -69,41 +73,86 @@ def _human(record: dict[str, Any]) -> str:
     return line
 
 
-def iter_records(paths: list[str], settings: Any, errors: TextIO) -> Iterator[dict[str, Any]]:
-    from processor.classify import RulesError, load_classifier
-    from processor.parse import ParseError, Parser
+def _jobs(value: str) -> int:
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of processes: {value!r}") from None
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"--jobs must be at least 1, not {jobs}")
+    return jobs
+
+
+class _Worker:
+    """What one process needs to turn messages into output lines, built once per process."""
+
+    def __init__(self, settings: Any, jsonl: bool) -> None:
+        from processor.classify import RulesError, load_classifier
+        from processor.parse import ParseError, Parser
+
+        self.parser = Parser(settings.parse)
+        try:
+            self.classifier = load_classifier(settings.rules)
+        except RulesError as exc:
+            raise CommandError(str(exc), exit_code=1) from None
+        self.parse_error = ParseError
+        self.jsonl = jsonl
+
+    def lines(self, source: str, data: bytes) -> tuple[str, str]:
+        """(what goes to stdout, what goes to stderr) for one message."""
+        try:
+            events = self.parser.parse(data)
+        except self.parse_error as exc:
+            error = f"bounce-processor: {source}: cannot parse: {exc}\n"
+            if self.jsonl:
+                record = {"source": source, "bounce_type": "none", "error": str(exc)}
+                return json.dumps(record, ensure_ascii=False) + "\n", error
+            return "", error
+        out: list[str] = []
+        for event in events:
+            record = event_record(source, self.classifier.classify(event))
+            out.append(json.dumps(record, ensure_ascii=False) if self.jsonl else _human(record))
+        return ("\n".join(out) + "\n" if out else ""), ""
+
+
+_worker: _Worker | None = None
+
+
+def _start_worker(settings: Any, jsonl: bool) -> None:
+    """Builds this process's worker; a forked worker already has its parent's and keeps it."""
+    global _worker  # noqa: PLW0603 - one per process, by design
+    if _worker is None:
+        _worker = _Worker(settings, jsonl)
+
+
+def _work(chunk: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
+    assert _worker is not None, "the pool's initialiser runs first"
+    return [_worker.lines(source, data) for source, data in chunk]
+
+
+def _messages(paths: list[str]) -> Iterator[tuple[str, bytes]]:
     from processor.sources.files import SourceError, iter_path
 
-    parser = Parser(settings.parse)
-    try:
-        classifier = load_classifier(settings.rules)
-    except RulesError as exc:
-        raise CommandError(str(exc), exit_code=1) from None
     for given in paths:
         try:
             for message in iter_path(given):
-                source = message.origin
-                try:
-                    events = parser.parse(message.data)
-                except ParseError as exc:
-                    errors.write(f"bounce-processor: {source}: cannot parse: {exc}\n")
-                    yield {"source": source, "bounce_type": "none", "error": str(exc)}
-                    continue
-                for event in events:
-                    yield event_record(source, classifier.classify(event))
+                yield message.origin, message.data
         except SourceError as exc:
             raise CommandError(str(exc), exit_code=1) from None
 
 
 def run(args: argparse.Namespace) -> int:
+    from processor.workers import OrderedPool, default_jobs
+
     settings = settings_from(args)
-    out = sys.stdout
-    write = out.write
-    for record in iter_records(args.paths, settings, sys.stderr):
-        if args.jsonl:
-            write(json.dumps(record, ensure_ascii=False))
-            write("\n")
-        elif "error" not in record:
-            write(_human(record) + "\n")
+    jobs = args.jobs or default_jobs()
+    _start_worker(settings, args.jsonl)  # rules errors show here, before any worker starts
+    out, err = sys.stdout, sys.stderr
+    with OrderedPool(_work, jobs, _start_worker, (settings, args.jsonl)) as pool:
+        for text, error in pool.map(_messages(args.paths)):
+            if error:
+                err.write(error)
+            if text:
+                out.write(text)
     out.flush()
     return 0

@@ -94,3 +94,19 @@ def test_flanker_import_noise_never_reaches_the_terminal(tmp_path: Path) -> None
         capture_output=True, check=False,
     )
     assert b"is unreachable" in loud.stderr  # the control: the module does print when imported plainly
+
+
+def test_jobs_keep_order_and_output(tmp_path: Path) -> None:
+    """``--jobs 2`` prints exactly what ``--jobs 1`` prints, in the same order, over many messages."""
+    files = sorted((SAMPLES / "mta").glob("*.eml"))
+    for i in range(100):  # more than a few chunks, so that the work really spreads over workers
+        (tmp_path / f"{i:04d}.eml").write_bytes(files[i % len(files)].read_bytes())
+    one, two = run("--jsonl", "--jobs", "1", str(tmp_path)), run("--jsonl", "--jobs", "2", str(tmp_path))
+    assert one.returncode == two.returncode == 0
+    assert one.stdout == two.stdout and one.stdout.count(b"\n") >= 100
+
+
+def test_jobs_must_be_positive() -> None:
+    """``--jobs 0`` is refused with a usage error, before anything is read."""
+    proc = run("--jobs", "0", str(QMAIL))
+    assert proc.returncode == 2 and b"--jobs must be at least 1" in proc.stderr
