@@ -1,16 +1,15 @@
-"""Throughput of ``bounce-processor parse --jsonl`` (parse and classify, one process), whole command.
+"""Throughput of ``bounce-processor parse --jsonl`` (parse and classify), whole command, against its peers.
 
     python tests/bench/parse_bench.py [CORPUS_DIR] [--messages 5000] [--runs 3] [--extra-rules 1000]
 
-The messages of CORPUS_DIR (a directory of .eml files, searched recursively; default: samples/,
-or ../shared/corpus/sisimai-train/messages when present) are replicated into a temporary
-directory until there are --messages of them, then the command runs --runs times and the median
-is printed. With --extra-rules N, a rule directory of N synthetic rules (that never match real
-mail, so every event is tested against all of them) is loaded before the defaults, for the
-rules-scaling figure. When flufl.bounce is installed, its detectors run over the same files as
-a baseline in the same invocation, and so does flanker's MIME scan alone (the part of the work
-the parser cannot avoid, since every message goes through flanker). Also prints the peak RSS of
-parsing one 50 MB message.
+The messages of CORPUS_DIR (a directory of .eml files, searched recursively; default:
+../shared/corpus/sisimai-train/messages when present, else samples/) are replicated into a
+temporary directory until there are --messages of them. Then, in one invocation and interleaved
+run by run: ``parse --jobs 1``, ``parse`` on all cores, the peers flufl.bounce (``pip install -e
+'.[bench]'``) and Sisimai (Perl; Debian's libsisimai-perl) over the same files, and the MIME
+engine's scan alone (the floor). Prints each median of --runs, and the ratios. With
+--extra-rules N, a rule directory of N synthetic rules (that never match real mail) is loaded
+before the defaults. Also prints the peak RSS of parsing one 50 MB message.
 """
 
 from __future__ import annotations
@@ -53,18 +52,14 @@ def synthetic_rules(directory: Path, count: int) -> None:
     (directory / "synthetic.yaml").write_text("\n".join(lines) + "\n")
 
 
-def run_command(files_dir: Path, env: dict[str, str]) -> tuple[float, int]:
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, bytes]:
+    """Wall time of one whole process, and what it printed."""
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "processor", "parse", "--jsonl", str(files_dir)],
-        capture_output=True,
-        env=env,
-        check=False,
-    )
+    proc = subprocess.run(argv, capture_output=True, env=env, check=False, cwd=PROJECT)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"parse failed: {proc.stderr.decode()[-2000:]}")
-    return elapsed, proc.stdout.count(b"\n")
+        raise SystemExit(f"{argv[:4]} failed: {proc.stderr.decode(errors='replace')[-2000:]}")
+    return elapsed, proc.stdout
 
 
 FLUFL = (
@@ -77,26 +72,27 @@ FLUFL = (
     "    except Exception:\n"
     "        pass\n"
 )
-FLANKER_SCAN = (
+SISIMAI = "my $found = Sisimai->make($ARGV[0]); print scalar(@{$found || []}), qq(\\n);"
+ENGINE_SCAN = (
     "import sys, pathlib\n"
-    "from processor.parse._flanker import flanker_mime\n"
-    "mime = flanker_mime()\n"
+    "from fast_mail_parser import parse_email_tree\n"
     "for p in sorted(pathlib.Path(sys.argv[1]).iterdir()):\n"
     "    try:\n"
-    "        mime.from_string(p.read_bytes().decode('utf-8', 'replace'))\n"
+    "        parse_email_tree(p.read_bytes(), mode='lazy')\n"
     "    except Exception:\n"
     "        pass\n"
 )
 
 
-def baseline(code: str, files_dir: Path, runs: int) -> float:
-    """Median time of a one-process script over the same files (``runs`` runs)."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code, str(files_dir)], check=True, capture_output=True, cwd=PROJECT)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def have_flufl() -> bool:
+    probe = subprocess.run([sys.executable, "-c", "import flufl.bounce"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def have_sisimai() -> bool:
+    if shutil.which("perl") is None:
+        return False
+    return subprocess.run(["perl", "-MSisimai", "-e", "1"], capture_output=True, check=False).returncode == 0
 
 
 def peak_rss_for_big_message(size_mb: int, workdir: Path) -> str:
@@ -127,8 +123,6 @@ def peak_rss_for_big_message(size_mb: int, workdir: Path) -> str:
         "import resource, sys, pathlib\n"
         "from processor.parse import Parser\n"
         "from processor.config import ParseSettings\n"
-        "from processor.parse._flanker import flanker_mime\n"
-        "flanker_mime()\n"
         "parser = Parser(ParseSettings(max_message_bytes=int(sys.argv[2])))\n"
         "data = pathlib.Path(sys.argv[1]).read_bytes()\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
@@ -172,33 +166,43 @@ def main() -> None:
             rules.mkdir()
             synthetic_rules(rules, args.extra_rules)
             env["BOUNCE_RULES__DIRS"] = f'["{rules}"]'
-        run_command(files, env)  # warm the page cache and any byte-code
-        times = []
+        ours = [sys.executable, "-m", "processor", "parse", "--jsonl"]
+        contenders: dict[str, list[str]] = {
+            "bounce-processor parse --jsonl --jobs 1": [*ours, "--jobs", "1", str(files)],
+            "bounce-processor parse --jsonl (all cores)": [*ours, str(files)],
+        }
+        if have_flufl():
+            contenders["flufl.bounce all_failures (peer)"] = [sys.executable, "-c", FLUFL, str(files)]
+        else:
+            print("peer flufl.bounce: not installed (pip install -e '.[bench]')")
+        if have_sisimai():
+            contenders["Sisimai (Perl) make (peer)"] = ["perl", "-MSisimai", "-e", SISIMAI, str(files)]
+        else:
+            print("peer Sisimai: not installed (apt-get install libsisimai-perl)")
+        contenders["floor: fast-mail-parser tree scan alone"] = [sys.executable, "-c", ENGINE_SCAN, str(files)]
+        times: dict[str, list[float]] = {name: [] for name in contenders}
         events = 0
-        for _ in range(args.runs):
-            elapsed, events = run_command(files, env)
-            times.append(elapsed)
-        median = statistics.median(times)
-        print(f"corpus: {corpus} ({distinct} distinct messages replicated to {args.messages})")
+        for argv in contenders.values():  # warm the page cache and any byte-code
+            timed(argv, env)
+        for _ in range(args.runs):  # interleaved, so that a slow spell of the machine hits all alike
+            for name, argv in contenders.items():
+                elapsed, out = timed(argv, env)
+                times[name].append(elapsed)
+                if name.endswith("--jobs 1"):
+                    events = out.count(b"\n")
+        print(f"corpus: {corpus} ({distinct} distinct messages replicated to {args.messages}), {os.cpu_count()} CPUs")
         if args.extra_rules:
             print(f"extra synthetic rules loaded: {args.extra_rules}")
-        print(
-            f"bounce-processor parse --jsonl: median {median:.2f}s of {args.runs} runs "
-            f"({', '.join(f'{t:.2f}' for t in times)}), {args.messages / median:.0f} messages/s, {events} events"
-        )
-        try:
-            import flufl.bounce  # noqa: F401
-        except ImportError:
-            print("baseline flufl.bounce: not installed (pip install flufl.bounce to compare)")
-        else:
-            took = baseline(FLUFL, files, args.runs)
-            rate = args.messages / took
-            print(f"baseline flufl.bounce all_failures, same files: median {took:.2f}s, {rate:.0f} messages/s")
-        took = baseline(FLANKER_SCAN, files, args.runs)
-        print(
-            f"floor: flanker's MIME scan alone (no detection, no rules), same files: median {took:.2f}s, "
-            f"{args.messages / took:.0f} messages/s"
-        )
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        for name, median in medians.items():
+            runs = ", ".join(f"{t:.2f}" for t in times[name])
+            print(f"  {name:45s} median {median:6.2f}s ({runs}), {args.messages / median:6.0f} messages/s")
+        print(f"  ({events} events from bounce-processor)")
+        one = medians["bounce-processor parse --jsonl --jobs 1"]
+        print(f"ratio all cores / --jobs 1: {one / medians['bounce-processor parse --jsonl (all cores)']:.2f}x")
+        for name, median in medians.items():
+            if name.endswith("(peer)"):
+                print(f"ratio --jobs 1 / {name.removesuffix(' (peer)')}: {median / one:.2f}x")
         if args.big_message_mb > 0:  # --big-message-mb 0 leaves the memory figure out
             print(f"peak memory parsing one {args.big_message_mb} MB message:")
             print(peak_rss_for_big_message(args.big_message_mb, Path(tmp)))
