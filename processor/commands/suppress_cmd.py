@@ -72,7 +72,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--scope", default="global")
     c.add_argument("--json", action="store_true", help="one JSON object per address")
     _add_database(c)
-    c.set_defaults(handler=run_check)
+    # check answers scripts at once: logging is set up only if the full path has to answer
+    c.set_defaults(handler=run_check, configure_logging=False)
 
     ls = actions.add_parser("list", help="list entries, with filters and cursor pagination")
     _add_filters(ls)
@@ -198,6 +199,19 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from processor.commands._quick_check import quick_check
+
+    quick = quick_check(args)
+    if quick is not None:
+        return quick
+    from processor import logs
+
+    logs.configure(args.log_format, args.log_level)
+    return full_check(args)
+
+
+def full_check(args: argparse.Namespace) -> int:
+    """``check`` through the store (for what the quick path leaves to it)."""
     any_suppressed = False
     with opened(args) as store:
         for address in args.addresses:
