@@ -228,8 +228,8 @@ def content_type_params(value: str) -> dict[str, str]:
     return params
 
 
-def _node_headers(node: Any) -> Headers:
-    return Headers([(name, value) for name, values in node.headers.items() for value in values])
+def _node_headers(raw_headers: dict[str, list[str]]) -> Headers:
+    return Headers([(name, value) for name, values in raw_headers.items() for value in values])
 
 
 def _from_fast(
@@ -273,7 +273,7 @@ def _from_fast(
         def load() -> str:
             return _fast_text(node, part.headers, params.get("charset"), path, lenient)
 
-    part = Part(ctype, params, headers or (lambda: _node_headers(node)), load, children)
+    part = Part(ctype, params, headers or (lambda: _node_headers(raw_headers)), load, children)
     return part
 
 
@@ -328,6 +328,11 @@ def _headerless_part_boundaries(root: Any) -> list[str] | None:
         else:
             stack.extend((child, "", True) for child in children)
     return boundaries
+
+
+_MAYBE_HEADERLESS_PART = re.compile(rb"^--[^\n]*\n(?![!-9;-~]{1,76}[ \t]*:|\n|--)", re.MULTILINE)
+"""A line that may be a boundary delimiter, followed by one that is no header field: only then is
+the tree walked to look for parts without headers."""
 
 
 def _separate_headerless_parts(data: bytes, boundaries: list[str]) -> bytes:
@@ -444,7 +449,9 @@ def read_message(data: bytes) -> Part:
     except (EngineError, ValueError, RecursionError):
         root = None
     if root is not None:
-        boundaries = _headerless_part_boundaries(root)
+        boundaries = _headerless_part_boundaries(root) if _MAYBE_HEADERLESS_PART.search(data) else []
+        if not boundaries and not root.children and str(root.content_type).lower().startswith("multipart/"):
+            boundaries = None
         if boundaries:
             try:
                 root = parse_email_tree(_separate_headerless_parts(data, boundaries), mode="lazy")
