@@ -9,6 +9,13 @@ scale and fail-over), each mailbox worked by one of them at a time.
   mailboxes every third of a lease period, so a dead daemon's mailboxes move within a lease period.
   If the lock connection itself breaks, every lease is dropped at once (another daemon may take
   them) and taken again when possible.
+- Sharing (PostgreSQL): each daemon also holds a presence lock (class ``DAEMON_LOCK_CLASS``, its
+  lock connection's backend pid) on the same connection, so the live daemons are counted from
+  ``pg_locks`` and vanish from the count exactly when their leases do. Each daemon keeps about its
+  fair share, ceil(mailboxes / live daemons): it takes free mailboxes only up to that share, and
+  names its surplus when another daemon joins. The scheduler stops the surplus mailbox's worker
+  first and only then gives the lock back (``release``), so a mailbox is never worked by two
+  daemons at once; when a daemon leaves, the share grows and the others take its mailboxes.
 - SQLite: one daemon per database file; every mailbox is this daemon's (``LocalLeases``).
 
 Even when two daemons overlap for a moment, the ledger keeps every message from counting twice.
@@ -26,12 +33,14 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
-__all__ = ["MAILBOX_LOCK_CLASS", "Leases", "LocalLeases", "PostgresLeases", "make_leases"]
+__all__ = ["DAEMON_LOCK_CLASS", "MAILBOX_LOCK_CLASS", "Leases", "LocalLeases", "PostgresLeases", "make_leases"]
 
 log = structlog.get_logger(__name__)
 
 MAILBOX_LOCK_CLASS = 0x42500002
 """PostgreSQL advisory lock class id for mailbox leases (the store uses 0x42500000/1)."""
+DAEMON_LOCK_CLASS = 0x42500003
+"""Advisory lock class id of the presence locks: one per live daemon, keyed by its backend pid."""
 
 
 def mailbox_key(name: str) -> int:
@@ -48,6 +57,17 @@ class Leases:
     async def refresh(self, names: Iterable[str]) -> list[str]:
         """Check the held leases and try to take the others; returns the newly taken ones."""
         raise NotImplementedError
+
+    def surplus(self) -> list[str]:
+        """Held mailboxes beyond this daemon's fair share (as of the last refresh)."""
+        return []
+
+    def stop_working(self, name: str) -> None:
+        """From now on ``holds(name)`` is False (the worker stops at its next batch); the lock
+        itself is kept until ``release``."""
+
+    async def release(self, name: str) -> None:
+        """Give one lease back (its worker has stopped)."""
 
     async def close(self) -> None:
         """Give every lease back."""
@@ -79,9 +99,42 @@ class PostgresLeases(Leases):
         self._executor = executor
         self._conn: Any = None
         self._held: set[str] = set()
+        self._leaving: set[str] = set()
+        self._surplus: list[str] = []
+        self.live_daemons = 1
+        """Daemons holding a presence lock on this database, at the last refresh."""
 
     def holds(self, name: str) -> bool:
-        return name in self._held
+        return name in self._held and name not in self._leaving
+
+    def surplus(self) -> list[str]:
+        return [name for name in self._surplus if name in self._held]
+
+    def stop_working(self, name: str) -> None:
+        if name in self._held:
+            self._leaving.add(name)
+
+    async def release(self, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        released = await loop.run_in_executor(self._executor, self._unlock, name)
+        self._leaving.discard(name)
+        if released:
+            self._held.discard(name)
+            if name in self._surplus:
+                self._surplus.remove(name)
+            log.info("lease.handed_back", mailbox=name, live_daemons=self.live_daemons)
+
+    def _unlock(self, name: str) -> bool:
+        """Runs in a worker thread. A broken connection has given every lock back already."""
+        import psycopg
+
+        if self._conn is None:
+            return True
+        try:
+            self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (MAILBOX_LOCK_CLASS, mailbox_key(name)))
+        except psycopg.Error:
+            self._drop()
+        return True
 
     def _connect(self) -> Any:
         import psycopg
@@ -104,10 +157,21 @@ class PostgresLeases(Leases):
         conn.execute(f"SET tcp_keepalives_interval = {interval}")
         conn.execute("SET tcp_keepalives_count = 3")
         conn.execute(f"SET tcp_user_timeout = {int(self._lease * 1000)}")
+        conn.execute("SELECT pg_advisory_lock(%s, pg_backend_pid())", (DAEMON_LOCK_CLASS,))
         return conn
 
-    def _refresh(self, wanted: list[str], held: set[str]) -> tuple[bool, list[str]]:
-        """(whether the held leases survived, the names newly taken). Runs in a worker thread."""
+    def _count_live(self) -> int:
+        row = self._conn.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted "
+            "AND l.objsubid = 2 AND l.classid = %s::bigint::oid",
+            (DAEMON_LOCK_CLASS,),
+        ).fetchone()
+        return max(1, int(row[0])) if row else 1
+
+    def _refresh(self, wanted: list[str], held: set[str]) -> tuple[bool, list[str], int]:
+        """(whether the held leases survived, the names newly taken, the live daemons). Runs in a
+        worker thread. Free mailboxes are taken only up to the fair share."""
         import psycopg
 
         survived = True
@@ -124,12 +188,17 @@ class PostgresLeases(Leases):
             except psycopg.Error as exc:
                 log.warning("lease.database_unreachable", database=self._where,
                             error=(str(exc).strip().splitlines() or ["?"])[0])
-                return survived, []
-        taken = []
+                return survived, [], self.live_daemons
+        taken: list[str] = []
         try:
+            live = self._count_live()
+            keep = len(held & set(wanted)) if survived else 0
+            share = -(-len(wanted) // live)
             for name in wanted:
                 if name in held and survived:
                     continue
+                if keep + len(taken) >= share:
+                    break
                 row = self._conn.execute(
                     "SELECT pg_try_advisory_lock(%s, %s)", (MAILBOX_LOCK_CLASS, mailbox_key(name))
                 ).fetchone()
@@ -138,8 +207,8 @@ class PostgresLeases(Leases):
         except psycopg.Error as exc:
             log.warning("lease.error", error=(str(exc).strip().splitlines() or ["?"])[0])
             self._drop()
-            return False, []
-        return survived, taken
+            return False, [], self.live_daemons
+        return survived, taken, live
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -150,19 +219,28 @@ class PostgresLeases(Leases):
     async def refresh(self, names: Iterable[str]) -> list[str]:
         wanted = list(names)
         loop = asyncio.get_running_loop()
-        survived, taken = await loop.run_in_executor(self._executor, self._refresh, wanted, set(self._held))
+        survived, taken, live = await loop.run_in_executor(self._executor, self._refresh, wanted, set(self._held))
         if not survived and self._held:
             log.warning("lease.all_lost", mailboxes=sorted(self._held),
                         why="the lock connection broke; another daemon may take them")
             self._held.clear()
+            self._leaving.clear()
+        if live != self.live_daemons:
+            log.info("lease.daemons_changed", live_daemons=live, fair_share=-(-len(wanted) // live))
+        self.live_daemons = live
         for name in taken:
             self._held.add(name)
-            log.info("lease.taken", mailbox=name)
+            log.info("lease.taken", mailbox=name, live_daemons=live)
+        share = -(-len(wanted) // live)
+        # the surplus: the last-named held mailboxes beyond the share (every daemon orders alike)
+        held_in_order = [name for name in wanted if name in self._held]
+        self._surplus = held_in_order[share:]
         return taken
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         self._held.clear()
+        self._leaving.clear()
         await loop.run_in_executor(self._executor, self._drop)
 
 

@@ -86,6 +86,8 @@ class MailboxWorker:
         self.backoff = Backoff(box.backoff_initial_seconds, box.backoff_max_seconds, jitter=True)
         self.retry_at = 0.0
         self.task: asyncio.Task[Any] | None = None
+        self.wake: asyncio.Event | None = None
+        """Set while waiting for new mail: setting it ends the wait."""
         self.totals = {"processed": 0, "duplicate": 0, "quarantined": 0, "already": 0}
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -212,6 +214,19 @@ class MailboxWorker:
                       traceback=plain_traceback(exc), retry_in=round(delay, 2))
         return delay
 
+    async def _wait_for_mail(self, seconds: float) -> bool:
+        """IDLE (or a pause) that also ends when this daemon hands the mailbox to another
+        (``wake``, set by processor.daemon.sharing)."""
+        wake = asyncio.Event()
+        self.wake = wake
+        stopping = asyncio.ensure_future(self.runtime.stop.wait())
+        stopping.add_done_callback(lambda _: wake.set())
+        try:
+            return await self.source.wait_for_mail(seconds, wake)
+        finally:
+            stopping.cancel()
+            self.wake = None
+
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.runtime.stop.wait(), timeout=max(0.0, seconds))
@@ -240,7 +255,7 @@ class MailboxWorker:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         return
-                    if not await self.source.wait_for_mail(remaining, runtime.stop):
+                    if not await self._wait_for_mail(remaining) or not runtime.holds(self.name):
                         return
                 except (SourceError, StoreError, LeaseLost) as exc:
                     delay = await self._failed(exc)

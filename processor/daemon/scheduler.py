@@ -33,6 +33,7 @@ from processor.config import MailboxSettings, Settings, embedded_mailboxes
 from processor.daemon.lease import Leases, LocalLeases, make_leases
 from processor.daemon.mailbox_worker import MailboxWorker, Runtime
 from processor.daemon.pipeline import Pipeline
+from processor.daemon.sharing import hand_back_surplus
 from processor.sources.base import MailSource
 
 __all__ = ["Daemon", "DaemonError", "ExtraService", "build_sources", "effective_mailboxes"]
@@ -217,6 +218,7 @@ class Daemon:
     async def _refresh_leases(self) -> None:
         assert self.leases is not None
         taken = await self.leases.refresh([w.name for w in self.workers])
+        await hand_back_surplus(self.leases, self.workers, self.stop)
         if self.scheduler is None:
             return
         for name in taken:  # run the mailbox now rather than at its next interval
