@@ -450,6 +450,8 @@ class DaemonSettings(BaseModel):
     """On SIGTERM/SIGINT: how long the message in hand may take before the daemon exits anyway."""
     workers: int = Field(default=4, ge=1, le=64)
     """Threads that parse, classify and store (so that the database never blocks IMAP)."""
+    parse_processes: int = Field(default=0, ge=0, le=64)
+    """Processes that parse the batches (0: one per CPU; 1: parse in the threads above)."""
     embedded_default: bool = True
     """With no mailbox configured, read the project's samples/ directory read-only (a demo that
     works on a fresh machine); with False, no mailbox is an error."""

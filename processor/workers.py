@@ -35,6 +35,7 @@ class OrderedPool(Generic[Item, Result]):
     """Runs ``work(chunk) -> results`` over chunks of items in ``jobs`` processes.
 
     ``initializer(*initargs)`` runs once in each worker (and once here, for ``jobs == 1``);
+    ``start_method`` is multiprocessing's ("spawn" for a process with threads);
     ``map`` yields one result per item, in the items' order, and keeps at most ``window``
     chunks in flight, so a long input is streamed, not held.
     """
@@ -45,7 +46,9 @@ class OrderedPool(Generic[Item, Result]):
         jobs: int,
         initializer: Callable[..., None],
         initargs: tuple[object, ...] = (),
+        *,
         chunk: int = CHUNK,
+        start_method: str = "fork",
     ) -> None:
         if jobs < 1:
             raise ValueError(f"jobs must be at least 1, not {jobs}")
@@ -54,13 +57,15 @@ class OrderedPool(Generic[Item, Result]):
         self._initializer = initializer
         self._initargs = initargs
         self._chunk = chunk
+        self._start_method = start_method
         self._executor: ProcessPoolExecutor | None = None
         self._initialised_here = False
 
     def _start(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            # fork: the workers inherit the imports already made here (no second start-up)
-            context = multiprocessing.get_context("fork")
+            # fork (a single-threaded command): the workers inherit the imports already made here;
+            # spawn (a daemon with threads and connections): each worker starts clean, once
+            context = multiprocessing.get_context(self._start_method)
             self._executor = ProcessPoolExecutor(
                 self.jobs, mp_context=context, initializer=self._initializer, initargs=self._initargs
             )

@@ -46,6 +46,13 @@ class _InFlight:
     uidvalidity: int | None
     outcome: BatchOutcome
     commit: asyncio.Future[None] | None
+    parsing: asyncio.Future[BatchOutcome] | None = None
+    """Parse and classify, running while the next batch is fetched; ``outcome`` once done."""
+
+    async def parsed(self) -> None:
+        if self.parsing is not None:
+            parsing, self.parsing = self.parsing, None
+            self.outcome = await parsing
 
     def top(self, last_uid: int) -> int:
         """The highest key up to which every message of the batch was handled."""
@@ -117,6 +124,9 @@ class MailboxWorker:
         handled = 0
         before = dict(self.totals)
         size = self.box.batch_size
+        # Three batches at once: one fetched (IMAP), the one before it parsed (the parse pool),
+        # the one before that committed (the database) and then moved.
+        parsing: _InFlight | None = None
         in_flight: _InFlight | None = None
         try:
             for start in range(0, len(keys), size):
@@ -125,12 +135,25 @@ class MailboxWorker:
                 if not runtime.holds(self.name):
                     raise LeaseLost(self.name)
                 chunk = keys[start : start + size]
-                prepared = await self._prepare(chunk, uidvalidity)
-                if in_flight is not None:  # the previous batch's commit ran while this one was parsed
+                fetched = await self._prepare(chunk, uidvalidity)  # its parse starts in the background
+                if parsing is not None:
+                    await parsing.parsed()
+                    if in_flight is not None:  # its commit ran while the later batches were read
+                        current, in_flight = in_flight, None
+                        handled += await self._finish(current)
+                    in_flight = self._start_commit(parsing)
+                parsing = fetched
+            if parsing is not None:
+                last, parsing = parsing, None
+                await last.parsed()
+                if in_flight is not None:
                     current, in_flight = in_flight, None
                     handled += await self._finish(current)
-                in_flight = self._start_commit(prepared)
+                in_flight = self._start_commit(last)
         finally:
+            if parsing is not None:  # fetched and parsed but not committed: left in the folder
+                with contextlib.suppress(Exception):
+                    await parsing.parsed()
             if in_flight is not None:
                 current, in_flight = in_flight, None
                 handled += await self._finish(current)
@@ -140,7 +163,8 @@ class MailboxWorker:
         return handled
 
     async def _prepare(self, chunk: Sequence[int], uidvalidity: int | None) -> _InFlight:
-        """Dispose of what the ledger knows already, fetch the rest and parse it (no writes)."""
+        """Dispose of what the ledger knows already, fetch the rest and start parsing it (no
+        writes): the batch's ``parsed()`` waits for the parse."""
         source = self.source
         already: set[int] = set()
         if uidvalidity is not None:
@@ -151,10 +175,13 @@ class MailboxWorker:
                          uids=sorted(already)[:20], why="committed earlier, not yet moved")
         todo = [k for k in chunk if k not in already]
         messages = await source.fetch(todo) if todo else []
-        outcome = await self._db(self.pipeline.prepare_batch, self.name, self.box, uidvalidity, messages,
-                                 self.runtime.halt)
+        loop = asyncio.get_running_loop()
+        parsing = loop.run_in_executor(
+            self.runtime.executor,
+            lambda: self.pipeline.prepare_batch(self.name, self.box, uidvalidity, messages, self.runtime.halt),
+        )
         self.totals["already"] += len(already)
-        return _InFlight(chunk, uidvalidity, outcome, None)
+        return _InFlight(chunk, uidvalidity, BatchOutcome(), None, parsing)
 
     def _start_commit(self, batch: _InFlight) -> _InFlight:
         loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ import structlog
 from processor import metrics
 from processor.classify import Classifier
 from processor.config import MailboxSettings, Settings
+from processor.daemon.parallel import ParseOutcome, ParsePool
 from processor.parse import ParseError, Parser
 from processor.records import Action, BounceType, EventKind, Verdict
 from processor.sources.base import Disposal, FetchedMessage
@@ -83,11 +84,15 @@ def plain_traceback(exc: BaseException) -> str:
 class Pipeline:
     """parse -> classify -> guard -> store, for batches of one mailbox. Thread-safe."""
 
-    def __init__(self, settings: Settings, store: Store, classifier: Classifier) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, classifier: Classifier, parse_pool: ParsePool | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.classifier = classifier
         self.parser = Parser(settings.parse)
+        self.parse_pool = parse_pool
+        """Parses batches on all cores (processor.daemon.parallel); None: in the calling thread."""
         self._secrets = settings.verp.all_secrets()
         self._max_age = settings.verp.max_age_days
 
@@ -133,10 +138,23 @@ class Pipeline:
             out.append(verdict)
         return out, held
 
-    def prepare(self, name: str, box: MailboxSettings, uidvalidity: int | None, message: FetchedMessage) -> Prepared:
+    def prepare(
+        self,
+        name: str,
+        box: MailboxSettings,
+        uidvalidity: int | None,
+        message: FetchedMessage,
+        parsed: ParseOutcome | None = None,
+    ) -> Prepared:
+        """Parse (unless ``parsed`` by the pool already: events, or the error text), classify, guard."""
         ref = MessageRef.for_bytes(message.data, name, uidvalidity, message.uid, message.received_at)
         try:
-            events = self.parser.parse(message.data)
+            if isinstance(parsed, str):
+                if not parsed.startswith("cannot parse"):
+                    log.error("message.parser_raised", mailbox=name, uid=message.uid, source=message.label,
+                              error=parsed)
+                return Prepared(message, ref, error=parsed)
+            events = self.parser.parse(message.data) if parsed is None else parsed
         except ParseError as exc:
             return Prepared(message, ref, error=f"cannot parse: {exc}")
         except Exception as exc:
@@ -170,6 +188,13 @@ class Pipeline:
             known = self.store.recorded_hashes(list(hashes.values()))
             outcome.already = [msg for msg in todo if hashes[msg.key] in known]
             todo = [msg for msg in todo if hashes[msg.key] not in known]
+        if self.parse_pool is not None and len(todo) > 1 and not halt.is_set():
+            parsed = self.parse_pool.submit([message.data for message in todo]).result()
+            outcome.prepared.extend(
+                self.prepare(name, box, uidvalidity, message, outcome_of)
+                for message, outcome_of in zip(todo, parsed, strict=True)
+            )
+            return outcome
         for index, message in enumerate(todo):
             if halt.is_set():
                 outcome.left.extend(todo[index:])

@@ -32,6 +32,7 @@ from processor.backoff import Backoff
 from processor.config import MailboxSettings, Settings, embedded_mailboxes
 from processor.daemon.lease import Leases, LocalLeases, make_leases
 from processor.daemon.mailbox_worker import MailboxWorker, Runtime
+from processor.daemon.parallel import ParsePool
 from processor.daemon.pipeline import Pipeline
 from processor.daemon.sharing import hand_back_surplus
 from processor.sources.base import MailSource
@@ -98,6 +99,7 @@ class Daemon:
         )
         self.workers: list[MailboxWorker] = []
         self.leases: Leases | None = None
+        self.parse_pool: ParsePool | None = None
         self.store: Any = None
         self.classifier: Any = None
         self.scheduler: Any = None
@@ -276,7 +278,10 @@ class Daemon:
     async def _run_with_store(self) -> int:
         from processor.config import is_loopback_host
 
-        pipeline = Pipeline(self.settings, self.store, self.classifier)
+        processes = self.settings.daemon.parse_processes
+        if processes != 1:
+            self.parse_pool = ParsePool(self.settings.parse, processes)
+        pipeline = Pipeline(self.settings, self.store, self.classifier, self.parse_pool)
         self.leases = make_leases(self.settings.database.url, self.settings.daemon.lease_seconds, self.executor)
         leases = self.leases
         runtime = Runtime(self.executor, self.stop, self.halt, leases.holds)
@@ -355,5 +360,7 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(closer, 1.0)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.parse_pool is not None:
+            await loop.run_in_executor(None, self.parse_pool.close)
         log.info("daemon.stopped")
 

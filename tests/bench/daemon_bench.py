@@ -132,9 +132,14 @@ def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, datab
     megabytes = sum(len(m) for m in messages) / 1e6
     seconds = append_all(dovecot, user, messages)
     print(f"appended {size} messages ({megabytes:.1f} MB) in {seconds:.1f}s")
+    files = work / f"parse-{size}"  # the same messages for ``parse --jobs 1``, the yardstick
+    files.mkdir(exist_ok=True)
+    for number, data in enumerate(messages):
+        (files / f"{number:06d}.eml").write_bytes(data)
     del messages
-    walls, rss, spans = [], [], []
+    walls, rss, spans, parses = [], [], [], []
     for run in range(runs):
+        parses.append(parse_jobs_1(files))
         if run:
             move_back(dovecot, user)
         url, name = new_database(database, work, run)
@@ -159,6 +164,18 @@ def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, datab
     print(f"run --once, {size} messages, {database}: median {wall:.2f}s of {runs} runs = "
           f"{size / wall:.0f} messages/s end to end ({size / span:.0f}/s processing, start-up excluded); "
           f"peak RSS median {peak / 1024:.0f} MB (runs: {', '.join(f'{r / 1024:.0f}' for r in rss)} MB)")
+    parse = statistics.median(parses)
+    print(f"parse --jsonl --jobs 1, same {size} messages as files, interleaved: median {parse:.2f}s = "
+          f"{size / parse:.0f} messages/s; daemon end to end / parse --jobs 1 = {parse / wall:.2f}")
+    shutil.rmtree(files, ignore_errors=True)
+
+
+def parse_jobs_1(files: Path) -> float:
+    """Wall time of ``bounce-processor parse --jsonl --jobs 1`` over the files (output discarded)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "processor", "parse", "--jsonl", "--jobs", "1", str(files)],
+                   check=True, stdout=subprocess.DEVNULL, cwd=PROJECT)
+    return time.perf_counter() - start
 
 
 def latency(dovecot: servers.Dovecot, work: Path, samples: int, database: str) -> None:

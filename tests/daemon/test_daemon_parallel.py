@@ -1,0 +1,80 @@
+"""The daemon's batches parsed in a pool of processes: the same outcome as in its threads, in
+order, each message once, with several batches in flight (fetch, parse, commit overlapped)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from processor.classify import load_classifier
+from processor.config import DatabaseSettings, MailboxSettings, Settings
+from processor.daemon.parallel import ParsePool
+from processor.daemon.service import MailboxWorker, Pipeline, Runtime
+from processor.sources.memory import MemorySource
+from processor.store import Store, open_store
+from processor.store import models as m
+from tests.conftest import SAMPLES
+from tests.daemon.helpers import bounces
+
+
+@pytest.fixture
+def pool() -> Iterator[ParsePool]:
+    started = ParsePool(Settings().parse, 2)
+    yield started
+    started.close()
+
+
+def drained(url: str, messages: list[bytes], parse_pool: ParsePool | None) -> tuple[MemorySource, list[Any]]:
+    """Drains a memory source holding ``messages`` into a new store; (the source, the ledger and
+    event rows in a comparable form)."""
+    settings = Settings(database=DatabaseSettings(url=url))
+    store: Store = open_store(settings)
+    try:
+        source = MemorySource()
+        for data in messages:
+            source.append(data)
+        pipeline = Pipeline(settings, store, load_classifier(settings.rules), parse_pool)
+        runtime = Runtime(ThreadPoolExecutor(3), asyncio.Event(), threading.Event())
+        box = MailboxSettings(source="directory", path=Path("/nonexistent"), batch_size=7)
+        asyncio.run(MailboxWorker(source, box, pipeline, store, runtime).drain())
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(m.event.c.recipient, m.event.c.status, m.event.c.reason, m.event.c.bounce_type,
+                          m.processed_message.c.uid)
+                .join(m.processed_message, m.processed_message.c.id == m.event.c.message_ref)
+                .order_by(m.processed_message.c.uid, m.event.c.recipient)
+            ).all()
+            failed = conn.execute(sa.select(m.failed_message.c.error)).scalars().all()
+        return source, [tuple(row) for row in rows] + sorted(failed)
+    finally:
+        store.close()
+
+
+def test_pool_gives_the_same_outcome_as_the_threads(tmp_path: Path, pool: ParsePool) -> None:
+    """Samples, generated bounces and an unparseable message, in batches of 7: the events, the
+    ledger, the quarantine and the order are the same whether parsed in processes or threads."""
+    messages = [p.read_bytes() for p in sorted((SAMPLES / "mta").glob("*.eml"))[:30]]
+    messages += bounces(20, prefix="pool-")
+    messages.insert(11, b"\n\n")
+    in_threads = drained(f"sqlite:///{tmp_path / 'threads.db'}", messages, None)
+    in_pool = drained(f"sqlite:///{tmp_path / 'pool.db'}", messages, pool)
+    assert in_pool[1] == in_threads[1] and len(in_pool[1]) > len(messages)
+    assert in_pool[0].folders == in_threads[0].folders
+    assert in_pool[0].folders["quarantine"] == [b"\n\n"]
+    assert len(in_pool[0].folders["processed"]) == len(messages) - 1
+
+
+def test_pool_parses_in_other_processes(pool: ParsePool) -> None:
+    """The work really leaves this process (the workers are spawned, each with its parser)."""
+    from processor.daemon import parallel
+
+    outcomes = pool.submit(bounces(40, prefix="where-")).result(timeout=120)
+    assert len(outcomes) == 40 and all(isinstance(o, list) and o for o in outcomes)
+    assert parallel._parser is None  # nothing was parsed in this process
