@@ -22,12 +22,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = PACKAGE_DIR.parent
-# The default rules live in rules/ at the top of the repository; processor/default_rules links
-# there, so that a wheel ships them inside the package and a checkout reads them in place.
-# (processor is a namespace package, so the path is taken from this file, not importlib.resources.)
-DEFAULT_RULES_DIR = (PACKAGE_DIR / "default_rules").resolve()
+# parsing and classification read only these two sections and import them from there; they are
+# still importable from here, as before
+from processor.parse_settings import (  # noqa: F401
+    DEFAULT_RULES_DIR,
+    PACKAGE_DIR,
+    PROJECT_DIR,
+    ParseSettings,
+    RulesSettings,
+)
+
 DEFAULT_SAMPLES_DIR = PROJECT_DIR / "samples"
 """The project's own samples: present in a checkout, not in an installed wheel."""
 CONFIG_ENV = "BOUNCE_PROCESSOR_CONFIG"
@@ -59,24 +63,6 @@ class DatabaseSettings(BaseModel):
     statement_timeout_ms: int = Field(default=60_000, ge=0)
     """PostgreSQL: cancel a statement that runs longer (0: no limit), so that a stalled server
     cannot block the daemon, the API or the policy service forever."""
-
-
-class ParseSettings(BaseModel):
-    max_message_bytes: int = 10 * 1024 * 1024
-    """Only this many bytes of a message are parsed; reports come first, so this loses nothing."""
-    correlation_headers: list[str] = Field(
-        default_factory=lambda: ["X-Campaign-ID", "X-Mailer-RecptId", "X-Message-Tag"]
-    )
-    """Headers of the original message that are copied into events (for example a campaign id)."""
-    verp_prefixes: list[str] = Field(default_factory=lambda: ["bounces", "bounce", "return"])
-    """Local-part prefixes of VERP return paths such as bounces+alice=example.org@sender.example."""
-
-
-class RulesSettings(BaseModel):
-    dirs: list[Path] = Field(default_factory=list)
-    """Operator rule directories, consulted before the default rules."""
-    include_defaults: bool = True
-    """Also load the default rules shipped with the package (after the operator directories)."""
 
 
 class PolicySettings(BaseModel):

@@ -8,13 +8,15 @@ process, so ``--jobs 1`` and ``--jobs N`` print the same thing by construction.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Generic, TypeVar
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -63,6 +65,9 @@ class OrderedPool(Generic[Item, Result]):
 
     def _start(self) -> ProcessPoolExecutor:
         if self._executor is None:
+            import multiprocessing  # here, not at import: a one-file run never needs it
+            from concurrent.futures import ProcessPoolExecutor
+
             # fork (a single-threaded command): the workers inherit the imports already made here;
             # spawn (a daemon with threads and connections): each worker starts clean, once
             context = multiprocessing.get_context(self._start_method)

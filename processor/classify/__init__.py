@@ -13,7 +13,7 @@ from typing import Protocol
 
 from processor.classify.engine import CompiledRules, RuleSet
 from processor.classify.schema import Rule, RuleProblem, RulesError
-from processor.config import DEFAULT_RULES_DIR, RulesSettings
+from processor.parse_settings import DEFAULT_RULES_DIR, RulesSettings
 from processor.records import Event, Verdict
 
 __all__ = [

@@ -86,13 +86,14 @@ def _jobs(value: str) -> int:
 class _Worker:
     """What one process needs to turn messages into output lines, built once per process."""
 
-    def __init__(self, settings: Any, jsonl: bool) -> None:
+    def __init__(self, sections: tuple[Any, Any], jsonl: bool) -> None:
         from processor.classify import RulesError, load_classifier
         from processor.parse import ParseError, Parser
 
-        self.parser = Parser(settings.parse)
+        parse_settings, rules_settings = sections
+        self.parser = Parser(parse_settings)
         try:
-            self.classifier = load_classifier(settings.rules)
+            self.classifier = load_classifier(rules_settings)
         except RulesError as exc:
             raise CommandError(str(exc), exit_code=1) from None
         self.parse_error = ParseError
@@ -118,11 +119,11 @@ class _Worker:
 _worker: _Worker | None = None
 
 
-def _start_worker(settings: Any, jsonl: bool) -> None:
+def _start_worker(sections: tuple[Any, Any], jsonl: bool) -> None:
     """Builds this process's worker; a forked worker already has its parent's and keeps it."""
     global _worker  # noqa: PLW0603 - one per process, by design
     if _worker is None:
-        _worker = _Worker(settings, jsonl)
+        _worker = _Worker(sections, jsonl)
 
 
 def _work(chunk: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
@@ -141,14 +142,29 @@ def _messages(paths: list[str]) -> Iterator[tuple[str, bytes]]:
             raise CommandError(str(exc), exit_code=1) from None
 
 
+def _sections(args: argparse.Namespace) -> tuple[Any, Any]:
+    """[parse] and [rules]: read on their own (parse answers at once), or from the full settings
+    when only those can say."""
+    from processor.parse_settings import SectionsError, read_parse_sections
+
+    try:
+        sections = read_parse_sections(getattr(args, "config", None))
+    except SectionsError as exc:
+        raise CommandError(str(exc)) from None
+    if sections is not None:
+        return sections
+    settings = settings_from(args)
+    return settings.parse, settings.rules
+
+
 def run(args: argparse.Namespace) -> int:
     from processor.workers import OrderedPool, default_jobs
 
-    settings = settings_from(args)
+    sections = _sections(args)
     jobs = args.jobs or default_jobs()
-    _start_worker(settings, args.jsonl)  # rules errors show here, before any worker starts
+    _start_worker(sections, args.jsonl)  # rules errors show here, before any worker starts
     out, err = sys.stdout, sys.stderr
-    with OrderedPool(_work, jobs, _start_worker, (settings, args.jsonl)) as pool:
+    with OrderedPool(_work, jobs, _start_worker, (sections, args.jsonl)) as pool:
         for text, error in pool.map(_messages(args.paths)):
             if error:
                 err.write(error)

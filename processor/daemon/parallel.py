@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
-from processor.config import ParseSettings
+from processor.parse_settings import ParseSettings
 from processor.records import Event
 from processor.workers import OrderedPool, default_jobs
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 
-from processor.config import ParseSettings
 from processor.parse import arf, autoreply, return_path
 from processor.parse.dsn import is_internal_form
 from processor.parse.mime import Headers, MimeError, normalise_newlines, read_message, trim_returned_body
@@ -24,6 +23,7 @@ from processor.parse.mta import ORDER, generic
 from processor.parse.mta._common import failure
 from processor.parse.report import Report
 from processor.parse.text import addresses, find_command, find_reply_code, find_status, one_line, strip_address
+from processor.parse_settings import ParseSettings
 from processor.records import Event, EventKind, OriginalMessage
 
 __all__ = ["ParseError", "Parser", "parse"]
