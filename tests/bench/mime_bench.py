@@ -77,7 +77,7 @@ def _fast_mail_parser(data: bytes) -> int:
 def _project(data: bytes) -> int:
     from processor.parse.mime import read_message
 
-    root = read_message(data)[0]
+    root = read_message(data)
     count = 0
     for part in root.walk():
         len(part.headers)
