@@ -2,8 +2,9 @@
 
     python tests/bench/share_bench.py [--messages 8000] [--runs 3] [--lease-seconds 2]
 
-The messages (distinct generated bounces) are spread over four directory mailboxes. Each run
-starts with a fresh database: once with one daemon, once with two started together
+The messages (distinct generated bounces) are spread over four directory mailboxes (a fresh copy
+per run: processed files are moved to Processed/ as in production). Each run starts with a fresh
+database: once with one daemon, once with two started together
 (interleaved, run by run), and times from the start until every message is in the ledger.
 Printed: the medians, the ratio, and for the two-daemon runs how many messages each daemon
 processed and the lease split read from pg_locks once it settled. On a 2-core machine the ratio
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -37,8 +39,11 @@ MAILBOXES = 4
 def processed(url: str) -> int:
     import psycopg
 
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        row = conn.execute("SELECT count(*) FROM processed_message").fetchone()
+    try:
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            row = conn.execute("SELECT count(*) FROM processed_message").fetchone()
+    except psycopg.errors.UndefinedTable:  # the first daemon has not migrated the database yet
+        return 0
     return int(row[0]) if row else 0
 
 
@@ -120,14 +125,20 @@ def main() -> None:
             for run in range(args.runs):
                 for daemons in (1, 2):
                     url = databases.create()
+                    run_dir = work / f"run-{run}-{daemons}"  # a fresh copy: processed files are moved away
+                    copies = []
+                    for folder in folders:
+                        copy = run_dir / folder.name
+                        shutil.copytree(folder, copy)
+                        copies.append(copy)
                     sections: dict[str, dict[str, object]] = {
                         "database": {"url": url},
                         "daemon": {"lease_seconds": args.lease_seconds, "housekeeping_interval_seconds": 5.0},
                         "api": {"enabled": False},
                     }
-                    for n, folder in enumerate(folders):
+                    for n, folder in enumerate(copies):
                         sections[f"mailboxes.box{n}"] = {"source": "directory", "path": str(folder),
-                                                         "read_only": True, "poll_interval_seconds": 1.0}
+                                                         "poll_interval_seconds": 1.0}
                     config = write_config(work / f"config-{run}-{daemons}.toml", sections)
                     took, per_daemon, split = one_run(config, url, daemons, total, work)
                     databases.drop(url)
