@@ -48,7 +48,7 @@ def forwarded_complaint(report: Report) -> Report | None:
     enclosed = report.original_part
     if enclosed is None or report.dsn is not None or _DAEMON.search(report.from_header) or is_complaint(report):
         return None  # a bounce of a complaint report is a bounce
-    inner = Report(enclosed, flanker_ok=report.flanker_ok)
+    inner = Report(enclosed)
     return inner if is_complaint(inner) else None
 
 
