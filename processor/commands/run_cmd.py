@@ -41,12 +41,15 @@ def extra_services(settings: Any) -> list[Any]:
     return services
 
 
-def _exit_now_if_threads_hang(code: int) -> None:
-    """A worker thread stuck in a database call must not keep the process alive after shutdown."""
+def _exit_now_if_threads_hang(code: int, before: set[threading.Thread]) -> None:
+    """A worker thread stuck in a database call must not keep the process alive after shutdown.
+    Only threads the run started count (``before``: those alive when it began), so that a caller
+    that runs the command in its own process (a test) is never ended by a thread of its own."""
     import time
 
     deadline = time.monotonic() + 1.0
-    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    stuck = [t for t in threading.enumerate()
+             if t is not threading.main_thread() and t not in before and t.is_alive() and not t.daemon]
     for thread in stuck:
         thread.join(max(0.0, deadline - time.monotonic()))
     if any(t.is_alive() for t in stuck):
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from processor.config import ConfigError
     from processor.daemon import Daemon, DaemonError
 
+    threads_before = set(threading.enumerate())
     settings = settings_from(args)
     report = _run_report.RunReport(verbose=_debug()) if _run_report.wanted(args) else None
     try:
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), exit_code=1) from None
     if report is not None:
         print(report.summary(settings, getattr(args, "config", None), _new_entries(settings, report)))
-    _exit_now_if_threads_hang(code)
+    _exit_now_if_threads_hang(code, threads_before)
     return code
 
 
