@@ -452,3 +452,36 @@ def test_short_plain_notices_name_their_recipient(body: bytes) -> None:
         b"Subject: Undeliverable Mail\n\n" + body + b"\nOriginal message follows.\n"
     )
     assert [(e.kind, e.recipient) for e in parse(message)] == [(EventKind.FAILURE, "ann@example.net")]
+
+
+def test_double_spaced_inline_headers_give_the_original_message_id() -> None:
+    """A text bounce whose pasted original headers are double-spaced (each CRLF line given one more
+    line end, as dma does) still yields the original's Message-ID; the headers end at the wider gap."""
+    report = (
+        b"From: MAILER-DAEMON@relay.example.org\r\n"
+        b"To: sender@example.com\r\n"
+        b"Subject: Mail delivery failed\r\n"
+        b"\r\n"
+        b"This is the DragonFly Mail Agent v0.13 at relay.example.org.\r\n"
+        b"\r\n"
+        b"There was an error delivering your mail to <alice@example.net>.\r\n"
+        b"\r\n"
+        b"mx.example.net [192.0.2.10] did not like our RCPT TO:\r\n"
+        b"550 5.1.1 <alice@example.net>: no such user here\r\n"
+        b"\r\n"
+        b"Message headers follow.\r\n"
+        b"\r\n"
+        b"Received: from sender (uid 1000)\r\n"
+        b"\tby relay.example.org (DragonFly Mail Agent v0.13)\r\n"
+        b"From: sender@example.com\r\r\n"
+        b"To: alice@example.net\r\r\n"
+        b"Subject: Hello\r\r\n"
+        b"Message-ID: <hello-2@example.com>\r\r\n"
+        b"\r\r\n"
+        b"Body-Looking: line\r\n"
+    )
+    [event] = parse(report)
+    assert event.recipient == "alice@example.net"
+    assert event.original.message_id == "<hello-2@example.com>"
+    assert event.original.subject == "Hello"
+    assert event.original.correlation == ()
