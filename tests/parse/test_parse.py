@@ -6,9 +6,10 @@ import base64
 
 import pytest
 
+from processor.classify import load_classifier
 from processor.config import ParseSettings
 from processor.parse import ParseError, Parser, parse
-from processor.records import EventKind
+from processor.records import BounceType, EventKind
 
 DSN = b"""From: MAILER-DAEMON@mx.example.org
 To: sender@example.com
@@ -485,3 +486,36 @@ def test_double_spaced_inline_headers_give_the_original_message_id() -> None:
     assert event.original.message_id == "<hello-2@example.com>"
     assert event.original.subject == "Hello"
     assert event.original.correlation == ()
+
+
+SENDMAIL_PIPELINED = b"""From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.org>
+To: sender@example.com
+Subject: Returned mail: see transcript for details
+
+   ----- The following addresses had permanent fatal errors -----
+<alice@example.net>
+
+   ----- Transcript of session follows -----
+... while talking to mx.example.net.:
+>>> DATA
+<<< 550 Message refused under rule 17 <alice@example.net>
+550 5.1.1 <alice@example.net>... User unknown
+<<< 554 5.5.1 Error: no valid recipients
+
+   ----- Original message follows -----
+
+From: sender@example.com
+To: alice@example.net
+Message-ID: <hello-3@example.com>
+
+Hello.
+"""
+
+
+def test_sendmail_canned_user_unknown_gives_way_to_the_remote_reply() -> None:
+    """In a pipelined Sendmail transcript the reply naming the address answered RCPT TO, and
+    Sendmail's canned "550 5.1.1 <addr>... User unknown" after it is not read as the cause."""
+    [event] = parse(SENDMAIL_PIPELINED)
+    assert event.smtp_command == "RCPT"
+    assert event.diagnostic == "550 Message refused under rule 17 <alice@example.net>"
+    assert load_classifier().classify(event).bounce_type is not BounceType.HARD

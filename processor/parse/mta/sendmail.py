@@ -84,13 +84,20 @@ class _Transcript:
         self.command_for: dict[str, str] = {}
         self.order: list[str] = []
         self.unclaimed: list[tuple[str, str]] = []
+        self.replied: set[str] = set()
 
-    def add(self, key: str, line: str) -> list[str]:
+    def add(self, key: str, line: str, *, own: bool = False) -> None:
+        """Record a line about an address: a remote server's reply, or (``own``) Sendmail's own
+        line. Sendmail's own line is dropped once the remote's reply is there: after any 5xx at
+        RCPT it writes a canned "550 5.1.1 <addr>... User unknown", and the remote's own text
+        must decide the cause."""
         if key not in self.lines_for:
             self.order.append(key)
-        said = self.lines_for.setdefault(key, [])
-        said.append(line)
-        return said
+        if own and key in self.replied:
+            return
+        if not own:
+            self.replied.add(key)
+        self.lines_for.setdefault(key, []).append(line)
 
     def command_answered(self, reply: str) -> str:
         """The command of the unclaimed reply this text repeats ('' if none does)."""
@@ -157,7 +164,7 @@ def _transcript(text: str) -> _Transcript:
                     verb = "RCPT"  # a pipelined RCPT TO's reply, read after DATA was sent
                 if verb:
                     found.command_for.setdefault(key, verb)
-            found.add(key, line)
+            found.add(key, line, own=True)
             last_reply = []  # the reply belongs to this address only; the command stays
             continue
         if last_reply and not line.startswith(("<<<", ">>>")) and not _RESULT.match(line):
