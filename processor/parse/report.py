@@ -181,5 +181,22 @@ class Report:
         if inline:
             m = _HEADER_LINE.search(inline)
             if m and m.start() < 2000:
-                return parse_header_block(inline[m.start() :])
+                return parse_header_block(_single_spaced(inline[m.start() :]))
         return Headers([])
+
+
+_DOUBLE_SPACED = re.compile(r"\n\n[A-Za-z][A-Za-z0-9-]{1,40}:[ \t][^\n]*\n\n[A-Za-z][A-Za-z0-9-]{1,40}:[ \t]")
+_HEADERS_END = re.compile(r"\n{3,}")
+
+
+def _single_spaced(block: str) -> str:
+    """An inline header block whose lines a reporter double-spaced (dma copies the original's
+    CRLF lines and adds its own line end, so every header line is followed by a blank one): one
+    blank line between header lines is a line break, two or more end the headers. Any other
+    block is returned as it is."""
+    first_blank = block.find("\n\n")
+    if first_blank == -1 or not _DOUBLE_SPACED.match(block, first_blank):
+        return block
+    end = _HEADERS_END.search(block, first_blank + 2)
+    head = block[: end.start()] if end else block
+    return head.replace("\n\n", "\n") + "\n\n"

@@ -31,6 +31,8 @@ _COMMANDS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(?:in reply to|after|while sending)\s+(?:the\s+)?(?:end of\s+)?"
                 r"(?:DATA|data block|message body)\b", re.I), "DATA"),
     (re.compile(r"\bafter end of data\b", re.I), "DATA"),
+    # CHUNKING (RFC 3030): BDAT carries the message as DATA does; "BDAT n LAST" ends it
+    (re.compile(r"\b(?:in reply to|after|while sending)\s+(?:the\s+|pipelined\s+)?BDAT\b", re.I), "DATA"),
     (re.compile(r"\b(?:in reply to|after|while sending)\s+(?:the\s+)?(EHLO|HELO|LHLO)\b", re.I), "EHLO"),
     (re.compile(r"\b(?:in reply to|after)\s+(?:the\s+)?STARTTLS\b", re.I), "STARTTLS"),
     (re.compile(r"\bin reply to\s+(?:the\s+)?(?:AUTH)\b", re.I), "AUTH"),

@@ -6,9 +6,10 @@ import base64
 
 import pytest
 
+from processor.classify import load_classifier
 from processor.config import ParseSettings
 from processor.parse import ParseError, Parser, parse
-from processor.records import EventKind
+from processor.records import BounceType, EventKind
 
 DSN = b"""From: MAILER-DAEMON@mx.example.org
 To: sender@example.com
@@ -452,3 +453,69 @@ def test_short_plain_notices_name_their_recipient(body: bytes) -> None:
         b"Subject: Undeliverable Mail\n\n" + body + b"\nOriginal message follows.\n"
     )
     assert [(e.kind, e.recipient) for e in parse(message)] == [(EventKind.FAILURE, "ann@example.net")]
+
+
+def test_double_spaced_inline_headers_give_the_original_message_id() -> None:
+    """A text bounce whose pasted original headers are double-spaced (each CRLF line given one more
+    line end, as dma does) still yields the original's Message-ID; the headers end at the wider gap."""
+    report = (
+        b"From: MAILER-DAEMON@relay.example.org\r\n"
+        b"To: sender@example.com\r\n"
+        b"Subject: Mail delivery failed\r\n"
+        b"\r\n"
+        b"This is the DragonFly Mail Agent v0.13 at relay.example.org.\r\n"
+        b"\r\n"
+        b"There was an error delivering your mail to <alice@example.net>.\r\n"
+        b"\r\n"
+        b"mx.example.net [192.0.2.10] did not like our RCPT TO:\r\n"
+        b"550 5.1.1 <alice@example.net>: no such user here\r\n"
+        b"\r\n"
+        b"Message headers follow.\r\n"
+        b"\r\n"
+        b"Received: from sender (uid 1000)\r\n"
+        b"\tby relay.example.org (DragonFly Mail Agent v0.13)\r\n"
+        b"From: sender@example.com\r\r\n"
+        b"To: alice@example.net\r\r\n"
+        b"Subject: Hello\r\r\n"
+        b"Message-ID: <hello-2@example.com>\r\r\n"
+        b"\r\r\n"
+        b"Body-Looking: line\r\n"
+    )
+    [event] = parse(report)
+    assert event.recipient == "alice@example.net"
+    assert event.original.message_id == "<hello-2@example.com>"
+    assert event.original.subject == "Hello"
+    assert event.original.correlation == ()
+
+
+SENDMAIL_PIPELINED = b"""From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.org>
+To: sender@example.com
+Subject: Returned mail: see transcript for details
+
+   ----- The following addresses had permanent fatal errors -----
+<alice@example.net>
+
+   ----- Transcript of session follows -----
+... while talking to mx.example.net.:
+>>> DATA
+<<< 550 Message refused under rule 17 <alice@example.net>
+550 5.1.1 <alice@example.net>... User unknown
+<<< 554 5.5.1 Error: no valid recipients
+
+   ----- Original message follows -----
+
+From: sender@example.com
+To: alice@example.net
+Message-ID: <hello-3@example.com>
+
+Hello.
+"""
+
+
+def test_sendmail_canned_user_unknown_gives_way_to_the_remote_reply() -> None:
+    """In a pipelined Sendmail transcript the reply naming the address answered RCPT TO, and
+    Sendmail's canned "550 5.1.1 <addr>... User unknown" after it is not read as the cause."""
+    [event] = parse(SENDMAIL_PIPELINED)
+    assert event.smtp_command == "RCPT"
+    assert event.diagnostic == "550 Message refused under rule 17 <alice@example.net>"
+    assert load_classifier().classify(event).bounce_type is not BounceType.HARD

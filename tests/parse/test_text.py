@@ -48,6 +48,8 @@ def test_find_reply_code(text: str, reply: str) -> None:
         ("SMTP error from remote mail server after initial connection:", "CONN"),
         (">>> RCPT To:<bob@example.org>\n<<< 550 unknown", "RCPT"),
         ("Remote host said: 550 5.1.1 User Unknown [RCPT_TO]", "RCPT"),
+        ("LMTP error after BDAT 646 LAST: 552 5.2.2 <a@example.org> Quota exceeded", "DATA"),
+        ("SMTP error from remote mail server after pipelined BDAT 1024: 554 rejected", "DATA"),
         ("mailbox full", ""),
     ],
 )

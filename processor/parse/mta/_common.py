@@ -177,6 +177,11 @@ def best_status(stated: str, diagnostic: str) -> str:
         return stated
     if stated in ("4.4.7", "5.4.7"):
         return codes[-1]
+    said = _said_statuses(diagnostic)
+    if stated.endswith(".0.0") and said and said[0] != stated and not said[0].endswith(".0.0"):
+        # a reporter's canned X.0.0 (Exim's 5.0.0 when it gives up on a 4xx) names no cause;
+        # the code the remote server gave with its reply does, whatever its class
+        return said[0]
     for code in codes:
         if code[0] == stated[0] and not code.endswith(".0.0"):
             return code
@@ -188,6 +193,16 @@ _AFTER_REPLY = re.compile(r"[245]\d\d[ \-]['\"(#]?$")
 
 def _all_statuses(text: str) -> list[str]:
     """Status codes in a diagnostic, those the remote server gave after its reply code first."""
+    said, other = _statuses_by_origin(text)
+    return said + other
+
+
+def _said_statuses(text: str) -> list[str]:
+    """The status codes that directly follow a reply code (the remote server's own)."""
+    return _statuses_by_origin(text)[0]
+
+
+def _statuses_by_origin(text: str) -> tuple[list[str], list[str]]:
     said: list[str] = []
     other: list[str] = []
     for m in STATUS.finditer(text or ""):
@@ -195,7 +210,7 @@ def _all_statuses(text: str) -> list[str]:
             continue
         code = f"{m.group(1)}.{int(m.group(2))}.{int(m.group(3))}"
         (said if _AFTER_REPLY.search(text[max(0, m.start() - 6) : m.start()]) else other).append(code)
-    return said + other
+    return said, other
 
 
 def notice_context(notice: str, address: str) -> str:
