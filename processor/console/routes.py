@@ -8,6 +8,7 @@ recorded with the actor ``ui:<token name>``. Store calls run in the thread pool.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -81,18 +82,20 @@ class Console:
         self.env.filters["pct"] = lambda value: "—" if value is None else f"{value:.3%}"
         self.env.filters["q"] = lambda value: quote(str(value), safe="")
         self._rules: RuleSet | None = None
+        self._rules_retry_at = 0.0
         self._cache = Refreshing(CACHE_SECONDS)
 
     # ------------------------------------------------------------------ plumbing
 
     def rules(self) -> RuleSet | None:
-        """The classification rules, loaded once (None, logged, if they do not load)."""
-        if self._rules is None:
+        """The classification rules, loaded once (None, logged, if they do not load; tried again
+        a minute later, not on every page)."""
+        if self._rules is None and time.monotonic() >= self._rules_retry_at:
             try:
                 self._rules = load_classifier(self.settings.rules)
             except RulesError as exc:
+                self._rules_retry_at = time.monotonic() + CACHE_SECONDS
                 log.warning("console.rules_unavailable", error=str(exc).splitlines()[0])
-                return None
         return self._rules
 
     def page(self, request: Request, template: str, session: Session | None, status: int = 200,
