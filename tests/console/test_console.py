@@ -490,3 +490,16 @@ def test_open_api_console_signs_in_without_a_token(db_url: str, store: Store) ->
                                   data={"address": "o@example.org", "note": "n", "csrf_token": token})
         assert answer.status_code == 200
     assert store.history("o@example.org")[0].actor == "ui:anonymous"
+
+
+def test_evidence_for_the_newest_report_events(client: TestClient, store: Store) -> None:
+    """An address page works out explain for its ten newest report events; older ones link onwards."""
+    now = datetime.now(UTC)
+    for n in range(12):
+        report(store, "many@example.org", kind=EventKind.DELAY, bounce_type=BounceType.SOFT, reason="mailboxfull",
+               at=now - timedelta(hours=n))
+    sign_in(client, VIEWER)
+    page = soup(client.get("/ui/address", params={"a": "many@example.org"}).text)
+    assert len(page.select("article.event")) == 12
+    assert len(page.select("article.event .evidence")) == 10
+    assert len(page.select("article.event .evidence-later")) == 2
