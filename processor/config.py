@@ -63,6 +63,9 @@ class DatabaseSettings(BaseModel):
     statement_timeout_ms: int = Field(default=60_000, ge=0)
     """PostgreSQL: cancel a statement that runs longer (0: no limit), so that a stalled server
     cannot block the daemon, the API or the policy service forever."""
+    keep_report_kib: int = Field(default=64, ge=0, le=100_000)
+    """Keep the first this many KiB of each processed or quarantined message, so the console can
+    show the report a verdict came from and offer a quarantined message for download (0: keep none)."""
 
 
 class PolicySettings(BaseModel):
@@ -122,8 +125,9 @@ class ApiToken(BaseModel):
     """Who the token is for: logged with its requests and recorded as the actor of its changes."""
     hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     """``sha256:`` and the hex SHA-256 of the token (``bounce-processor api new-token`` makes both)."""
-    scopes: list[Literal["read", "write"]] = Field(default=["read"], min_length=1)
-    """"read": look-ups, listing, export, stats; "write": add, remove, import. Neither implies the other."""
+    scopes: list[Literal["read", "write", "ui"]] = Field(default=["read"], min_length=1)
+    """"read": look-ups, listing, export, stats; "write": add, remove, import; "ui": may sign in to
+    the web console (/ui/), which then shows everything and changes only with "write" too."""
 
 
 class ApiSettings(BaseModel):
@@ -148,6 +152,13 @@ class ApiSettings(BaseModel):
     """Serve /metrics without a token (health and readiness are always public)."""
     access_log: bool = False
     """Log one line per request (method, path, status, time; never the Authorization header)."""
+    console: bool = True
+    """Serve the web console under /ui/ (sign-in with a token that has the "ui" scope)."""
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    """How long a console sign-in lasts."""
+    console_secret: SecretStr | None = None
+    """Signs the console's session cookies; default: a random secret per process (a restart
+    signs everyone out; set one when several API processes serve the same users)."""
 
 
 PolicyAnswer = Literal["reject", "defer", "dunno"]

@@ -147,6 +147,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *, 
     install_handlers(app, (route for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)))
     for router in ROUTERS:
         app.include_router(router)
+    if settings.api.console:
+        from processor.console import install_console
+
+        install_console(app)
     body_limit = max(16 * 1024 * 1024, settings.api.batch_limit * 1100)
     app.add_middleware(_BodyLimit, limit=body_limit)
     if lean_lookups:

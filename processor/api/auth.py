@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from processor.api.errors import ApiError
 from processor.config import ApiToken
 
-__all__ = ["ANONYMOUS", "READ", "WRITE", "Principal", "TokenTable", "hash_token", "new_token"]
+__all__ = ["ANONYMOUS", "READ", "UI", "WRITE", "Principal", "TokenTable", "hash_token", "new_token"]
 
 READ = "read"
 WRITE = "write"
+UI = "ui"
 TOKEN_PREFIX = "bp_"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="bounce-processor"'}
 _INVALID = {"WWW-Authenticate": 'Bearer realm="bounce-processor", error="invalid_token"'}
@@ -44,7 +45,7 @@ class Principal:
     scopes: frozenset[str]
 
 
-ANONYMOUS = Principal("anonymous", frozenset({READ, WRITE}))
+ANONYMOUS = Principal("anonymous", frozenset({READ, WRITE, UI}))
 """Everyone, when no tokens are configured (allowed on a loopback address only)."""
 
 
@@ -53,6 +54,7 @@ class TokenTable:
 
     def __init__(self, tokens: list[ApiToken]) -> None:
         self._by_digest = {t.hash.removeprefix("sha256:"): Principal(t.name, frozenset(t.scopes)) for t in tokens}
+        self._by_name = {p.name: p for p in self._by_digest.values()}
         self.open = not tokens
         """No tokens configured: every request is ANONYMOUS with every scope."""
 
@@ -75,3 +77,10 @@ class TokenTable:
         if scope not in principal.scopes:
             raise ApiError(403, "forbidden", f"the token {principal.name!r} lacks the {scope!r} scope")
         return principal
+
+    def by_name(self, name: str) -> Principal | None:
+        """The configured principal called ``name`` now (None once its token is gone), so that a
+        console session ends when its token is removed, and follows changes to its scopes."""
+        if self.open:
+            return ANONYMOUS if name == ANONYMOUS.name else None
+        return self._by_name.get(name)

@@ -1,7 +1,7 @@
 """``bounce-processor api``: serve the HTTP API alone (``bounce-processor run`` serves it too).
 
     bounce-processor api [--host H] [--port P]
-    bounce-processor api new-token NAME [--scope read] [--scope write]
+    bounce-processor api new-token NAME [--scope read] [--scope write] [--scope ui]
 
 ``new-token`` prints a fresh token once, and the ``[[api.tokens]]`` entry (its hash) for the
 configuration; the token itself is stored nowhere.
@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = p.add_subparsers(dest="api_action", metavar="ACTION")
     t = actions.add_parser("new-token", help="make a token and print its configuration entry")
     t.add_argument("name", help="who the token is for (logged with its requests, recorded as the actor)")
-    t.add_argument("--scope", action="append", choices=["read", "write"], dest="scopes",
-                   help="read and/or write (repeat; default: read)")
+    t.add_argument("--scope", action="append", choices=["read", "write", "ui"], dest="scopes",
+                   help="read, write and/or ui (the web console) (repeat; default: read)")
     t.set_defaults(handler=run_new_token)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from processor.store import models as m
 from processor.store._db import LOOKUP_CHUNK, Database, as_utc, utcnow
+from processor.store.kept import KeptReports
 from processor.store.types import MailboxPosition, MessageRef
 
 
@@ -63,10 +64,17 @@ def ledger_id(db: Database, message: MessageRef, conn: Connection | None = None)
 
 
 def record_failed(
-    db: Database, message: MessageRef, error: str, *, status: str = "quarantined", now: datetime | None = None
+    db: Database,
+    message: MessageRef,
+    error: str,
+    *,
+    status: str = "quarantined",
+    now: datetime | None = None,
+    keep_report_kib: int = 0,
 ) -> int:
-    """Record a message that was quarantined or failed, with its error. Not a ledger entry: the
-    same message is processed normally once the problem is fixed."""
+    """Record a message that was quarantined or failed, with its error, and keep its first
+    ``keep_report_kib`` KiB (for the console's download). Not a ledger entry: the same message is
+    processed normally once the problem is fixed."""
     at_now = as_utc(now) or utcnow()
 
     def work(conn: Connection) -> int:
@@ -83,6 +91,7 @@ def record_failed(
             )
             .returning(m.failed_message.c.id)
         ).scalar_one()
+        KeptReports(keep_report_kib).write_one(conn, message, at_now, db.pg)
         return new_id
 
     return db.write(work)

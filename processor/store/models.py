@@ -92,6 +92,12 @@ class EventRow(SQLModel, table=True):
             sqlite_where=sa.text("message_ref IS NOT NULL"),
             postgresql_where=sa.text("message_ref IS NOT NULL"),
         ),
+        sa.Index(  # the console's review page: the newest events no rule decided
+            "ix_event_undetermined",
+            "id",
+            sqlite_where=sa.text("bounce_type = 'undetermined'"),
+            postgresql_where=sa.text("bounce_type = 'undetermined'"),
+        ),
         {"sqlite_autoincrement": True},
     )
 

@@ -30,6 +30,8 @@ from processor.store._db import (
     raw_time,
     utcnow,
 )
+from processor.store.daily import DailyTally
+from processor.store.kept import KeptReports
 from processor.store.ledger import ledger_id
 from processor.store.types import Entry, MessageRef, RecordResult, StoreKind
 
@@ -57,9 +59,11 @@ def record_messages(
     *,
     now: datetime | None = None,
     advance_mailbox: bool = True,
+    keep_report_kib: int = 0,
 ) -> list[RecordResult]:
     """Several messages in ONE transaction (all or none are committed): per message the ledger
-    row, an event per verdict (with the policy's decision) and the suppression changes. A
+    row, an event per verdict (with the policy's decision), the suppression changes, the daily
+    counts (``daily.DailyTally``) and the first ``keep_report_kib`` KiB of the message. A
     duplicate (also within the batch) counts nothing."""
     at_now = as_utc(now) or utcnow()
     prepared: list[tuple[MessageRef, list[tuple[Verdict, str, str]]]] = []
@@ -77,6 +81,7 @@ def record_messages(
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             db.lock(conn, (a for _, items in prepared for _, a, _ in items))
+            tally, kept = DailyTally(), KeptReports(keep_report_kib)
             results: list[RecordResult | None] = []
             for message, items in prepared:
                 received = as_utc(message.received_at) or at_now
@@ -92,11 +97,13 @@ def record_messages(
                     results.append(None)
                     continue
                 context = _Context(message, inserted[0], received, at_now)
+                kept.add(message, at_now)
                 decisions: list[Decision] = []
                 event_ids: list[int] = []
                 for verdict, address, error in items:
                     decision, event_id = _record_verdict(
                         db, policy, cursor, verdict, address=address, error=error, context=context)
+                    tally.add(decision, received)
                     decisions.append(decision)
                     event_ids.append(event_id)
                 if advance_mailbox and message.uid is not None and message.uidvalidity is not None:
@@ -106,6 +113,8 @@ def record_messages(
                         (message.uid, db.ts(at_now), message.mailbox, message.uidvalidity, message.uid),
                     )
                 results.append(RecordResult(False, inserted[0], tuple(decisions), tuple(event_ids)))
+            tally.flush(cursor, db.pg)
+            kept.flush(cursor, db.pg)
             return results
         finally:
             cursor.close()

@@ -124,7 +124,8 @@ class Store:
     ) -> int:
         """Record a message that was quarantined or failed, with its error. Not a ledger entry: the
         same message is processed normally once the problem is fixed."""
-        return ledger.record_failed(self.database, message, error, status=status, now=now)
+        return ledger.record_failed(self.database, message, error, status=status, now=now,
+                                    keep_report_kib=self.settings.database.keep_report_kib)
 
     def get_mailbox_state(self, mailbox: str) -> MailboxPosition | None:
         return ledger.get_mailbox_state(self.database, mailbox)
@@ -159,7 +160,8 @@ class Store:
         """``record_message`` for several messages in ONE transaction (all or none are committed):
         one commit, one fsync, for a batch. A duplicate (also within the batch) counts nothing."""
         return recording.record_messages(self.database, self.policy, messages, now=now,
-                                         advance_mailbox=advance_mailbox)
+                                         advance_mailbox=advance_mailbox,
+                                         keep_report_kib=self.settings.database.keep_report_kib)
 
     # ----------------------------------------------------------------- reads
 

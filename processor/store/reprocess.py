@@ -30,6 +30,7 @@ from processor.decide import ActiveEntry, History, Source, decide, outranks
 from processor.records import Action, Decision, Event, EventKind, OriginalMessage
 from processor.store import models as m
 from processor.store._db import as_utc, change_values, utcnow
+from processor.store.daily import DailyTally
 from processor.store.repo import Store
 from processor.store.types import REPORT_KINDS, Entry, StoreKind
 
@@ -213,6 +214,8 @@ def reprocess(
     address: str | None = None,
     since: datetime | None = None,
     now: datetime | None = None,
+    actor: str = "reprocess",
+    note: str = "",
 ) -> Plan:
     """Replay stored events through ``classifier`` (see the module docstring). ``address``
     limits the replay to one address; ``since`` to addresses with reports received since then."""
@@ -234,13 +237,15 @@ def reprocess(
                 pending.append((addr, scope))
     if apply:
         for addr, scope in pending:
-            _apply_one(store, classifier, addr, scope, at_now)
+            _apply_one(store, classifier, addr, scope, at_now, actor=actor, note=note)
     log.info("reprocess.done", events=plan.events_seen, reclassified=plan.events_reclassified,
              changes=len(plan.changes), applied=apply)
     return plan
 
 
-def _apply_one(store: Store, classifier: Classifier, address: str, scope: str, now: datetime) -> None:
+def _apply_one(
+    store: Store, classifier: Classifier, address: str, scope: str, now: datetime, *, actor: str, note: str
+) -> None:
     def work(conn: Connection) -> None:
         store.database.lock(conn, [address])
         rows = conn.execute(
@@ -255,6 +260,9 @@ def _apply_one(store: Store, classifier: Classifier, address: str, scope: str, n
                 sa.update(_E).where(_E.c.id == sa.bindparam("event_id")),
                 replay.updates,
             )
+            tally = DailyTally()
+            tally.reclassified(rows, replay.updates)
+            tally.flush_on(conn, store.database.pg)
         current = _current(conn, address, scope)
         change = _compare(address, scope, current, replay.target, now)
         if change is None:
@@ -265,8 +273,8 @@ def _apply_one(store: Store, classifier: Classifier, address: str, scope: str, n
             .values(**change_values(
                 StoreKind.REPROCESS, "remove" if target is None else "suppress", address, scope=scope, now=now,
                 reason=target.reason if target else "", bounce_type=target.bounce_type if target else "",
-                expires_at=target.expires_at if target else None, explanation=change.describe(),
-                actor="reprocess"))
+                expires_at=target.expires_at if target else None,
+                explanation=f"{change.describe()}: {note}" if note else change.describe(), actor=actor))
             .returning(_E.c.id)
         ).scalar_one()
         if target is None:

@@ -42,6 +42,8 @@ class MessageRef:
     uid: int | None = None
     received_at: datetime | None = None
     """When the message arrived (IMAP INTERNALDATE); default: when it is recorded."""
+    raw: bytes | None = field(default=None, repr=False, compare=False)
+    """The message itself, kept (cut to ``keep_report_kib``) for the console when given."""
 
     @classmethod
     def for_bytes(
@@ -52,7 +54,7 @@ class MessageRef:
         uid: int | None = None,
         received_at: datetime | None = None,
     ) -> MessageRef:
-        return cls(mailbox, hashlib.sha256(data).hexdigest(), uidvalidity, uid, received_at)
+        return cls(mailbox, hashlib.sha256(data).hexdigest(), uidvalidity, uid, received_at, data)
 
 
 @dataclass(frozen=True, slots=True)
