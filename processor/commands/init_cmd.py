@@ -3,8 +3,8 @@
 Writes ``DIR/config.toml`` listing every setting with its default and what it does (taken from
 the Settings models themselves, so the file cannot drift from the code), creates and migrates
 the database, makes ``DIR/incoming/`` (a directory source, so that ``run --once`` has something
-to read at once), and prints a first API token with read and write scopes once; only its hash is
-written to the file. An existing configuration is never overwritten.
+to read at once), and prints a first API token with the read, write and ui (web console) scopes
+once; only its hash is written to the file. An existing configuration is never overwritten.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Set up DIR (default: the current directory): DIR/config.toml with every setting, "
         "its default and what it does; the database (SQLite DIR/bounce-processor.db unless "
         "--database-url), migrated; DIR/incoming/ as a first mailbox (a directory of .eml files); and an "
-        "API token with read and write scopes, printed once. An existing config.toml is never overwritten.",
+        "API token with read, write and ui (web console) scopes, printed once. An existing config.toml is never "
+        "overwritten.",
     )
     p.add_argument("directory", nargs="?", default=".", type=Path, help="where to set up (created if missing)")
     p.add_argument("--database-url", help="SQLAlchemy URL (default: sqlite:///DIR/bounce-processor.db)")
@@ -57,21 +58,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def field_docs() -> dict[tuple[str, str], str]:
-    """(model class, field) -> the docstring written under the field in processor/config.py."""
+    """(model class, field) -> the docstring written under the field, in the module of each
+    settings model (processor/config.py and the modules it re-exports from)."""
     from processor import config
 
-    tree = ast.parse(inspect.getsource(config))
+    modules = {sys.modules[model.__module__] for model in _models(config)}
     docs: dict[tuple[str, str], str] = {}
-    for node in tree.body:
-        if not isinstance(node, ast.ClassDef):
-            continue
-        body = node.body
-        for field, after in itertools.pairwise(body):
-            if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
-                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                    and isinstance(after.value.value, str)):
-                docs[(node.name, field.target.id)] = inspect.cleandoc(after.value.value)
+    for module in modules:
+        tree = ast.parse(inspect.getsource(module))
+        for node in tree.body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for field, after in itertools.pairwise(node.body):
+                if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
+                        and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                        and isinstance(after.value.value, str)):
+                    docs[(node.name, field.target.id)] = inspect.cleandoc(after.value.value)
     return docs
+
+
+def _models(config: Any) -> list[type]:
+    return [getattr(config, name) for _, name in _SECTIONS] + [config.MailboxSettings, config.ApiToken]
 
 
 class _OctalMode(int):
@@ -153,7 +160,7 @@ def render_config(database_url: str, incoming: Path, token_name: str, token_hash
                 "[[api.tokens]]",
                 f"name = {json.dumps(token_name)}",
                 f"hash = {json.dumps(token_hash)}",
-                'scopes = ["read", "write"]',
+                'scopes = ["read", "write", "ui"]',
                 "",
             ]
     lines += _mailbox_section(incoming, docs)
@@ -225,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     out_ = sys.stdout
     print(f"wrote {config_path} (every setting, its default and what it does)", file=out_)
     print(f"database {shown}: created, migrations applied", file=out_)
-    print(f"API token {args.token_name!r} with read and write scopes (shown only this once; config.toml "
+    print(f"API token {args.token_name!r} with read, write and ui scopes (shown only this once; config.toml "
           f"keeps its hash):\n    {token}", file=out_)
     print("\nnext:", file=out_)
     print(f"  put bounce messages (.eml files) into {incoming}/ and read them:", file=out_)

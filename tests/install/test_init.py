@@ -84,7 +84,7 @@ def test_init_creates_the_database_and_prints_the_token_once(
     assert token.group(1) not in text
     settings = load_settings(path)
     assert [(t.name, t.hash, t.scopes) for t in settings.api.tokens] == [
-        ("admin", hash_token(token.group(1)), ["read", "write"])]
+        ("admin", hash_token(token.group(1)), ["read", "write", "ui"])]
     store = open_store(settings, migrate=False)   # raises if the schema is not at head
     try:
         assert store.is_suppressed("nobody@example.org") is None
