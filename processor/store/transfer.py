@@ -188,7 +188,26 @@ def _read_jsonl(stream: Iterable[bytes]) -> Iterator[ImportRow | Rejected]:
             name = _FIELD_OF.get(_KEY.sub("", str(key).lower()))
             if name is not None and item is not None:
                 fields[name] = item if isinstance(item, str) else str(item)
+        broken = _surrogate_field(fields)
+        if broken is not None:
+            yield Rejected(number, _escaped(fields[broken])[:80],
+                           f"{broken} is not valid Unicode text (it holds a lone surrogate escape)")
+            continue
         yield _row(fields, number)
+
+
+def _surrogate_field(fields: dict[str, str]) -> str | None:
+    """The first field holding a lone surrogate (JSON can escape one; no database can store it)."""
+    for name, text in fields.items():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return name
+    return None
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _record(entry: Entry) -> dict[str, Any]:

@@ -54,6 +54,29 @@ def test_suppressed_rejected_allowed_dunno(sqlite_url: str, store_at: Any) -> No
         assert client.ask("here@example.org") == "DUNNO"
 
 
+@pytest.mark.parametrize("recipient", [
+    '"gone"@example.org',
+    "gone@example.org.",
+    '"Gone"@EXAMPLE.org.',
+    '<"gone"@example.org>',
+])
+def test_postfix_equivalent_forms_are_rejected(sqlite_url: str, store_at: Any, recipient: str) -> None:
+    """A quoted local part that needs no quotes and a trailing dot of the domain name the address
+    Postfix delivers to, so a suppressed recipient written so is refused too."""
+    _suppress_hard(store_at(sqlite_url), "gone@example.org")
+    with ThreadServer(make_settings(sqlite_url)) as server, server.client() as client:
+        assert client.ask(recipient) == REJECT_HARD
+
+
+@pytest.mark.parametrize("recipient", ["go\u200bne@example.org", "gone\ufffd@example.org", '"go ne"@example.org'])
+def test_lookalike_recipients_are_not_the_suppressed_address(sqlite_url: str, store_at: Any, recipient: str) -> None:
+    """A recipient with an invisible character or U+FFFD is refused as an address (DUNNO): it is
+    not the suppressed one, and it is never matched by stripping the character."""
+    _suppress_hard(store_at(sqlite_url), "gone@example.org")
+    with ThreadServer(make_settings(sqlite_url)) as server, server.client() as client:
+        assert client.ask(recipient) == "DUNNO"
+
+
 def test_only_rcpt_stage_and_real_addresses_are_judged(sqlite_url: str, store_at: Any) -> None:
     """Other protocol states, an empty recipient and an unparseable one get DUNNO."""
     _suppress_hard(store_at(sqlite_url), "gone@example.org")
@@ -299,11 +322,29 @@ def test_unix_socket(sqlite_url: str, store_at: Any, short_dir: Path) -> None:
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(path))
     stale.close()  # a socket file nobody listens on, as a killed process leaves it
-    with ThreadServer(make_settings(sqlite_url, socket_mode=0o660), listen=f"unix:{path}") as server:
-        assert oct(path.stat().st_mode & 0o777) == oct(0o660)
+    with ThreadServer(make_settings(sqlite_url, socket_mode=0o640), listen=f"unix:{path}") as server:
+        assert oct(path.stat().st_mode & 0o777) == oct(0o640)
         with server.client() as client:
             assert client.ask("gone@example.org") == REJECT_HARD
     assert not path.exists()
+
+
+def test_unix_socket_default_mode_and_group(sqlite_url: str, short_dir: Path) -> None:
+    """By default the socket is 0660 (no access for others); socket_group gives it that group."""
+    import grp
+
+    group = next(g for g in grp.getgrall() if g.gr_gid != os.getegid())
+    path = short_dir / "policy.sock"
+    with ThreadServer(make_settings(sqlite_url, socket_group=group.gr_name), listen=f"unix:{path}"):
+        info = path.stat()
+        assert (oct(info.st_mode & 0o777), info.st_gid) == (oct(0o660), group.gr_gid)
+
+
+def test_unix_socket_unknown_group_is_a_clear_error(sqlite_url: str, short_dir: Path) -> None:
+    """A socket_group that does not exist stops the start with an error naming it."""
+    server = ThreadServer(make_settings(sqlite_url, socket_group="no-such-group-bp"), listen=f"unix:{short_dir / 's'}")
+    with pytest.raises(ListenError, match="'no-such-group-bp' is not a group on this system"), server:
+        pass
 
 
 def test_unix_socket_refuses_to_replace_other_files(sqlite_url: str, short_dir: Path) -> None:
