@@ -140,3 +140,16 @@ def test_export_import_export_is_identical(capsys: pytest.CaptureFixture[str], d
         assert again.read_bytes() == exported.read_bytes()
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("address", ["us\u200ber@example.org", "\udced\udca0\udc80@example.org",
+                                     "\ufffd@example.org"])
+def test_cli_refuses_invisible_and_undecodable_addresses(capsys: pytest.CaptureFixture[str], db_url: str,
+                                                         address: str) -> None:
+    """suppress add refuses an address with an invisible character or bytes that were not UTF-8
+    (a shell argument Python decoded with surrogates): one printable line, exit 2, nothing stored."""
+    code, out, err = run(capsys, db_url, "suppress", "add", address)
+    assert (code, out) == (2, "")
+    assert err.startswith("bounce-processor: error: invalid address ") and err.count("\n") == 1
+    err.encode("utf-8")
+    assert run(capsys, db_url, "suppress", "list", "--json")[1] == ""
