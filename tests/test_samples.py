@@ -156,14 +156,11 @@ MISCLASSIFIED = {
     ("generated/exim/exim-local-unknown-user.eml", "nosuchuser@local.example.com"): ("userunknown", "hard"),
     ("generated/exim/exim-several-recipients.eml", "nosuchuser@local.example.com"): ("userunknown", "hard"),
     ("handwritten/plain-failed-to-these-recipients.eml", "xavier@example.org"): ("userunknown", "hard"),
-    ("handwritten/plain-german-sentence-naming-address.eml", "sven@example.net"): ("userunknown", "hard"),
-    ("handwritten/plain-french-sentence-naming-address.eml", "lise@example.org"): ("userunknown", "hard"),
 }
 """Failures whose right reason and bounce type are known but not produced yet. Exim reports an
 unknown local user and an unknown domain with the same words ("Unrouteable address", status
-5.0.0, no remote MTA), and the classifier reads both as hostunknown; the plain-text notices say
-"address ... couldn't be found", "Postfach existiert nicht", "adresse inconnue" and come out
-undefined. Their rows pin every other field; test_known_misclassification_is_still_wrong pins
+5.0.0, no remote MTA), and the classifier reads both as hostunknown; a plain-text notice saying
+"The e-mail address you entered couldn't be found" comes out undefined. Their rows pin every other field; test_known_misclassification_is_still_wrong pins
 them, as strict expected failures."""
 
 
