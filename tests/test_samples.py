@@ -160,8 +160,8 @@ MISCLASSIFIED = {
 """Failures whose right reason and bounce type are known but not produced yet. Exim reports an
 unknown local user and an unknown domain with the same words ("Unrouteable address", status
 5.0.0, no remote MTA), and the classifier reads both as hostunknown; a plain-text notice saying
-"The e-mail address you entered couldn't be found" comes out undefined. Their rows pin every other field; test_known_misclassification_is_still_wrong pins
-them, as strict expected failures."""
+"The e-mail address you entered couldn't be found" comes out undefined. Their rows pin every
+other field; test_known_misclassification_is_still_wrong pins them, as strict expected failures."""
 
 
 @pytest.mark.xfail(strict=True, reason="a known misclassification (see MISCLASSIFIED)")
