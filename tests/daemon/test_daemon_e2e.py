@@ -75,13 +75,19 @@ def counts(url: str) -> dict[str, int]:
 
 
 def expected_sample_events() -> int:
-    """How many events the samples report, from their rows in samples/expected.yaml and
-    samples/mta/expected.yaml (which the table tests pin exactly)."""
+    """How many events the samples report: from their rows in samples/expected.yaml and
+    samples/mta/expected.yaml (which the table tests pin exactly), and, for the known parser
+    misses of samples/generated/PENDING.md (whose rows are not what comes out today), what the
+    parser gives today."""
+    from processor.parse import parse
+    from tests.test_samples import PENDING_ROWS
+
     rows = [*yaml.safe_load((SAMPLES / "expected.yaml").read_text(encoding="utf-8")),
             *yaml.safe_load((SAMPLES / "mta" / "expected.yaml").read_text(encoding="utf-8"))]
-    assert sorted(row["file"] for row in rows) == sorted(p.relative_to(SAMPLES).as_posix()
-                                                         for p in SAMPLES.rglob("*.eml"))
-    return sum(len(row["events"]) for row in rows)
+    pending = [row["file"] for row in PENDING_ROWS]
+    assert sorted([row["file"] for row in rows] + pending) == sorted(p.relative_to(SAMPLES).as_posix()
+                                                                     for p in SAMPLES.rglob("*.eml"))
+    return sum(len(row["events"]) for row in rows) + sum(len(parse((SAMPLES / f).read_bytes())) for f in pending)
 
 
 def processed_count(daemon: DaemonProcess) -> int:
