@@ -159,6 +159,11 @@ class ApiSettings(BaseModel):
     console_secret: SecretStr | None = None
     """Signs the console's session cookies; default: a random secret per process (a restart
     signs everyone out; set one when several API processes serve the same users)."""
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """A connection that has not sent a complete request head (request line and headers) this long
+    after it opened, or after its previous request began, is closed."""
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    """Open connections (and requests in hand) at most; a request beyond it is answered 503 at once."""
 
 
 PolicyAnswer = Literal["reject", "defer", "dunno"]
@@ -192,8 +197,11 @@ class PolicydSettings(BaseModel):
 
     listen: str = "inet:127.0.0.1:10040"
     """inet:HOST:PORT or unix:/path/to/socket (Postfix's notation; IPv6 as inet:[::1]:PORT)."""
-    socket_mode: int = Field(default=0o666, ge=0, le=0o777)
-    """Permissions of a UNIX socket (Postfix's smtpd runs as an unprivileged user)."""
+    socket_mode: int = Field(default=0o660, ge=0, le=0o777)
+    """Permissions of a UNIX socket: owner and group may connect, others not. Postfix's smtpd
+    runs as an unprivileged user (postfix): give the socket its group (``socket_group``)."""
+    socket_group: str = ""
+    """Group (name or number) the UNIX socket is given, e.g. "postfix"; "" keeps the service's own."""
     mode: Literal["memory", "query"] = "memory"
     """memory: answer from an in-memory copy of the active suppressions, kept current from the
     event table every ``refresh_seconds``; query: one indexed query per recipient, behind an LRU."""

@@ -43,3 +43,11 @@ POLICY_REQUESTS = Counter(
     "Postfix policy delegation requests, by answer (REJECT, DEFER, DUNNO, error).",
     ["answer"],
 )
+API_HEADER_TIMEOUTS = Counter(
+    "bounce_processor_api_header_timeouts_total",
+    "HTTP API connections closed because their request head was not complete in time.",
+)
+API_UNAVAILABLE = Counter(
+    "bounce_processor_api_unavailable_total",
+    "HTTP API requests answered 503 because the database could not be reached.",
+)

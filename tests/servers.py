@@ -447,6 +447,13 @@ protocol imap {{
             _start_daemon(["dovecot", "-c", str(self.config)], self.root / "start.out")
             for port in (self.imap_port, self.imaps_port, self.lmtp_port):
                 wait_for_port(port)
+            # the master writes its pid file after the ports open: until then ``running`` says
+            # False, and a second start() would fail with "already running"
+            deadline = time.monotonic() + 15
+            while not self.running:
+                if time.monotonic() > deadline:
+                    raise ServerError("Dovecot answers but wrote no master.pid within 15 s")
+                time.sleep(0.02)
         except ServerError as exc:
             raise ServerError(f"{exc}\n--- dovecot.log:\n{_tail(self.log)}") from exc
 

@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from processor.api.auth import TokenTable
-from processor.api.errors import ApiError, install_handlers
+from processor.api.errors import ApiError, Outage, install_handlers
 from processor.api.fastpath import LookupFastPath
 from processor.api.json import FastJSONResponse
 from processor.api.routes import ROUTERS, suppressions
@@ -34,15 +34,19 @@ log = structlog.get_logger(__name__)
 API_VERSION = "1"
 _UNMATCHED = "unmatched"
 _IMPORT_PATH = "/v1/suppressions/import"
+_STORE_ROUTES = ("/v1/", "/readyz")
+"""Routes whose success (2xx, or a 404 from a look-up) shows that the database answered."""
 
 
 class _LatencyAndAccessLog:
     """Pure ASGI middleware: one API_LATENCY observation per request, labelled with the route
-    template (never the raw path, which would make a label per address), and the access log."""
+    template (never the raw path, which would make a label per address), the access log, and the
+    end of a database outage (the first request that reached the database again)."""
 
-    def __init__(self, app: ASGIApp, access_log: bool) -> None:
+    def __init__(self, app: ASGIApp, access_log: bool, outage: Outage) -> None:
         self.app = app
         self.access_log = access_log
+        self.outage = outage
         self._children: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,6 +73,8 @@ class _LatencyAndAccessLog:
             if child is None:
                 child = self._children[key] = API_LATENCY.labels(method=key[0], route=template, status=str(status))
             child.observe(elapsed)
+            if self.outage.since is not None and (status < 400 or status == 404) and template.startswith(_STORE_ROUTES):
+                self.outage.database_answered()
             if self.access_log:
                 log.info("api.request", method=scope["method"], path=scope["path"], status=status,
                          ms=round(elapsed * 1000, 2))
@@ -157,7 +163,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *, 
         get_route, head_route = _lookup_routes()
         app.add_middleware(LookupFastPath, store=opened, tokens=app.state.tokens, get_route=get_route,
                            head_route=head_route)
-    app.add_middleware(_LatencyAndAccessLog, access_log=settings.api.access_log)
+    app.add_middleware(_LatencyAndAccessLog, access_log=settings.api.access_log, outage=app.state.outage)
     if app.state.tokens.open:
         _drop_security(app)
     return app

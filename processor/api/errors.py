@@ -10,6 +10,7 @@ detail and answered with a generic message: no driver text, URL or stack reaches
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
@@ -23,6 +24,7 @@ from starlette.responses import Response
 
 from processor.addresses import AddressError
 from processor.api.json import json_response
+from processor.metrics import API_UNAVAILABLE
 from processor.store import QueryError, StoreError
 from processor.store.transfer import TransferError
 
@@ -30,6 +32,7 @@ __all__ = [
     "ERROR_RESPONSES",
     "ApiError",
     "ErrorBody",
+    "Outage",
     "Problem",
     "StrictQueryRoute",
     "error_response",
@@ -111,6 +114,34 @@ _STATUS_CODES = {
 }
 
 
+class Outage:
+    """The database outage as the API sees it: logged once when it begins (the first request that
+    could not reach the database) and once when it ends (the first request that did), with the
+    count of requests answered 503 in between; each such request is counted in
+    ``bounce_processor_api_unavailable_total``. One line per failed request would flood the log
+    at every sender's request rate."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.failed = 0
+
+    def request_failed(self, method: str, path: str, error: str) -> None:
+        API_UNAVAILABLE.inc()
+        if self.since is None:
+            self.since = time.monotonic()
+            self.failed = 0
+            log.error("api.database_unavailable", error=error, first_request=f"{method} {path}",
+                      action="answering 503 until it returns; logged again when it does")
+        self.failed += 1
+
+    def database_answered(self) -> None:
+        if self.since is None:
+            return
+        seconds = round(time.monotonic() - self.since, 1)
+        self.since = None
+        log.warning("api.database_available", after_seconds=seconds, failed_requests=self.failed)
+
+
 def _location(loc: Iterable[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
@@ -167,8 +198,11 @@ def install_handlers(app: FastAPI, routes: Iterable[APIRoute]) -> None:
     async def transfer_error(_: Request, exc: Exception) -> Response:
         return error_response(422, "invalid_file", str(exc))
 
+    outage = Outage()
+    app.state.outage = outage
+
     async def store_error(request: Request, exc: Exception) -> Response:
-        log.error("api.store_error", path=request.url.path, method=request.method, error=str(exc))
+        outage.request_failed(request.method, request.url.path, str(exc))
         return error_response(503, "unavailable", "the suppression database cannot be reached; try again later",
                               headers={"Retry-After": "5"})
 

@@ -47,6 +47,19 @@ Rfc3339 = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_in_rang
 """A time given in a request: RFC 3339 with a zone (``format: date-time``), 1970 to 9000."""
 
 
+def _unicode_text(value: str) -> str:
+    """JSON may escape a lone surrogate (``"\\ud800"``), which no database or JSON answer can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid Unicode text (a lone surrogate at character {exc.start})") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode_text)]
+"""A string from a request body that is valid Unicode (no lone surrogates)."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,7 +100,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 
 
 class CheckRequest(_Strict):
-    addresses: list[str] = Field(description="Addresses to check (api.batch_limit at most, 10,000 by default)")
+    addresses: list[Text] = Field(description="Addresses to check (api.batch_limit at most, 10,000 by default)")
     scope: Scope = "global"
 
 
@@ -100,12 +113,12 @@ class CheckResponse(BaseModel):
 
 
 class SuppressRequest(_Strict):
-    reason: str = Field(default="manual", min_length=1, max_length=200)
-    note: str = Field(default="", max_length=2000)
+    reason: Text = Field(default="manual", min_length=1, max_length=200)
+    note: Text = Field(default="", max_length=2000)
     expires_at: Rfc3339 | None = Field(default=None, description="When it stops; null: permanent")
     ttl_days: int | None = Field(default=None, ge=1, le=36_500, description="Alternative to expires_at")
     scope: Scope = "global"
-    bounce_type: str = Field(default="", max_length=40)
+    bounce_type: Text = Field(default="", max_length=40)
 
 
 class RemoveResponse(BaseModel):

@@ -20,11 +20,16 @@ from collections.abc import Iterator
 
 import structlog
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from processor.config import ApiSettings, Settings
+from processor.metrics import API_HEADER_TIMEOUTS
 from processor.store import Store
 
-__all__ = ["ApiStartError", "api_service", "bind_socket", "check_exposure", "is_loopback", "serve"]
+__all__ = [
+    "ApiStartError", "api_service", "bind_socket", "check_exposure", "header_deadline_protocol", "is_loopback",
+    "serve",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +81,48 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def header_deadline_protocol(seconds: float) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's head: a client that opens
+    a connection, or begins a request, and does not finish its headers within ``seconds`` is
+    disconnected (uvicorn alone would wait for ever, one socket and buffer per such client)."""
+
+    class HeaderDeadlineProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._header_timer is None:
+                self._arm_header_deadline()
+
+        def on_headers_complete(self) -> None:
+            self._disarm_header_deadline()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_header_deadline()
+            super().connection_lost(exc)
+
+        def _arm_header_deadline(self) -> None:
+            self._header_timer = self.loop.call_later(seconds, self._header_deadline_passed)
+
+        def _disarm_header_deadline(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_deadline_passed(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                API_HEADER_TIMEOUTS.inc()
+                self.transport.close()
+
+    return HeaderDeadlineProtocol
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server without its signal handlers: the daemon (or the api command) owns them."""
 
@@ -94,14 +141,9 @@ def _config(app: object, settings: Settings) -> uvicorn.Config:
         proxy_headers=False,
         timeout_keep_alive=15,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        http="httptools" if _has("httptools") else "h11",
+        http=header_deadline_protocol(settings.api.header_timeout_seconds),
+        limit_concurrency=settings.api.max_connections,
     )
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 async def serve(settings: Settings, store: Store, stop: asyncio.Event, *, sock: socket.socket | None = None) -> None:

@@ -72,6 +72,15 @@ class Leases:
     async def close(self) -> None:
         """Give every lease back."""
 
+    def problem(self, name: str) -> str:
+        """Why this daemon does not hold ``name`` (for the log)."""
+        return "another daemon holds its lease"
+
+    @property
+    def reconnecting(self) -> bool:
+        """Whether the leases wait for the database to answer again (refresh them often)."""
+        return False
+
 
 class LocalLeases(Leases):
     """SQLite: this daemon works every mailbox."""
@@ -103,6 +112,7 @@ class PostgresLeases(Leases):
         self._surplus: list[str] = []
         self.live_daemons = 1
         """Daemons holding a presence lock on this database, at the last refresh."""
+        self._unreachable = False
 
     def holds(self, name: str) -> bool:
         return name in self._held and name not in self._leaving
@@ -135,6 +145,16 @@ class PostgresLeases(Leases):
         except psycopg.Error:
             self._drop()
         return True
+
+    def problem(self, name: str) -> str:
+        if self._unreachable:
+            return ("the database connection holding its lease broke (the database did not answer); "
+                    "taken again as soon as the database answers")
+        return "another daemon holds its lease"
+
+    @property
+    def reconnecting(self) -> bool:
+        return self._unreachable
 
     def _connect(self) -> Any:
         import psycopg
@@ -220,6 +240,7 @@ class PostgresLeases(Leases):
         wanted = list(names)
         loop = asyncio.get_running_loop()
         survived, taken, live = await loop.run_in_executor(self._executor, self._refresh, wanted, set(self._held))
+        self._unreachable = self._conn is None
         if not survived and self._held:
             log.warning("lease.all_lost", mailboxes=sorted(self._held),
                         why="the lock connection broke; another daemon may take them")

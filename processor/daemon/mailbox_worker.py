@@ -33,8 +33,17 @@ log = structlog.get_logger("processor.daemon.service")
 T = TypeVar("T")
 
 
+STORE_RETRY_MAX_SECONDS = 5.0
+"""The longest wait before the database is tried again after a store error."""
+
+
 class LeaseLost(Exception):
-    """Another daemon works this mailbox now (PostgreSQL lease lost)."""
+    """This daemon does not hold the mailbox's lease now (PostgreSQL); ``why`` says what happened
+    (another daemon holds it, or the connection holding it broke)."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"{name}: {why}")
+        self.why = why
 
 
 
@@ -76,6 +85,11 @@ class Runtime:
     """The same, for worker threads: finish the message in hand, then stop."""
     holds: Callable[[str], bool] = lambda name: True
     """Whether this daemon holds the mailbox's lease now."""
+    lease_problem: Callable[[str], str] = lambda name: "another daemon holds its lease"
+    """Why this daemon does not hold the mailbox's lease (for the log)."""
+    rerun: Callable[[str, float], None] = lambda name, delay: None
+    """Ask for the mailbox's next run in ``delay`` seconds, sooner than its poll interval (a retry
+    after a failure must not wait for the next poll)."""
 
 
 class MailboxWorker:
@@ -92,6 +106,7 @@ class MailboxWorker:
         self.runtime = runtime
         self.backoff = Backoff(box.backoff_initial_seconds, box.backoff_max_seconds, jitter=True)
         self.retry_at = 0.0
+        self._resumed = asyncio.Event()
         self.task: asyncio.Task[Any] | None = None
         self.wake: asyncio.Event | None = None
         """Set while waiting for new mail: setting it ends the wait."""
@@ -133,7 +148,7 @@ class MailboxWorker:
                 if runtime.stop.is_set():
                     break
                 if not runtime.holds(self.name):
-                    raise LeaseLost(self.name)
+                    raise LeaseLost(self.name, runtime.lease_problem(self.name))
                 chunk = keys[start : start + size]
                 fetched = await self._prepare(chunk, uidvalidity)  # its parse starts in the background
                 if parsing is not None:
@@ -226,7 +241,12 @@ class MailboxWorker:
 
     async def _failed(self, exc: Exception) -> float:
         delay = self.backoff.failed()
-        await self.source.abort()
+        if isinstance(exc, StoreError):
+            # the mailbox connection is fine: keep it; and look for the database again soon (a
+            # cheap query), so that work resumes within seconds of its return
+            delay = min(delay, STORE_RETRY_MAX_SECONDS)
+        else:
+            await self.source.abort()
         if isinstance(exc, SourceError):
             metrics.IMAP_ERRORS.labels(self.name).inc()
             log.warning("mailbox.source_error", mailbox=self.name, error=str(exc), failures=self.failures,
@@ -235,7 +255,8 @@ class MailboxWorker:
             log.error("mailbox.store_error", mailbox=self.name, error=str(exc), failures=self.failures,
                       retry_in=round(delay, 2), messages="left in place")
         elif isinstance(exc, LeaseLost):
-            log.warning("mailbox.lease_lost", mailbox=self.name, action="another daemon works it now")
+            log.warning("mailbox.lease_lost", mailbox=self.name, why=exc.why,
+                        action="stopped working it until this daemon holds its lease again")
         else:
             log.error("mailbox.unexpected_error", mailbox=self.name, error=f"{type(exc).__name__}: {exc}",
                       traceback=plain_traceback(exc), retry_in=round(delay, 2))
@@ -255,8 +276,15 @@ class MailboxWorker:
             self.wake = None
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.runtime.stop.wait(), timeout=max(0.0, seconds))
+        """Wait ``seconds``, or less when the daemon stops or the worker is resumed."""
+        stopping = asyncio.ensure_future(self.runtime.stop.wait())
+        woken = asyncio.ensure_future(self._resumed.wait())
+        try:
+            await asyncio.wait({stopping, woken}, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            woken.cancel()
+            self._resumed.clear()
 
     # ----------------------------------------------------------------- entry points
 
@@ -284,17 +312,32 @@ class MailboxWorker:
                         return
                     if not await self._wait_for_mail(remaining) or not runtime.holds(self.name):
                         return
-                except (SourceError, StoreError, LeaseLost) as exc:
+                except LeaseLost as exc:  # the lease refresh resumes it (``resume``)
+                    self.retry_at = loop.time() + await self._failed(exc)
+                    return
+                except (SourceError, StoreError) as exc:
                     delay = await self._failed(exc)
-                    if isinstance(exc, LeaseLost) or loop.time() + delay >= deadline:
-                        self.retry_at = loop.time() + delay
+                    if loop.time() + delay >= deadline:
+                        self._retry_later(delay)
                         return
                     await self._pause(delay)
                 except Exception as exc:
-                    self.retry_at = loop.time() + await self._failed(exc)
+                    self._retry_later(await self._failed(exc))
                     return
         finally:
             self.task = None
+
+    def _retry_later(self, delay: float) -> None:
+        """Retry after ``delay`` (the backoff), not at the next poll: a server that answers again
+        is used again within the backoff, however long the poll interval."""
+        self.retry_at = asyncio.get_running_loop().time() + delay
+        self.runtime.rerun(self.name, delay)
+
+    def resume(self) -> None:
+        """Forget the retry time and end a backoff pause: the cause of the failure is gone (the
+        lease is held again, so the database answers)."""
+        self.retry_at = 0.0
+        self._resumed.set()
 
     async def run_once(self, attempts: int = 6) -> bool:
         """``run --once``: drain the source once (retrying failures with backoff); True on success."""
@@ -312,8 +355,8 @@ class MailboxWorker:
                         log.error("mailbox.gave_up", mailbox=self.name, error=str(exc), attempts=attempt)
                         return False
                     await self._pause(delay)
-                except LeaseLost:
-                    log.warning("mailbox.lease_lost", mailbox=self.name)
+                except LeaseLost as exc:
+                    log.warning("mailbox.lease_lost", mailbox=self.name, why=exc.why)
                     return True
                 except Exception as exc:
                     await self._failed(exc)

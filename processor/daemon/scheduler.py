@@ -41,6 +41,9 @@ __all__ = ["Daemon", "DaemonError", "ExtraService", "build_sources", "effective_
 
 log = structlog.get_logger(__name__)
 
+LEASE_RETRY_SECONDS = 1.0
+"""While the database is away, how often the leases try to reach it (to resume within seconds)."""
+
 ExtraService = Callable[[Settings, asyncio.Event], Awaitable[None]]
 """A service started inside ``bounce-processor run`` beside the mailboxes (the HTTP API): it gets
 the settings and the daemon's stop event and must return soon after the event is set."""
@@ -223,10 +226,25 @@ class Daemon:
         await hand_back_surplus(self.leases, self.workers, self.stop)
         if self.scheduler is None:
             return
-        for name in taken:  # run the mailbox now rather than at its next interval
-            job = self.scheduler.get_job(f"mailbox:{name}")
+        workers = {w.name: w for w in self.workers}
+        for name in taken:  # run the mailbox now, whatever its backoff or its interval
+            workers[name].resume()
+            self._run_mailbox_in(name, 0.0)
+        if self.leases.reconnecting:  # the database is away: notice its return within a second
+            job = self.scheduler.get_job("leases")
             if job is not None:
-                job.modify(next_run_time=datetime.now(UTC))
+                job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=LEASE_RETRY_SECONDS))
+
+    def _run_mailbox_in(self, name: str, seconds: float) -> None:
+        """Move the mailbox's next run to ``seconds`` from now, if that is sooner."""
+        if self.scheduler is None or self.stop.is_set():
+            return
+        job = self.scheduler.get_job(f"mailbox:{name}")
+        if job is None:
+            return
+        when = datetime.now(UTC) + timedelta(seconds=seconds)
+        if job.next_run_time is None or when < job.next_run_time:
+            job.modify(next_run_time=when)
 
     def _start_scheduler(self) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -284,7 +302,7 @@ class Daemon:
         pipeline = Pipeline(self.settings, self.store, self.classifier, self.parse_pool)
         self.leases = make_leases(self.settings.database.url, self.settings.daemon.lease_seconds, self.executor)
         leases = self.leases
-        runtime = Runtime(self.executor, self.stop, self.halt, leases.holds)
+        runtime = Runtime(self.executor, self.stop, self.halt, leases.holds, leases.problem, self._run_mailbox_in)
         sources = self._given_sources if self._given_sources is not None else build_sources(self.mailboxes)
         self.workers = [MailboxWorker(source, box, pipeline, self.store, runtime) for source, box in sources]
         for _, box in sources:
@@ -331,10 +349,12 @@ class Daemon:
         return 1 if failed else 0
 
     async def _drain_shutdown(self) -> None:
-        """Stop scheduling, let running jobs finish their message (bounded), log out."""
+        """Stop scheduling, let running jobs finish their message (bounded), log out. The
+        scheduler is shut down only after its jobs returned: its shutdown cancels running jobs,
+        which it would log as errors although nothing went wrong."""
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
-                self.scheduler.shutdown(wait=False)
+                self.scheduler.pause()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.daemon.shutdown_seconds
         running = [w.task for w in self.workers if w.task is not None and not w.task.done()]
@@ -346,6 +366,9 @@ class Daemon:
             if pending:
                 log.warning("daemon.jobs_cancelled", count=len(pending), why="shutdown time exceeded")
                 await asyncio.wait(pending, timeout=0.5)
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                self.scheduler.shutdown(wait=False)
 
     async def _close(self) -> None:
         closing = [asyncio.ensure_future(w.source.close()) for w in self.workers]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import stat
@@ -175,8 +176,9 @@ class PolicyServer:
         if self.listen.path:
             path = Path(self.listen.path)
             _remove_stale_socket(path)
+            gid = _group_id(self.policyd.socket_group)
             self._server = await loop.create_unix_server(self._protocol, path=str(path))
-            path.chmod(self.policyd.socket_mode)
+            _restrict_socket(path, self.policyd.socket_mode, gid)
         else:
             self._server = await loop.create_server(
                 self._protocol, self.listen.host, self.listen.port, reuse_address=True, backlog=512
@@ -228,6 +230,32 @@ class PolicyServer:
                 elif now - connection.last_activity > idle_timeout and connection.transport is not None:
                     log.debug("policyd.idle_closed", peer=connection.peer)
                     connection.transport.close()
+
+
+def _group_id(group: str) -> int | None:
+    """The numeric id of the socket's group (a name or a number); None: leave the group as it is."""
+    if not group:
+        return None
+    if group.isdigit():
+        return int(group)
+    import grp
+
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ListenError(f"policyd.socket_group {group!r} is not a group on this system") from None
+
+
+def _restrict_socket(path: Path, mode: int, gid: int | None) -> None:
+    """Give the new socket its group first, then its mode (so it is never wider than configured
+    for the group it ends up with)."""
+    try:
+        if gid is not None:
+            os.chown(path, -1, gid)
+        path.chmod(mode)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise ListenError(f"cannot set the group or mode of {path}: {exc.strerror}") from None
 
 
 def _remove_stale_socket(path: Path) -> None:

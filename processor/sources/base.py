@@ -12,7 +12,7 @@ The daemon's pipeline (processor.daemon.service) works any source the same way::
     await source.close()
 
 Implementations: ``processor.sources.imap.ImapSource`` (aioimaplib), ``processor.sources.local``
-(Maildir and directory) and ``processor.sources.memory.MemorySource`` (tests).
+(Maildir and directory); the tests have an in-memory one (``tests/daemon/memory_source.py``).
 """
 
 from __future__ import annotations

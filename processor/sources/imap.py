@@ -43,6 +43,7 @@ logging.getLogger("aioimaplib").setLevel(logging.WARNING)
 
 _CHUNK = 16 * 1024
 _EXISTS = re.compile(rb"^\d+ EXISTS")
+_UNTAGGED_EXISTS = re.compile(rb"^(?:\* )?\d+ EXISTS")
 _FETCH_HEAD = re.compile(rb"^\d+ FETCH \(")
 _UID = re.compile(rb"\bUID (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
@@ -59,9 +60,18 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     """aioimaplib's protocol, fed in slices: its response parser recurses once per line, so a large
     read of many small lines could exceed Python's recursion limit."""
 
+    mail_arrived = False
+    """The server reported EXISTS since the last SELECT or IDLE: mail arrived while other commands
+    ran (aioimaplib hands such a response to whatever command is pending, or drops it)."""
+
     def data_received(self, d: bytes) -> None:
         for start in range(0, len(d), _CHUNK):
             super().data_received(d[start : start + _CHUNK])
+
+    def _untagged_response(self, line: bytes) -> Any:
+        if _UNTAGGED_EXISTS.match(line):
+            self.mail_arrived = True
+        return super()._untagged_response(line)
 
 
 def encode_folder(name: str) -> str:
@@ -296,6 +306,7 @@ class ImapConnection:
                 exists = int(line.split()[0])
         if validity is None:
             raise SourceError(f"{self.name}: the server gave no UIDVALIDITY for {folder!r}")
+        self.protocol.mail_arrived = False  # what the folder holds now, the next search sees
         return SourceState(validity, exists)
 
     async def create(self, folder: str) -> None:
@@ -359,10 +370,18 @@ class ImapConnection:
         await self.expunge(uids)
 
     async def idle(self, seconds: float, stop: asyncio.Event) -> bool:
-        """IDLE for up to ``seconds`` (or until ``stop``); True when the server reported new mail."""
+        """IDLE for up to ``seconds`` (or until ``stop``); True when the server reported new mail,
+        at once (without IDLE) when it did so during the commands since the folder was searched:
+        the server reports each arrival once, and mail that came during a drain must not wait."""
         protocol = self.protocol
+        queued: list[Any] = []
         while not protocol.idle_queue.empty():
-            protocol.idle_queue.get_nowait()
+            queued.append(protocol.idle_queue.get_nowait())
+        if protocol.mail_arrived or any(isinstance(line, bytes) and _EXISTS.match(line)
+                                        for lines in queued if isinstance(lines, list) for line in lines):
+            protocol.mail_arrived = False
+            log.debug("imap.mail_during_drain", mailbox=self.name)
+            return True
         idle_task = asyncio.ensure_future(protocol.idle())
         ack = asyncio.ensure_future(protocol.wait_for_idle_response())
         done, _ = await asyncio.wait({idle_task, ack}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -403,6 +422,8 @@ class ImapConnection:
         if self.lost:
             raise SourceError(f"{self.name}: {self._where()} closed the connection")
         protocol.idle_done()
+        if arrived:  # the drain that follows sees it; an EXISTS after the last look stays flagged
+            protocol.mail_arrived = False
         try:
             await asyncio.wait_for(asyncio.shield(idle_task), self.timeout)
         except TimeoutError:

@@ -60,6 +60,8 @@ class _Pending:
     first_seen: datetime
     expires_at: datetime | None
     note: str
+    last_seen: datetime
+    event_count: int
 
 
 def _change_event(
@@ -272,7 +274,8 @@ def import_rows(
             report.duplicates += 1
             continue
         batch[key] = _Pending(normal, key[1], item.source, item.reason, item.bounce_type,
-                              as_utc(item.created) or at_now, expires, item.note)
+                              as_utc(item.created) or at_now, expires, item.note,
+                              as_utc(item.last_seen) or at_now, item.event_count)
         if len(batch) >= size:
             _import_batch(db, list(batch.values()), report, actor, at_now)
             batch.clear()
@@ -314,11 +317,12 @@ def _import_batch(db: Database, rows: list[_Pending], report: ImportReport, acto
                     old = existing[key]
                     if old is None or old > now_ts:
                         continue
-                    stale.append((row.source, row.reason, row.bounce_type, ts(row.first_seen), now_ts, expires,
-                                  row.note, row.address, row.scope))
+                    stale.append((row.source, row.reason, row.bounce_type, ts(row.first_seen), ts(row.last_seen),
+                                  expires, row.note, row.event_count, row.address, row.scope))
                 else:
                     fresh.append((row.address, address_domain(row.address), row.scope, row.source, row.reason,
-                                  row.bounce_type, ts(row.first_seen), now_ts, expires, 1, row.note))
+                                  row.bounce_type, ts(row.first_seen), ts(row.last_seen), expires, row.event_count,
+                                  row.note))
                 event = template.copy()
                 event[_EV["address"]] = event[_EV["recipient"]] = row.address
                 event[_EV["domain"]] = address_domain(row.address)
@@ -332,7 +336,7 @@ def _import_batch(db: Database, rows: list[_Pending], report: ImportReport, acto
             if stale:
                 cursor.executemany(
                     f"UPDATE suppression SET source = {q}, reason = {q}, bounce_type = {q}, first_seen = {q}, "
-                    f"last_seen = {q}, expires_at = {q}, note = {q}, event_count = 1, last_event_id = NULL "
+                    f"last_seen = {q}, expires_at = {q}, note = {q}, event_count = {q}, last_event_id = NULL "
                     f"WHERE address = {q} AND scope = {q}",
                     stale,
                 )

@@ -48,6 +48,10 @@ from processor.store.types import (
 BATCH_CHECK_CHUNK = 10_000
 
 
+MAX_ROW_ID = 2**63 - 1
+"""The largest id a row can have (a signed 64-bit integer in every database)."""
+
+
 def _encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"s{last_id}".encode()).decode().rstrip("=")
 
@@ -55,9 +59,12 @@ def _encode_cursor(last_id: int) -> str:
 def _decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("s"):
+        if not raw.startswith("s") or not raw[1:].isascii() or not raw[1:].isdigit():
             raise ValueError(raw)
-        return int(raw[1:])
+        last_id = int(raw[1:])
+        if last_id > MAX_ROW_ID:
+            raise ValueError(raw)
+        return last_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise QueryError(f"invalid cursor {cursor[:40]!r}") from None
 

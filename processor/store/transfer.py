@@ -10,7 +10,9 @@ Import accepts our own export and the columns of common providers' suppression e
 address from ``email``, ``email address``, ``address``, ``recipient`` (or a file that is just
 one address per line, without a header); the reason from ``reason``, ``error``,
 ``suppression reason``; the time from ``created``, ``created_at``, ``date``, ``timestamp``,
-``last update time``, ``first_seen`` (ISO 8601, RFC 2822 or Unix seconds/milliseconds). Header
+``last update time``, ``first_seen`` (ISO 8601, RFC 2822 or Unix seconds/milliseconds); and, from
+our own export, ``last_seen`` and ``event_count``, so that export -> import -> export gives the
+same file (an export is a backup). Header
 names are matched ignoring case, spaces and punctuation. A row that cannot be imported is a
 ``Rejected`` naming its line number and the problem; the rows after it are still read.
 """
@@ -46,10 +48,16 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "bounce_type": ("bouncetype", "type"),
     "expires_at": ("expiresat", "expires"),
     "note": ("note", "notes", "comment"),
+    "last_seen": ("lastseen",),
+    "event_count": ("eventcount",),
 }
 _FIELD_OF = {alias: name for name, aliases in _ALIASES.items() for alias in aliases}
 _KEY = re.compile(r"[^a-z0-9]")
 _EPOCH = re.compile(r"\d{1,13}(\.\d+)?", re.ASCII)
+
+
+MAX_EVENT_COUNT = 2**31 - 1
+"""The event_count column is a 32-bit integer."""
 
 
 class TransferError(ValueError):
@@ -115,11 +123,25 @@ def _row(fields: dict[str, str], line: int) -> ImportRow | Rejected:
             expires = parse_time(value)
         except ValueError as exc:
             return Rejected(line, value, f"invalid expires at time: {exc}")
+    last_seen = None
+    value = get("last_seen", "").strip()
+    if value:
+        try:
+            last_seen = parse_time(value)
+        except ValueError as exc:
+            return Rejected(line, value, f"invalid last seen time: {exc}")
+    event_count = 1
+    value = get("event_count", "").strip()
+    if value:
+        if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_EVENT_COUNT):
+            return Rejected(line, value, f"invalid event count {value[:40]!r} (expected a whole number from 1)")
+        event_count = int(value)
     source = get("source", "").strip().lower() or Source.IMPORT
     if source not in Source.ALL:
         return Rejected(line, source, f"unknown source {source!r} (expected one of: {', '.join(Source.ALL)})")
     return ImportRow(address, line, get("reason", "").strip(), created, get("scope", "").strip() or GLOBAL_SCOPE,
-                     source, get("bounce_type", "").strip().lower(), expires, get("note", "").strip())
+                     source, get("bounce_type", "").strip().lower(), expires, get("note", "").strip(),
+                     last_seen, event_count)
 
 
 def read_rows(stream: Iterable[bytes], fmt: Format = "csv") -> Iterator[ImportRow | Rejected]:
@@ -188,7 +210,26 @@ def _read_jsonl(stream: Iterable[bytes]) -> Iterator[ImportRow | Rejected]:
             name = _FIELD_OF.get(_KEY.sub("", str(key).lower()))
             if name is not None and item is not None:
                 fields[name] = item if isinstance(item, str) else str(item)
+        broken = _surrogate_field(fields)
+        if broken is not None:
+            yield Rejected(number, _escaped(fields[broken])[:80],
+                           f"{broken} is not valid Unicode text (it holds a lone surrogate escape)")
+            continue
         yield _row(fields, number)
+
+
+def _surrogate_field(fields: dict[str, str]) -> str | None:
+    """The first field holding a lone surrogate (JSON can escape one; no database can store it)."""
+    for name, text in fields.items():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return name
+    return None
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _record(entry: Entry) -> dict[str, Any]:

@@ -193,6 +193,9 @@ class ImportRow:
     bounce_type: str = ""
     expires_at: datetime | None = None
     note: str = ""
+    last_seen: datetime | None = None
+    """None: the import time (a provider's list has no such column)."""
+    event_count: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,16 +102,16 @@ def _closed_port() -> int:
 
 
 def test_service_down_raises_service_unavailable() -> None:
-    """Nothing listening: ServiceUnavailable, and the caller picks fail open or fail closed."""
+    """Nothing listening: every call, filter_allowed included, raises ServiceUnavailable (never a
+    quietly empty or full list), so the caller picks fail open or fail closed."""
     recipients = ["a@example.org", "b@example.org"]
     with SuppressionClient(f"http://127.0.0.1:{_closed_port()}", READER, timeout=1) as client:
         with pytest.raises(ServiceUnavailable, match="unreachable"):
             client.is_suppressed("a@example.org")
-        try:
-            allowed = client.filter_allowed(recipients)
-        except ServiceUnavailable:
-            allowed = []  # fail closed: hold the mail
-    assert allowed == []
+        with pytest.raises(ServiceUnavailable, match="unreachable"):
+            client.filter_allowed(recipients)
+        with pytest.raises(ServiceUnavailable, match="unreachable"):
+            client.check(recipients)
 
 
 def test_slow_service_times_out() -> None:

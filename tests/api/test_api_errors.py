@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from processor.api import create_app
@@ -108,3 +112,40 @@ def test_app_opens_and_closes_its_own_store(db_url: str) -> None:
     with TestClient(app) as client:
         assert client.get("/readyz").status_code == 200
     assert app.state.store.engine.pool.checkedout() == 0
+
+
+def test_database_outage_is_logged_once_each_way_and_counted(postgres_url: str, log_output: Any) -> None:
+    """While the database is unreachable the API answers 503 and logs the outage once when it
+    begins and once when it ends (with the count), not once per request; each failed request is
+    counted in bounce_processor_api_unavailable_total."""
+    from processor.metrics import API_UNAVAILABLE
+    from processor.store import open_store
+    from tests.daemon.helpers import TcpProxy
+
+    proxy = TcpProxy(("127.0.0.1", sa.make_url(postgres_url).port or 5432))
+    proxy.up()
+    url = sa.make_url(postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
+    settings = make_settings(url)
+    store = open_store(settings)
+    before = API_UNAVAILABLE._value.get()
+    try:
+        with TestClient(create_app(settings, store), raise_server_exceptions=False) as client:
+            assert client.get("/v1/suppressions/a@example.org", headers=auth(ADMIN)).status_code == 404
+            proxy.down()
+            statuses = [client.get(f"/v1/suppressions/u{n}@example.org", headers=auth(ADMIN)).status_code
+                        for n in range(12)]
+            statuses.append(client.get("/readyz").status_code)
+            assert statuses == [503] * 13
+            proxy.up()
+            deadline = time.monotonic() + 30
+            while client.get("/v1/suppressions/a@example.org", headers=auth(ADMIN)).status_code != 404:
+                assert time.monotonic() < deadline, "the API did not recover after the database returned"
+                time.sleep(0.2)
+    finally:
+        store.close()
+        proxy.down()
+    failed = API_UNAVAILABLE._value.get() - before
+    events = [json.loads(line) for line in log_output.getvalue().splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events if e["event"].startswith("api.")]
+    assert names == ["api.database_unavailable", "api.database_available"], names
+    assert events[-1]["failed_requests"] == failed == 13

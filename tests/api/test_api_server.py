@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -191,3 +192,68 @@ def test_import_streams_through_the_real_server(live_server: RunningServer, stor
     assert response.status_code == 200, response.text
     assert response.json()["added"] == 5000
     assert store.is_suppressed("stream4999@example.org") is not None
+
+
+def _half_open(base_url: str, count: int) -> list[socket.socket]:
+    """``count`` connections that each send the start of a request and never finish its headers."""
+    host, port = base_url.removeprefix("http://").split(":")
+    opened = []
+    for _ in range(count):
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        opened.append(sock)
+    return opened
+
+
+def _closed_by_server(sock: socket.socket, deadline: float) -> bool:
+    """Whether the server closes the connection before the monotonic ``deadline``."""
+    try:
+        while True:  # what is left of an earlier answer comes first
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            if sock.recv(4096) == b"":
+                return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_unfinished_request_heads_are_closed(db_url: str, store: Store) -> None:
+    """Connections whose request head is not finished within api.header_timeout_seconds are
+    closed (on a fresh connection and on a kept-alive one), and complete requests still work."""
+    server = start_server(make_settings(db_url, header_timeout_seconds=1.0), store)
+    try:
+        slow = _half_open(server.base_url, 50)
+        host, port = server.base_url.removeprefix("http://").split(":")
+        kept = socket.create_connection((host, int(port)), timeout=30)
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept.recv(4096).startswith(b"HTTP/1.1 200 ")
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the next request, never finished
+        deadline = time.monotonic() + 30
+        assert [_closed_by_server(sock, deadline) for sock in [*slow, kept]] == [True] * 51
+        kept.close()
+        assert httpx.get(f"{server.base_url}/healthz").status_code == 200
+        for sock in slow:
+            sock.close()
+    finally:
+        server.shutdown()
+    assert not server.errors
+
+
+def test_connection_limit_answers_503(db_url: str, store: Store) -> None:
+    """Beyond api.max_connections open connections, a request is answered 503 at once (not queued)."""
+    server = start_server(make_settings(db_url, max_connections=20, header_timeout_seconds=60), store)
+    try:
+        slow = _half_open(server.base_url, 20)
+        response = httpx.get(f"{server.base_url}/healthz", timeout=10)
+        assert response.status_code == 503
+        for sock in slow:
+            sock.close()
+        deadline = time.monotonic() + 30
+        while (status := httpx.get(f"{server.base_url}/healthz", timeout=10).status_code) != 200:
+            assert time.monotonic() < deadline, "the limit was not lifted once the connections closed"
+            time.sleep(0.05)
+        assert status == 200
+    finally:
+        server.shutdown()
+    assert not server.errors

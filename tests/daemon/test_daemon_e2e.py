@@ -16,18 +16,21 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from processor.store import models as m
-from tests.conftest import PROJECT, SAMPLES
+from tests.conftest import PROJECT, SAMPLES, require
 from tests.daemon.helpers import (
     DaemonProcess,
     TcpProxy,
+    bounce_for,
     bounces,
     cli,
     imap_box,
     run_once,
     write_config,
 )
+from tests.private_postgres import PrivatePostgres, private_postgres_missing
 from tests.servers import Dovecot, MailUser, Postfix, make_message
 
 pytestmark = pytest.mark.slow
@@ -69,6 +72,22 @@ def counts(url: str) -> dict[str, int]:
             }
     finally:
         engine.dispose()
+
+
+def expected_sample_events() -> int:
+    """How many events the samples report: from their rows in samples/expected.yaml and
+    samples/mta/expected.yaml (which the table tests pin exactly), and, for the known parser
+    misses of samples/generated/PENDING.md (whose rows are not what comes out today), what the
+    parser gives today."""
+    from processor.parse import parse
+    from tests.test_samples import PENDING_ROWS
+
+    rows = [*yaml.safe_load((SAMPLES / "expected.yaml").read_text(encoding="utf-8")),
+            *yaml.safe_load((SAMPLES / "mta" / "expected.yaml").read_text(encoding="utf-8"))]
+    pending = [row["file"] for row in PENDING_ROWS]
+    assert sorted([row["file"] for row in rows] + pending) == sorted(p.relative_to(SAMPLES).as_posix()
+                                                                     for p in SAMPLES.rglob("*.eml"))
+    return sum(len(row["events"]) for row in rows) + sum(len(parse((SAMPLES / f).read_bytes())) for f in pending)
 
 
 def processed_count(daemon: DaemonProcess) -> int:
@@ -131,7 +150,8 @@ def test_sigkill_mid_batch_then_restart_processes_each_message_exactly_once(dove
     assert dovecot.uids(user), "nothing left in INBOX: the kills came too late to test anything"
     final = run_once(cfg)
     assert final.proc.returncode == 0, final.text()[-3000:]
-    assert counts(url) | {"suppressed": 0} == {"events": total, "ledger": total, "distinct": total, "suppressed": 0}
+    # each message is a distinct recipient's hard bounce: one suppression each
+    assert counts(url) == {"events": total, "ledger": total, "distinct": total, "suppressed": total}
     assert dovecot.uids(user) == [] and len(dovecot.uids(user, "Processed")) == total
     for line in final.text().splitlines():  # --log-format json: every line is one JSON object
         assert isinstance(json.loads(line), dict)
@@ -210,7 +230,7 @@ def test_database_lost_mid_run_leaves_messages_in_place_until_it_returns(
     finally:
         daemon.close()
         proxy.down()
-    assert counts(pg_url) | {"suppressed": 0} == {"events": 20, "ledger": 20, "distinct": 20, "suppressed": 0}
+    assert counts(pg_url) == {"events": 20, "ledger": 20, "distinct": 20, "suppressed": 20}
 
 
 def test_two_daemons_on_postgresql_process_each_message_once_and_take_over(
@@ -252,12 +272,10 @@ def test_two_daemons_on_postgresql_process_each_message_once_and_take_over(
         survivor = daemons[1 - holder]
         daemons[holder].proc.kill()
         daemons[holder].proc.wait(10)
-        killed_at = time.monotonic()
         dovecot.append_many(users[0], bounces(20, prefix=f"after-{os.urandom(2).hex()}-"))
+        # the event, with a generous deadline (five lease periods), not a wall-clock window
         survivor.wait_for(lambda d: any(e.get("mailbox") == "box0/INBOX" for e in d.events("lease.taken")),
                           30, "the survivor to take box0")
-        taken_after = time.monotonic() - killed_at
-        assert taken_after < 6.0 + 3.0, taken_after
         deadline = time.monotonic() + 30
         while dovecot.uids(users[0]):
             assert time.monotonic() < deadline, "box0 was not emptied after the take-over"
@@ -379,7 +397,7 @@ def test_embedded_default_processes_the_samples_read_only(workdir: Path) -> None
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     emls = len(list(SAMPLES.rglob("*.eml")))
     result = counts(f"sqlite:///{workdir / 'bounce-processor.db'}")
-    assert result["ledger"] == emls and result["events"] >= emls - 20
+    assert (result["ledger"], result["events"]) == (emls, expected_sample_events())
     assert digest() == before
     last = [json.loads(line) for line in proc.stdout.splitlines() + proc.stderr.splitlines() if line.startswith("{")]
     done = next(line for line in last if line["event"] == "daemon.once_done")
@@ -442,3 +460,121 @@ def _ca_pem() -> str:
         return generate_tls(directory).ca_cert.read_text()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_daemon_resumes_within_seconds_of_postgresql_returning(dovecot: Dovecot, workdir: Path) -> None:
+    """A private PostgreSQL stopped (-m immediate) for 10 s in the middle of a drain, with a 60 s
+    poll interval and IDLE: the daemon is back at work within 15 s of the database answering,
+    says that the lease went with the database (no other daemon exists), and counts every
+    message once, including those that arrived during the outage."""
+    require(private_postgres_missing() is None, str(private_postgres_missing()))
+    user = dovecot.new_user()
+    tag = os.urandom(2).hex()
+    before, during = 600, 20
+    dovecot.append_many(user, bounces(before, prefix=f"p{tag}-"))
+    with PrivatePostgres() as cluster:
+        # the default backoff (1 s doubling up to 300 s), not the tests' short one
+        box = imap_box(dovecot, user, poll_interval_seconds=60.0, batch_size=2, backoff_initial_seconds=1.0,
+                       backoff_max_seconds=300.0)
+        cfg = config(workdir, cluster.url, {"bounces": box})
+        daemon = DaemonProcess(cfg)
+        try:
+            daemon.wait_for(lambda d: processed_count(d) >= 50, 60, "the drain to get going")
+            cluster.stop()
+            outage_began = time.monotonic()
+            dovecot.append_many(user, bounces(during, prefix=f"q{tag}-"))
+            time.sleep(max(0.0, 10 - (time.monotonic() - outage_began)))
+            done_before = processed_count(daemon)
+            assert done_before < before, "the drain ended before the outage: nothing tests the resumption"
+            cluster.start()
+            back = time.monotonic()
+            daemon.wait_for(lambda d: processed_count(d) > done_before, 15, "work within 15 s of the database")
+            resumed_after = time.monotonic() - back
+            print(f"postgresql outage: first message processed {resumed_after:.1f} s after the database returned")
+            daemon.wait_for(lambda d: not dovecot.uids(user), 180, "the mailbox to be drained")
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait(15) == 0, daemon.text()[-3000:]
+        finally:
+            daemon.close()
+        total = before + during
+        assert counts(cluster.url) == {"events": total, "ledger": total, "distinct": total, "suppressed": total}
+    assert resumed_after < 15
+    lost = daemon.events("mailbox.lease_lost")
+    assert all("database" in event["why"] and "another daemon" not in event["why"] for event in lost), lost
+    assert not [e for e in daemon.lines() if e.get("level") == "error" and e.get("event") == "scheduler.job_error"]
+
+
+def test_sigterm_while_idle_logs_no_error(dovecot: Dovecot, workdir: Path) -> None:
+    """SIGTERM while every folder is in IDLE: exit 0 within the shutdown time, and not one ERROR
+    line (no cancelled job reported as a failure)."""
+    user = dovecot.new_user()
+    box = imap_box(dovecot, user, poll_interval_seconds=60.0, folders=["INBOX", "Other"])
+    with dovecot.session(user) as imap:
+        imap.create("Other")
+    dovecot.append(user, bounces(1, prefix=f"s{os.urandom(2).hex()}-")[0])
+    daemon = DaemonProcess(config(workdir, sqlite(workdir), {"bounces": box}))
+    try:
+        daemon.wait_for(lambda d: processed_count(d) >= 1, 60, "the first message")
+        daemon.wait_for(lambda d: len([e for e in d.lines() if e.get("event") == "imap.connected"]) >= 2, 30,
+                        "both folders connected")
+        time.sleep(1.0)  # both folders settle into IDLE
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+    finally:
+        daemon.close()
+    errors = [line for line in daemon.lines() if line.get("level") in ("error", "critical")]
+    assert errors == [], errors
+    assert "CancelledError" not in daemon.text()
+
+
+def test_daemon_resumes_within_seconds_of_dovecot_returning(dovecot: Dovecot, workdir: Path) -> None:
+    """Dovecot stopped for 5 s under a daemon in IDLE, with a 60 s poll interval and the default
+    backoff: mail that arrives after the restart is processed within 15 s of Dovecot answering."""
+    user = dovecot.new_user()
+    tag = os.urandom(2).hex()
+    dovecot.append(user, bounce_for(f"a{tag}@local.example.net"))
+    box = imap_box(dovecot, user, poll_interval_seconds=60.0, backoff_initial_seconds=1.0, backoff_max_seconds=300.0)
+    daemon = DaemonProcess(config(workdir, sqlite(workdir), {"bounces": box}))
+    try:
+        daemon.wait_for(lambda d: processed_count(d) >= 1, 60, "the first message")
+        time.sleep(1.0)  # in IDLE now
+        dovecot.stop()
+        time.sleep(5.0)
+        dovecot.start()
+        back = time.monotonic()
+        dovecot.append_many(user, bounces(5, prefix=f"b{tag}-"))
+        daemon.wait_for(lambda d: processed_count(d) >= 6, 15, "the new mail within 15 s of Dovecot's return")
+        resumed_after = time.monotonic() - back
+        print(f"dovecot restart: new mail processed {resumed_after:.1f} s after Dovecot returned")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+    finally:
+        daemon.close()
+    assert daemon.events("mailbox.source_error"), "the restart was not noticed"
+    assert resumed_after < 15
+    assert counts(sqlite(workdir)) == {"events": 6, "ledger": 6, "distinct": 6, "suppressed": 6}
+
+
+def test_mail_arriving_during_a_drain_is_processed_right_after_it(dovecot: Dovecot, workdir: Path) -> None:
+    """600 bounces in INBOX with a 60 s poll interval and IDLE; one more APPENDed while the drain
+    runs is processed within 5 s of the drain's end (not at the next poll)."""
+    user = dovecot.new_user()
+    tag = os.urandom(2).hex()
+    dovecot.append_many(user, bounces(600, prefix=f"d{tag}-"))
+    late = f"late{tag}@local.example.net"
+    box = imap_box(dovecot, user, poll_interval_seconds=60.0, batch_size=10)
+    daemon = DaemonProcess(config(workdir, sqlite(workdir), {"bounces": box}))
+    try:
+        daemon.wait_for(lambda d: processed_count(d) >= 100, 60, "100 messages recorded")
+        dovecot.append(user, bounce_for(late))
+        assert daemon.events("mailbox.drained") == [], "the drain ended before the APPEND: nothing is tested"
+        daemon.wait_for(lambda d: bool(d.events("mailbox.drained")), 120, "the drain to end")
+        drained_at = time.monotonic()
+        daemon.wait_for(lambda d: any(late in e.get("recipients", []) for e in d.events("message.processed")), 5,
+                        "the late message within 5 s of the drain's end")
+        print(f"drain race: late message processed {time.monotonic() - drained_at:.1f} s after the drain")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+    finally:
+        daemon.close()
+    assert counts(sqlite(workdir))["ledger"] == 601

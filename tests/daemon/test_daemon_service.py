@@ -25,12 +25,12 @@ from processor.daemon.service import MailboxWorker, Pipeline, Runtime
 from processor.records import Event, Verdict
 from processor.sources.base import SourceError
 from processor.sources.local import DirectorySource, MaildirSource
-from processor.sources.memory import MemorySource
 from processor.store import Store, StoreError, open_store
 from processor.store import models as m
 from processor.verp import make_return_path
 from tests.conftest import SAMPLES
 from tests.daemon.helpers import bounce_for, bounces
+from tests.daemon.memory_source import MemorySource
 
 SECRET = "daemon-test-secret-0123456789"
 

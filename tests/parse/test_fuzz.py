@@ -244,11 +244,16 @@ def test_megabyte_header_line() -> None:
 
 
 def test_thousands_of_headers_and_recipients() -> None:
-    """50,000 header lines and a DSN with 10,000 recipient blocks are handled."""
+    """50,000 header lines are handled; a DSN with 10,000 more recipient blocks after its own one
+    yields one failure event per recipient (10,001), each with its address and status."""
     headers = b"".join(b"X-H%d: v\n" % i for i in range(50_000))
     check(b"From: a@example.org\n" + headers + b"\nbody\n", PATHOLOGICAL_SECONDS)
     blocks = b"".join(
         b"Final-Recipient: rfc822; r%d@example.org\nAction: failed\nStatus: 5.1.1\n\n" % i for i in range(10_000)
     )
     dsn = _dsn_with_parts(0).replace(b"Status: 5.1.1\n", b"Status: 5.1.1\n\n" + blocks)
-    check(dsn, PATHOLOGICAL_SECONDS)
+    events = check(dsn, PATHOLOGICAL_SECONDS)
+    assert events is not None
+    expected = ["lost@example.org", *(f"r{i}@example.org" for i in range(10_000))]
+    assert sorted(e.recipient for e in events) == sorted(expected)
+    assert {(e.kind, e.status) for e in events} == {("failure", "5.1.1")}

@@ -65,7 +65,8 @@ def test_mta_sample(row: dict[str, Any]) -> None:
 
 
 def test_rows_are_well_formed() -> None:
-    """Each row names an existing sample once, a detector, and events with known string fields."""
+    """Each row names an existing sample once, a detector, and events with known string fields;
+    every failure or delay pins its status."""
     seen: set[str] = set()
     for row in ROWS:
         assert set(row) <= ROW_KEYS and {"file", "mta", "events"} <= set(row), row
@@ -76,6 +77,8 @@ def test_rows_are_well_formed() -> None:
         for event in row["events"]:
             assert {"recipient", "kind"} <= set(event) <= EVENT_KEYS, f"{row['file']}: {sorted(event)}"
             assert all(isinstance(v, str) for v in event.values()), f"{row['file']}: non-string value in {event}"
+            if event["kind"] in ("failure", "delay"):  # "" pins a report that gives no status at all
+                assert "status" in event, f"{row['file']}: {event['recipient']}: a {event['kind']} pins its status"
 
 
 def test_every_sample_has_a_row() -> None:

@@ -124,8 +124,8 @@ class ThreadServer:
     def port(self) -> int:
         return self.server.port
 
-    def client(self) -> Client:
-        return Client(self.server.listen.path or self.port)
+    def client(self, timeout: float = 10.0) -> Client:
+        return Client(self.server.listen.path or self.port, timeout)
 
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
@@ -145,6 +145,14 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def refreshes_pass(lookup: Any, count: int = 2, timeout: float = 30.0) -> None:
+    """Block until ``count`` refreshes of the in-memory copy have completed after this call (so
+    at least one of them read the store after it); fail if they do not come."""
+    for _ in range(count):
+        seen = lookup._fresh_at
+        assert wait_until(lambda seen=seen: lookup._fresh_at > seen, timeout), "no refresh of the list ran"
 
 
 # --------------------------------------------------------------------------- databases

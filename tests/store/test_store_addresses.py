@@ -24,6 +24,28 @@ VALID = [
     ("o'brien@example.org", "o'brien@example.org"),
     ("user@[192.0.2.1]", "user@[192.0.2.1]"),
     ("postmaster@localhost", "postmaster@localhost"),
+    # As Postfix resolves them: quotes the local part does not need, and the domain's trailing dot.
+    ('"user"@d.example', "user@d.example"),
+    ('"First.Last"@D.Example', "first.last@d.example"),
+    ("user@d.example.", "user@d.example"),
+    ('"user"@Bücher.example.', "user@xn--bcher-kva.example"),
+    ('"a b"@d.example', '"a b"@d.example'),
+    ('"a..b"@d.example', '"a..b"@d.example'),
+]
+
+# Text that looks like an address but is not one: not valid UTF-8, or holding a character one cannot see.
+HIDDEN = [
+    ("\ud800@x.com", "not valid UTF-8 (a lone surrogate U+D800)"),
+    ("\udced\udca0\udc80@x.com", "not valid UTF-8 (a lone surrogate U+DCED)"),
+    ("\ufffd\ufffd\ufffd@x.com", "not valid UTF-8 (contains U+FFFD, the replacement character)"),
+    ("us\u200ber@x.com", "contains an invisible or control character U+200B (ZERO WIDTH SPACE)"),
+    ("user\u200f@x.com", "contains an invisible or control character U+200F (RIGHT-TO-LEFT MARK)"),
+    ("us\u00a0er@x.com", "contains an invisible or control character U+00A0 (NO-BREAK SPACE)"),
+    ("us\ufeffer@x.com", "contains an invisible or control character U+FEFF (ZERO WIDTH NO-BREAK SPACE)"),
+    ("user@exa\u2028mple.com", "contains an invisible or control character U+2028 (LINE SEPARATOR)"),
+    ("us\x01er@x.com", "contains a control character"),
+    ("us\x7fer@x.com", "contains a control character"),
+    ('"us\x00er"@x.com', "contains a control character"),
 ]
 
 # input, the exact error message; the syntax rows are also rejected by flanker itself.
@@ -77,6 +99,17 @@ def test_invalid_addresses_raise_a_clear_error(given: str, message: str) -> None
     stripped = given.strip()
     if "@" in stripped and len(stripped) <= 1024:
         assert flanker_address().parse(stripped, addr_spec_only=True, strict=True) is None
+
+
+@pytest.mark.parametrize(("given", "problem"), HIDDEN)
+def test_invalid_unicode_and_invisible_characters_are_refused(given: str, problem: str) -> None:
+    """An address that is not valid UTF-8 or holds an invisible or control character is refused,
+    with a message that is printable (control characters and surrogates escaped)."""
+    with pytest.raises(AddressError) as caught:
+        normalise_address(given)
+    assert caught.value.problem == problem
+    assert str(caught.value) == f"invalid address {given!r}: {problem}"
+    str(caught.value).encode("utf-8")
 
 
 def test_non_string_input_is_rejected() -> None:

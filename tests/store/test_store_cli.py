@@ -104,3 +104,54 @@ def test_db_upgrade_and_current_commands(tmp_path: Path) -> None:
     assert db("upgrade").stdout == f"database is at revision {head} (nothing to do)\n"
     current = db("current")
     assert (current.returncode, current.stdout) == (0, f"database revision {head}, code revision {head}: up to date\n")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_import_export_is_identical(capsys: pytest.CaptureFixture[str], db_url: str, tmp_path: Path,
+                                           fmt: str) -> None:
+    """suppress export, suppress import into another database (and into this one, emptied), then
+    export again gives the same file byte for byte: every field, last_seen and event_count too."""
+    from datetime import UTC, datetime, timedelta
+
+    from processor.config import DatabaseSettings, Settings
+    from processor.store import open_store
+    from tests.store.helpers import message, verdict
+
+    now = datetime.now(UTC)
+    first = now - timedelta(days=10, microseconds=123)
+    store = open_store(Settings(database=DatabaseSettings(url=db_url)))
+    try:
+        store.record_message(message(), [verdict("twice@example.org")], now=first)
+        store.record_message(message(), [verdict("twice@example.org")], now=first + timedelta(days=3))
+        store.add("kept@bücher.example", reason="asked", scope="list:news", note='a "note", with\nnewline',
+                  expires_at=now + timedelta(days=30), now=first)
+        twice = store.is_suppressed("twice@example.org")
+        assert twice is not None and twice.event_count == 2 and twice.last_seen > twice.first_seen
+        exported = tmp_path / f"first.{fmt}"
+        assert run(capsys, db_url, "suppress", "export", "-o", str(exported))[0] == 0
+        other = f"sqlite:///{tmp_path / 'other.db'}"
+        again = tmp_path / f"again.{fmt}"
+        assert run(capsys, other, "suppress", "import", str(exported))[:2] == (
+            0, "read 2 rows: 2 added, 0 already suppressed, 0 duplicates, 0 rejected\n")
+        assert run(capsys, other, "suppress", "export", "-o", str(again))[0] == 0
+        assert again.read_bytes() == exported.read_bytes()
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM suppression")
+        assert run(capsys, db_url, "suppress", "import", str(exported))[0] == 0
+        assert run(capsys, db_url, "suppress", "export", "-o", str(again))[0] == 0
+        assert again.read_bytes() == exported.read_bytes()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("address", ["us\u200ber@example.org", "\udced\udca0\udc80@example.org",
+                                     "\ufffd@example.org"])
+def test_cli_refuses_invisible_and_undecodable_addresses(capsys: pytest.CaptureFixture[str], db_url: str,
+                                                         address: str) -> None:
+    """suppress add refuses an address with an invisible character or bytes that were not UTF-8
+    (a shell argument Python decoded with surrogates): one printable line, exit 2, nothing stored."""
+    code, out, err = run(capsys, db_url, "suppress", "add", address)
+    assert (code, out) == (2, "")
+    assert err.startswith("bounce-processor: error: invalid address ") and err.count("\n") == 1
+    err.encode("utf-8")
+    assert run(capsys, db_url, "suppress", "list", "--json")[1] == ""

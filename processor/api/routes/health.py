@@ -38,16 +38,18 @@ def _ping(store: Store) -> None:
 
 @router.get("/readyz", response_model=Health, summary="Ready (the database answers)",
             responses={503: {"model": ErrorBody, "description": "The database cannot be reached"}})
-async def readyz(store: StoreDep) -> Response:
-    """200 when a query reaches the database within a few seconds, else 503."""
+async def readyz(request: Request, store: StoreDep) -> Response:
+    """200 when a query reaches the database within a few seconds, else 503 (an outage is logged
+    once, when it begins, not at every probe)."""
+    outage = request.app.state.outage
     try:
         with anyio.fail_after(READY_TIMEOUT):
             await blocking(_ping, store)
     except TimeoutError:
-        log.warning("api.not_ready", error=f"no answer from the database within {READY_TIMEOUT} s")
+        outage.request_failed("GET", "/readyz", f"no answer from the database within {READY_TIMEOUT} s")
         return error_response(503, "unavailable", "the suppression database does not answer")
     except (sa.exc.SQLAlchemyError, OSError) as exc:
-        log.warning("api.not_ready", error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}")
+        outage.request_failed("GET", "/readyz", f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}")
         return error_response(503, "unavailable", "the suppression database cannot be reached")
     return json_response({"status": "ok"})
 

@@ -25,6 +25,7 @@ from processor.api.schemas import (
 )
 from processor.metrics import SUPPRESSIONS
 from processor.store import EntryFilter
+from processor.store.suppressions import MAX_ROW_ID
 
 router = v1_router("suppressions")
 
@@ -45,7 +46,9 @@ async def address_events(
     _: ReadAccess,
     scope: Annotated[str | None, Query(max_length=255, description="Only this scope")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Only events older than this id (paging)")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="Only events older than this id (paging)")
+    ] = None,
 ) -> Response:
     """The address's events (reports and changes to the list), newest first."""
     normal = store.normalise(address)

@@ -1,4 +1,5 @@
-"""An in-memory ``MailSource`` for unit tests: a list of messages with UIDs, folders as dicts,
+"""An in-memory ``MailSource``, a test double (so it lives with the tests, not in the package):
+a list of messages with UIDs, folders as dicts,
 and switches that make a step fail (to test what the daemon does when a source breaks)."""
 
 from __future__ import annotations
