@@ -455,6 +455,77 @@ class DaemonSettings(BaseModel):
     works on a fresh machine); with False, no mailbox is an error."""
 
 
+WEBHOOK_PROVIDERS = ("ses", "sendgrid", "mailgun", "postmark", "sparkpost", "brevo", "standard")
+SNS_CERT_HOST_PATTERN = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+"""The hosts an SNS signing certificate (and a SubscribeURL) may come from: AWS's own pattern."""
+
+
+class WebhookSettings(BaseModel):
+    """One provider webhook receiver, served at ``POST /v1/webhooks/{name}`` by the API.
+
+    Secrets (``secret``, ``basic_auth``, ``bearer_tokens``) may come from the environment
+    (``BOUNCE_WEBHOOKS__SENDGRID__PUBLIC_KEY``) or from ``*_file`` (one value per line); they are
+    never logged. A receiver without the credentials its provider needs refuses every request.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["ses", "sendgrid", "mailgun", "postmark", "sparkpost", "brevo", "standard"] | None = None
+    """Which provider posts here; default: the receiver's name (``[webhooks.sendgrid]``)."""
+    enabled: bool = True
+    kind: Literal["bounce", "fbl", "auto"] = "auto"
+    """Which reports may suppress (as for mailboxes): "auto" lets bounces and complaints do so."""
+    secret: SecretStr | None = None
+    """mailgun: the HTTP webhook signing key; standard: the ``whsec_...`` secret;
+    sendgrid: the verification (public) key, base64 DER or PEM."""
+    secret_file: Path | None = None
+    basic_auth: list[SecretStr] = Field(default_factory=list)
+    """``user:password`` pairs accepted as HTTP Basic credentials (several: rotation). Postmark,
+    SparkPost and Brevo have no signature: set these (or ``bearer_tokens``) for them."""
+    basic_auth_file: Path | None = None
+    bearer_tokens: list[SecretStr] = Field(default_factory=list)
+    """Tokens accepted as ``Authorization: Bearer`` (Brevo, SparkPost OAuth-less setups)."""
+    tolerance_seconds: int = Field(default=300, ge=1, le=7 * 86_400)
+    """Signed timestamps further than this from now (either way) are refused (mailgun, sendgrid,
+    standard); SNS messages older than this plus one hour (SNS retries for an hour) are refused."""
+    topic_arns: list[str] = Field(default_factory=list)
+    """ses: the SNS topics accepted (required: a valid signature only proves SOME topic sent it)."""
+    cert_host_pattern: str = SNS_CERT_HOST_PATTERN
+    """ses: a regular expression the host (``host:port`` when a port is given) of SigningCertURL
+    and SubscribeURL must match in full."""
+    cert_ca_file: Path | None = None
+    """ses: CA file to verify the certificate host's TLS with (default: the system's CAs)."""
+    confirm_subscriptions: bool = True
+    """ses: confirm a SubscriptionConfirmation of an allowed topic by fetching its SubscribeURL."""
+    fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    def provider_for(self, name: str) -> str:
+        provider = self.provider or name
+        if provider not in WEBHOOK_PROVIDERS:
+            raise ConfigError(f"webhook {name!r}: unknown provider {provider!r}; set provider = one of "
+                              f"{', '.join(WEBHOOK_PROVIDERS)}")
+        return provider
+
+    def secrets(self) -> list[str]:
+        """``secret`` and the lines of ``secret_file``."""
+        values = [self.secret.get_secret_value()] if self.secret is not None else []
+        return values + _file_lines(self.secret_file, "secret_file")
+
+    def credentials(self) -> list[str]:
+        """The accepted ``user:password`` pairs."""
+        return [v.get_secret_value() for v in self.basic_auth] + _file_lines(self.basic_auth_file, "basic_auth_file")
+
+
+def _file_lines(path: Path | None, name: str) -> list[str]:
+    if path is None:
+        return []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {name} {path}: {exc.strerror}") from None
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 def embedded_mailboxes() -> dict[str, MailboxSettings]:
     """The embedded default: the samples/ directory, read-only (none outside a source checkout)."""
     if not DEFAULT_SAMPLES_DIR.is_dir():
@@ -494,6 +565,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"invalid mailbox name {name!r}: use lower-case a-z 0-9 . _ - (up to 64)")
         return value
     api: ApiSettings = Field(default_factory=ApiSettings)
+    webhooks: dict[str, WebhookSettings] = Field(default_factory=dict)
+    """Provider webhook receivers by name (the URL path: ``/v1/webhooks/{name}``)."""
 
     @classmethod
     def settings_customise_sources(

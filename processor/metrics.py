@@ -43,3 +43,14 @@ POLICY_REQUESTS = Counter(
     "Postfix policy delegation requests, by answer (REJECT, DEFER, DUNNO, error).",
     ["answer"],
 )
+WEBHOOK_REQUESTS = Counter(
+    "bounce_processor_webhook_requests_total",
+    "Provider webhook requests, by webhook name and outcome (accepted, or why refused: bad_signature, "
+    "stale, replayed, unknown_topic, malformed, bad_credentials, ...).",
+    ["webhook", "outcome"],
+)
+WEBHOOK_EVENTS = Counter(
+    "bounce_processor_webhook_events_total",
+    "Provider events, by webhook name and outcome (recorded, duplicate, ignored).",
+    ["webhook", "outcome"],
+)

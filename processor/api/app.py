@@ -23,9 +23,11 @@ from processor.api.errors import ApiError, install_handlers
 from processor.api.fastpath import LookupFastPath
 from processor.api.json import FastJSONResponse
 from processor.api.routes import ROUTERS, suppressions
+from processor.classify import load_classifier
 from processor.config import Settings
 from processor.metrics import API_LATENCY
 from processor.store import Store, open_store
+from processor.webhooks import WebhookService
 
 __all__ = ["create_app"]
 
@@ -144,6 +146,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *, 
     app.state.settings = settings
     app.state.store = opened
     app.state.tokens = TokenTable(settings.api.tokens)
+    app.state.webhooks = _webhooks(settings, opened)
     install_handlers(app, (route for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)))
     for router in ROUTERS:
         app.include_router(router)
@@ -157,6 +160,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *, 
     if app.state.tokens.open:
         _drop_security(app)
     return app
+
+
+def _webhooks(settings: Settings, store: Store) -> WebhookService | None:
+    """The provider webhook receivers, with the rules loaded once (None when none is configured)."""
+    if not settings.webhooks:
+        return None
+    return WebhookService(settings, store, load_classifier(settings.rules))
 
 
 def _lookup_routes() -> tuple[APIRoute, APIRoute]:
