@@ -526,6 +526,57 @@ def _file_lines(path: Path | None, name: str) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+OutboxChange = Literal["added", "removed", "expired"]
+OUTBOX_CHANGES: tuple[OutboxChange, ...] = ("added", "removed", "expired")
+
+
+class OutboxEndpoint(BaseModel):
+    """One receiver of suppression-changed events (listmonk, Mautic, your own application)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["generic", "listmonk"] = "generic"
+    """"generic": ``{"type": "suppression.added", "timestamp", "data": {...}}``; "listmonk": the body
+    of listmonk's ``POST /webhooks/bounce`` (email, source, type hard/soft/complaint, meta)."""
+    secret: SecretStr | None = None
+    """``whsec_...``: each request is signed with Standard Webhooks headers (``webhook-id``,
+    ``webhook-timestamp``, ``webhook-signature``)."""
+    secret_file: Path | None = None
+    authorization: SecretStr | None = None
+    """An ``Authorization`` header value to send (listmonk: ``token api_user:access_token``)."""
+    changes: list[OutboxChange] = Field(default_factory=lambda: list(OUTBOX_CHANGES))
+    """Which changes this endpoint hears of (listmonk's bounce webhook knows only "added")."""
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    """After this many failed tries a delivery is dead (kept, counted, never tried again)."""
+    timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+
+    def signing_secret(self) -> str:
+        if self.secret is not None:
+            return self.secret.get_secret_value()
+        lines = _file_lines(self.secret_file, "secret_file")
+        return lines[0] if lines else ""
+
+
+class OutboxSettings(BaseModel):
+    """Suppression-changed events out: endpoints, and how the delivery job retries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: dict[str, OutboxEndpoint] = Field(default_factory=dict)
+    """Endpoints by name (stored with each delivery; renaming one orphans its pending deliveries)."""
+    interval_seconds: float = Field(default=2.0, ge=0.05, le=3600)
+    """How often the delivery job looks for due deliveries."""
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    lease_seconds: float | None = Field(default=None, gt=0)
+    """How long a claimed delivery is left to the process that claimed it before another try
+    (default: the longest endpoint timeout plus 30 s). A process killed mid-delivery is thus
+    retried after this long, under the same webhook-id."""
+    retry_delays_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0])
+    """Delay before try n+1 after n failed tries (the last repeats), each +-20 % jitter."""
+
+
 def embedded_mailboxes() -> dict[str, MailboxSettings]:
     """The embedded default: the samples/ directory, read-only (none outside a source checkout)."""
     if not DEFAULT_SAMPLES_DIR.is_dir():
@@ -567,6 +618,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     webhooks: dict[str, WebhookSettings] = Field(default_factory=dict)
     """Provider webhook receivers by name (the URL path: ``/v1/webhooks/{name}``)."""
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     @classmethod
     def settings_customise_sources(

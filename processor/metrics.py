@@ -54,3 +54,13 @@ WEBHOOK_EVENTS = Counter(
     "Provider events, by webhook name and outcome (recorded, duplicate, ignored).",
     ["webhook", "outcome"],
 )
+OUTBOX_DELIVERIES = Counter(
+    "bounce_processor_outbox_deliveries_total",
+    "Tries of suppression-changed events, by endpoint and outcome (delivered, retry, dead).",
+    ["endpoint", "outcome"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "bounce_processor_outbox_backlog",
+    "Outbox deliveries by endpoint and status (pending, delivered, dead), refreshed after each run.",
+    ["endpoint", "status"],
+)
