@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from processor.cli import main
+from processor.store.engine import head_revision
 from tests.conftest import PROJECT
 
 
@@ -97,8 +98,9 @@ def test_db_upgrade_and_current_commands(tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-m", "processor", "db", *argv, "--database", url],
                               capture_output=True, text=True, cwd=PROJECT, check=False, timeout=60)
 
+    head = head_revision()
     first = db("upgrade")
-    assert (first.returncode, first.stdout) == (0, "database upgraded from empty to 0001\n")
-    assert db("upgrade").stdout == "database is at revision 0001 (nothing to do)\n"
+    assert (first.returncode, first.stdout) == (0, f"database upgraded from empty to {head}\n")
+    assert db("upgrade").stdout == f"database is at revision {head} (nothing to do)\n"
     current = db("current")
-    assert (current.returncode, current.stdout) == (0, "database revision 0001, code revision 0001: up to date\n")
+    assert (current.returncode, current.stdout) == (0, f"database revision {head}, code revision {head}: up to date\n")
