@@ -119,12 +119,13 @@ class Outbox:
                                  "last_error": ""})
         return rows
 
-    def enqueue_raw(self, cursor: Any, changes: Sequence[Change], *, marks: str,
+    def enqueue_raw(self, cursor: Any, changes: Sequence[Change], *, placeholder: str,
                     ts: Callable[[datetime], Any]) -> int:
-        """``enqueue`` on a DBAPI cursor (the pipeline's raw write path); ``marks`` holds one
-        placeholder per column, ``ts`` turns a time into what the driver stores."""
+        """``enqueue`` on a DBAPI cursor (the pipeline's raw write path); ``placeholder`` is the
+        driver's parameter mark (? or %s), ``ts`` turns a time into what the driver stores."""
         rows = self.rows(changes)
         if rows:
+            marks = ", ".join([placeholder] * len(_COLUMNS))
             cursor.executemany(
                 f"INSERT INTO outbox_delivery ({', '.join(_COLUMNS)}) VALUES ({marks})",
                 [tuple(ts(r[c]) if isinstance(r[c], datetime) else r[c] for c in _COLUMNS) for r in rows],

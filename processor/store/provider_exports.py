@@ -27,9 +27,9 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from processor.policy import Source
-from processor.store.repo import ImportRow, Rejected
+from processor.decide import Source
 from processor.store.transfer import TransferError, parse_time
+from processor.store.types import ImportRow, Rejected
 
 __all__ = ["PROVIDER_FORMATS", "read_provider_rows"]
 

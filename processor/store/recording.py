@@ -142,7 +142,7 @@ def _record_verdict(
         if outbox is not None and outbox.enabled and (row is None or not row.active(now)):
             change = Change("added", address, scope, decision.source or Source.BOUNCE, verdict.reason,
                             str(verdict.bounce_type), now, decision.expires_at)
-            outbox.enqueue_raw(cursor, [change], marks=db.mark(10), ts=db.ts)
+            outbox.enqueue_raw(cursor, [change], placeholder=db.mark(), ts=db.ts)
     return decision, event_id
 
 
