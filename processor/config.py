@@ -455,6 +455,8 @@ class DaemonSettings(BaseModel):
     works on a fresh machine); with False, no mailbox is an error."""
 
 
+WEBHOOK_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+"""Webhook names are URL path segments: lower-case a-z 0-9 . _ - (up to 64)."""
 WEBHOOK_PROVIDERS = ("ses", "sendgrid", "mailgun", "postmark", "sparkpost", "brevo", "standard")
 SNS_CERT_HOST_PATTERN = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
 """The hosts an SNS signing certificate (and a SubscribeURL) may come from: AWS's own pattern."""
@@ -618,6 +620,18 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     webhooks: dict[str, WebhookSettings] = Field(default_factory=dict)
     """Provider webhook receivers by name (the URL path: ``/v1/webhooks/{name}``)."""
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhook_names(cls, value: dict[str, WebhookSettings]) -> dict[str, WebhookSettings]:
+        import re
+
+        for name, webhook in value.items():
+            if not re.match(WEBHOOK_NAME, name):
+                raise ValueError(f"invalid webhook name {name!r}: use lower-case a-z 0-9 . _ - (up to 64)")
+            if (webhook.provider or name) not in WEBHOOK_PROVIDERS:
+                raise ValueError(f"webhook {name!r}: set provider = one of {', '.join(WEBHOOK_PROVIDERS)}")
+        return value
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     @classmethod

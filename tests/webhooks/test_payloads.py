@@ -81,3 +81,19 @@ def test_malformed_bodies_are_refused_with_400(provider: str, body: bytes) -> No
         receiver.parse(WebhookRequest(body, {}, time.time()))
     assert raised.value.status == 400
     assert raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("webhooks", "message"),
+    [
+        ({"Bad Name": {"provider": "ses"}}, "invalid webhook name"),
+        ({"billing": {}}, "set provider = one of"),
+    ],
+)
+def test_webhook_configuration_is_checked(webhooks: dict[str, Any], message: str) -> None:
+    """A webhook name that cannot be a URL segment, or a name that is no provider without a
+    provider setting, is a configuration error naming the problem."""
+    from processor.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, webhooks=webhooks)
