@@ -49,7 +49,7 @@ class WebhookError(Exception):
         self.headers = dict(headers or {})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WebhookRequest:
     """One POST as received: the exact body bytes and the headers (names lower-case)."""
 
@@ -57,6 +57,8 @@ class WebhookRequest:
     headers: Mapping[str, str]
     received_at: float
     """Unix time the request arrived (timestamps are checked against it)."""
+    parsed_json: Any = field(default=None, repr=False)
+    """The body as JSON, once read (verify and parse both need it; it is decoded once)."""
 
     def header(self, name: str) -> str:
         return self.headers.get(name, "")
@@ -139,10 +141,13 @@ def any_equal(given: bytes, accepted: list[bytes]) -> bool:
 
 
 def json_body(request: WebhookRequest) -> Any:
-    try:
-        return orjson.loads(request.body)
-    except orjson.JSONDecodeError as exc:
-        raise WebhookError(400, "malformed", f"the body is not JSON: {exc}") from None
+    """The body as JSON (decoded on first use); WebhookError 400 when it is not JSON."""
+    if request.parsed_json is None:
+        try:
+            request.parsed_json = orjson.loads(request.body)
+        except orjson.JSONDecodeError as exc:
+            raise WebhookError(400, "malformed", f"the body is not JSON: {exc}") from None
+    return request.parsed_json
 
 
 def scalar(value: Any) -> str:
