@@ -371,3 +371,16 @@ def test_refusals_are_counted_and_logged_without_secrets(
         assert secret not in logged
 
 
+
+
+def test_ses_basic_auth_challenges_first(keys: Keys, cert_host: CertHost) -> None:
+    """With basic_auth set for SES, a request without credentials gets a 401 Basic challenge (SNS
+    sends credentials only after one); with them, the signed message passes."""
+    receiver = SesReceiver("ses", WebhookSettings(topic_arns=[TOPIC], cert_host_pattern=r"localhost:\d+",
+                                                  cert_ca_file=cert_host.ca_file, basic_auth=[keys.basic]))
+    body, headers = sns_body(sns_envelope(sample("ses-complaint.json"), cert_host.cert_url, key=keys.sns_key))
+    with pytest.raises(WebhookError) as refused:
+        receiver.verify(WebhookRequest(body, headers, time.time()))
+    assert (refused.value.status, refused.value.headers["WWW-Authenticate"]) == (401, 'Basic realm="ses"')
+    receiver.verify(WebhookRequest(body, {**headers, **{k.lower(): v for k, v in basic_header(keys.basic).items()}},
+                                   time.time()))
