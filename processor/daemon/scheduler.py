@@ -331,6 +331,8 @@ class Daemon:
         results = await asyncio.gather(*(w.run_once() for w in self.workers if self.leases.holds(w.name)))
         if not self.stop.is_set():
             await self._purge()
+        if not self.stop.is_set() and self.settings.outbox.endpoints:
+            await self._deliver_outbox()  # one pass: what is due now; the next run retries the rest
         failed = [w.name for w, ok in zip([w for w in self.workers if self.leases.holds(w.name)], results,
                                           strict=True) if not ok]
         totals = {key: sum(w.totals[key] for w in self.workers) for key in ("processed", "duplicate",
