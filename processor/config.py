@@ -462,6 +462,130 @@ class DaemonSettings(BaseModel):
     works on a fresh machine); with False, no mailbox is an error."""
 
 
+WEBHOOK_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+"""Webhook names are URL path segments: lower-case a-z 0-9 . _ - (up to 64)."""
+WEBHOOK_PROVIDERS = ("ses", "sendgrid", "mailgun", "postmark", "sparkpost", "brevo", "standard")
+SNS_CERT_HOST_PATTERN = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+"""The hosts an SNS signing certificate (and a SubscribeURL) may come from: AWS's own pattern."""
+
+
+class WebhookSettings(BaseModel):
+    """One provider webhook receiver, served at ``POST /v1/webhooks/{name}`` by the API.
+
+    Secrets (``secret``, ``basic_auth``, ``bearer_tokens``) may come from the environment
+    (``BOUNCE_WEBHOOKS__SENDGRID__PUBLIC_KEY``) or from ``*_file`` (one value per line); they are
+    never logged. A receiver without the credentials its provider needs refuses every request.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["ses", "sendgrid", "mailgun", "postmark", "sparkpost", "brevo", "standard"] | None = None
+    """Which provider posts here; default: the receiver's name (``[webhooks.sendgrid]``)."""
+    enabled: bool = True
+    kind: Literal["bounce", "fbl", "auto"] = "auto"
+    """Which reports may suppress (as for mailboxes): "auto" lets bounces and complaints do so."""
+    secret: SecretStr | None = None
+    """mailgun: the HTTP webhook signing key; standard: the ``whsec_...`` secret;
+    sendgrid: the verification (public) key, base64 DER or PEM."""
+    secret_file: Path | None = None
+    basic_auth: list[SecretStr] = Field(default_factory=list)
+    """``user:password`` pairs accepted as HTTP Basic credentials (several: rotation). Postmark,
+    SparkPost and Brevo have no signature: set these (or ``bearer_tokens``) for them."""
+    basic_auth_file: Path | None = None
+    bearer_tokens: list[SecretStr] = Field(default_factory=list)
+    """Tokens accepted as ``Authorization: Bearer`` (Brevo, SparkPost OAuth-less setups)."""
+    tolerance_seconds: int = Field(default=300, ge=1, le=7 * 86_400)
+    """Signed timestamps further than this from now (either way) are refused (mailgun, sendgrid,
+    standard); SNS messages older than this plus one hour (SNS retries for an hour) are refused."""
+    topic_arns: list[str] = Field(default_factory=list)
+    """ses: the SNS topics accepted (required: a valid signature only proves SOME topic sent it)."""
+    cert_host_pattern: str = SNS_CERT_HOST_PATTERN
+    """ses: a regular expression the host (``host:port`` when a port is given) of SigningCertURL
+    and SubscribeURL must match in full."""
+    cert_ca_file: Path | None = None
+    """ses: CA file to verify the certificate host's TLS with (default: the system's CAs)."""
+    confirm_subscriptions: bool = True
+    """ses: confirm a SubscriptionConfirmation of an allowed topic by fetching its SubscribeURL."""
+    fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    def provider_for(self, name: str) -> str:
+        provider = self.provider or name
+        if provider not in WEBHOOK_PROVIDERS:
+            raise ConfigError(f"webhook {name!r}: unknown provider {provider!r}; set provider = one of "
+                              f"{', '.join(WEBHOOK_PROVIDERS)}")
+        return provider
+
+    def secrets(self) -> list[str]:
+        """``secret`` and the lines of ``secret_file``."""
+        values = [self.secret.get_secret_value()] if self.secret is not None else []
+        return values + _file_lines(self.secret_file, "secret_file")
+
+    def credentials(self) -> list[str]:
+        """The accepted ``user:password`` pairs."""
+        return [v.get_secret_value() for v in self.basic_auth] + _file_lines(self.basic_auth_file, "basic_auth_file")
+
+
+def _file_lines(path: Path | None, name: str) -> list[str]:
+    if path is None:
+        return []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {name} {path}: {exc.strerror}") from None
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+OutboxChange = Literal["added", "removed", "expired"]
+OUTBOX_CHANGES: tuple[OutboxChange, ...] = ("added", "removed", "expired")
+
+
+class OutboxEndpoint(BaseModel):
+    """One receiver of suppression-changed events (listmonk, Mautic, your own application)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["generic", "listmonk"] = "generic"
+    """"generic": ``{"type": "suppression.added", "timestamp", "data": {...}}``; "listmonk": the body
+    of listmonk's ``POST /webhooks/bounce`` (email, source, type hard/soft/complaint, meta)."""
+    secret: SecretStr | None = None
+    """``whsec_...``: each request is signed with Standard Webhooks headers (``webhook-id``,
+    ``webhook-timestamp``, ``webhook-signature``)."""
+    secret_file: Path | None = None
+    authorization: SecretStr | None = None
+    """An ``Authorization`` header value to send (listmonk: ``token api_user:access_token``)."""
+    changes: list[OutboxChange] = Field(default_factory=lambda: list(OUTBOX_CHANGES))
+    """Which changes this endpoint hears of (listmonk's bounce webhook knows only "added")."""
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    """After this many failed tries a delivery is dead (kept, counted, never tried again)."""
+    timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+
+    def signing_secret(self) -> str:
+        if self.secret is not None:
+            return self.secret.get_secret_value()
+        lines = _file_lines(self.secret_file, "secret_file")
+        return lines[0] if lines else ""
+
+
+class OutboxSettings(BaseModel):
+    """Suppression-changed events out: endpoints, and how the delivery job retries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: dict[str, OutboxEndpoint] = Field(default_factory=dict)
+    """Endpoints by name (stored with each delivery; renaming one orphans its pending deliveries)."""
+    interval_seconds: float = Field(default=2.0, ge=0.05, le=3600)
+    """How often the delivery job looks for due deliveries."""
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    lease_seconds: float | None = Field(default=None, gt=0)
+    """How long a claimed delivery is left to the process that claimed it before another try
+    (default: the longest endpoint timeout plus 30 s). A process killed mid-delivery is thus
+    retried after this long, under the same webhook-id."""
+    retry_delays_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0])
+    """Delay before try n+1 after n failed tries (the last repeats), each +-20 % jitter."""
+
+
 def embedded_mailboxes() -> dict[str, MailboxSettings]:
     """The embedded default: the samples/ directory, read-only (none outside a source checkout)."""
     if not DEFAULT_SAMPLES_DIR.is_dir():
@@ -501,6 +625,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"invalid mailbox name {name!r}: use lower-case a-z 0-9 . _ - (up to 64)")
         return value
     api: ApiSettings = Field(default_factory=ApiSettings)
+    webhooks: dict[str, WebhookSettings] = Field(default_factory=dict)
+    """Provider webhook receivers by name (the URL path: ``/v1/webhooks/{name}``)."""
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhook_names(cls, value: dict[str, WebhookSettings]) -> dict[str, WebhookSettings]:
+        import re
+
+        for name, webhook in value.items():
+            if not re.match(WEBHOOK_NAME, name):
+                raise ValueError(f"invalid webhook name {name!r}: use lower-case a-z 0-9 . _ - (up to 64)")
+            if (webhook.provider or name) not in WEBHOOK_PROVIDERS:
+                raise ValueError(f"webhook {name!r}: set provider = one of {', '.join(WEBHOOK_PROVIDERS)}")
+        return value
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -51,3 +51,24 @@ API_UNAVAILABLE = Counter(
     "bounce_processor_api_unavailable_total",
     "HTTP API requests answered 503 because the database could not be reached.",
 )
+WEBHOOK_REQUESTS = Counter(
+    "bounce_processor_webhook_requests_total",
+    "Provider webhook requests, by webhook name and outcome (accepted, or why refused: bad_signature, "
+    "stale, replayed, unknown_topic, malformed, bad_credentials, ...).",
+    ["webhook", "outcome"],
+)
+WEBHOOK_EVENTS = Counter(
+    "bounce_processor_webhook_events_total",
+    "Provider events, by webhook name and outcome (recorded, duplicate, ignored).",
+    ["webhook", "outcome"],
+)
+OUTBOX_DELIVERIES = Counter(
+    "bounce_processor_outbox_deliveries_total",
+    "Tries of suppression-changed events, by endpoint and outcome (delivered, retry, dead).",
+    ["endpoint", "outcome"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "bounce_processor_outbox_backlog",
+    "Outbox deliveries by endpoint and status (pending, delivered, dead), refreshed after each run.",
+    ["endpoint", "status"],
+)

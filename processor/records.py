@@ -96,6 +96,13 @@ class Event:
     """The report's human-readable text (on one line, clipped), for a report about one recipient
     only: rules may weigh what the prose says against a status code a relay filled in."""
     original: OriginalMessage = field(default_factory=OriginalMessage)
+    provider: str = ""
+    """The sending provider whose webhook reported the event (ses, sendgrid, ...); "" for mail."""
+    provider_category: str = ""
+    """The provider's own classification (e.g. ses ``permanent/noemail``): evidence for the rules,
+    never the verdict by itself."""
+    provider_event_id: str = ""
+    """The provider's id of the event: a redelivery with the same id is recorded once."""
 
     @property
     def message_id(self) -> str:

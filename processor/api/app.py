@@ -8,6 +8,7 @@ Tests build their own app per database. ``processor.api.server.serve`` runs one 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,9 +24,12 @@ from processor.api.errors import ApiError, Outage, install_handlers
 from processor.api.fastpath import LookupFastPath
 from processor.api.json import FastJSONResponse
 from processor.api.routes import ROUTERS, suppressions
+from processor.classify import load_classifier
 from processor.config import Settings
+from processor.delivery import OutboxSender
 from processor.metrics import API_LATENCY
 from processor.store import Store, open_store
+from processor.webhooks import WebhookService
 
 __all__ = ["create_app"]
 
@@ -121,19 +125,32 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def create_app(settings: Settings | None = None, store: Store | None = None, *, lean_lookups: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, store: Store | None = None, *, lean_lookups: bool = True,
+    deliver_outbox: bool = True,
+) -> FastAPI:
     """The HTTP API on ``store`` (opened from ``settings.database`` when None, and then closed
     at shutdown). Raises StoreError when the database cannot be opened. ``lean_lookups=False``
-    leaves single look-ups to the FastAPI route (see processor.api.fastpath; the tests compare)."""
+    leaves single look-ups to the FastAPI route (see processor.api.fastpath; the tests compare).
+    With outbox endpoints configured (and ``deliver_outbox``), the app posts suppression-changed
+    events while it runs (processor.delivery)."""
     settings = settings or Settings()
     owned = store is None
     opened = store if store is not None else open_store(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop, job, sender = asyncio.Event(), None, None
+        if settings.outbox.endpoints and deliver_outbox:
+            sender = OutboxSender(opened)
+            job = asyncio.create_task(sender.run_forever(stop))
         try:
             yield
         finally:
+            stop.set()
+            if job is not None and sender is not None:
+                await job
+                sender.close()
             if owned:
                 opened.close()
 
@@ -150,6 +167,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *, 
     app.state.settings = settings
     app.state.store = opened
     app.state.tokens = TokenTable(settings.api.tokens)
+    app.state.webhooks = _webhooks(settings, opened)
     install_handlers(app, (route for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)))
     for router in ROUTERS:
         app.include_router(router)
@@ -167,6 +185,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *, 
     if app.state.tokens.open:
         _drop_security(app)
     return app
+
+
+def _webhooks(settings: Settings, store: Store) -> WebhookService | None:
+    """The provider webhook receivers, with the rules loaded once (None when none is configured)."""
+    if not settings.webhooks:
+        return None
+    return WebhookService(settings, store, load_classifier(settings.rules))
 
 
 def _lookup_routes() -> tuple[APIRoute, APIRoute]:

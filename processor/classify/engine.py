@@ -66,6 +66,8 @@ _SELECTIVITY: dict[str, int] = {
     "reporting_mta": 3,
     "feedback_type": 20,
     "mta": 30,
+    "provider_category": 5,
+    "provider": 30,
     "smtp_command": 40,
     "dsn_action": 80,
     "kind": 100,

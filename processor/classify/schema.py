@@ -65,6 +65,8 @@ FIELDS: dict[str, FieldKind] = {
     "mta": FieldKind.WORD,
     "dsn_action": FieldKind.WORD,
     "names_recipient": FieldKind.WORD,
+    "provider": FieldKind.WORD,
+    "provider_category": FieldKind.WORD,
 }
 """The event fields a condition can test, and the pattern syntax of each."""
 
@@ -296,6 +298,10 @@ def field_value(event: Event, field: str) -> str:
         return event.mta.lower()
     if field == "dsn_action":
         return event.dsn_action.lower()
+    if field == "provider":
+        return event.provider.lower()
+    if field == "provider_category":
+        return event.provider_category.lower()
     if field == "names_recipient":
         named = bool(event.recipient) and event.recipient.lower() in event.diagnostic.lower()
         return "true" if named else "false"

@@ -16,6 +16,11 @@ from typing import IO, Any
 
 from processor.commands import CommandError, settings_from
 
+IMPORT_PROVIDER_FORMATS = ("ses", "sendgrid-bounces", "sendgrid-spam-reports", "sendgrid-unsubscribes",
+                           "mailgun-bounces", "postmark")
+"""Kept in step with processor.store.provider_exports.PROVIDER_FORMATS (a test checks), without
+importing the store at parser set-up."""
+
 
 def _time(value: str) -> datetime:
     from processor.store.transfer import parse_time
@@ -99,7 +104,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     i = actions.add_parser("import", help="read CSV or JSON lines into the list (streamed)")
     i.add_argument("path", metavar="FILE", help="file, or - for standard input")
-    i.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name, else csv")
+    i.add_argument("--format", choices=["csv", "jsonl", *IMPORT_PROVIDER_FORMATS],
+                   help="default: from the file name, else csv; or a provider's own export (ses, sendgrid-bounces, "
+                        "sendgrid-spam-reports, sendgrid-unsubscribes, mailgun-bounces, postmark)")
     i.add_argument("--actor", help="recorded with each imported entry (default: import:FILE)")
     _add_database(i)
     i.set_defaults(handler=run_import)
@@ -281,9 +288,11 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from processor.store.provider_exports import read_provider_rows
     from processor.store.transfer import format_for, read_rows
 
-    fmt = format_for(args.path, args.format)
+    provider = args.format if args.format in IMPORT_PROVIDER_FORMATS else None
+    fmt = format_for(args.path, None if provider else args.format)
     stream: IO[bytes]
     if args.path == "-":
         stream = sys.stdin.buffer
@@ -298,7 +307,8 @@ def run_import(args: argparse.Namespace) -> int:
 
     try:
         with opened(args) as store:
-            report = store.import_rows(read_rows(stream, fmt), actor=args.actor or f"import:{args.path}",
+            rows = read_provider_rows(stream, provider) if provider else read_rows(stream, fmt)
+            report = store.import_rows(rows, actor=args.actor or f"import:{args.path}",
                                        on_rejected=rejected)
     finally:
         if stream is not sys.stdin.buffer:

@@ -104,6 +104,7 @@ class Daemon:
         self.leases: Leases | None = None
         self.parse_pool: ParsePool | None = None
         self.store: Any = None
+        self._sender: Any = None
         self.classifier: Any = None
         self.scheduler: Any = None
         self._service_tasks: list[asyncio.Task[None]] = []
@@ -220,6 +221,17 @@ class Daemon:
             return
         log.info("daemon.purged", expired=count)
 
+    async def _deliver_outbox(self) -> None:
+        from processor.delivery import OutboxSender
+
+        if self._sender is None:
+            self._sender = OutboxSender(self.store)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.executor, self._sender.run_once)
+        except Exception as exc:
+            log.error("daemon.outbox_failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+
     async def _refresh_leases(self) -> None:
         assert self.leases is not None
         taken = await self.leases.refresh([w.name for w in self.workers])
@@ -266,6 +278,9 @@ class Daemon:
         if self.leases is not None and not isinstance(self.leases, LocalLeases):
             scheduler.add_job(self._refresh_leases, "interval", seconds=max(1.0, daemon.lease_seconds / 3),
                               id="leases", name="take over mailboxes of stopped daemons", **common)
+        if self.settings.outbox.endpoints:
+            scheduler.add_job(self._deliver_outbox, "interval", seconds=self.settings.outbox.interval_seconds,
+                              id="outbox", name="post suppression-changed events", **common)
         scheduler.start()
         self.scheduler = scheduler
         for job in scheduler.get_jobs():
@@ -341,6 +356,8 @@ class Daemon:
         results = await asyncio.gather(*(w.run_once() for w in self.workers if self.leases.holds(w.name)))
         if not self.stop.is_set():
             await self._purge()
+        if not self.stop.is_set() and self.settings.outbox.endpoints:
+            await self._deliver_outbox()  # one pass: what is due now; the next run retries the rest
         failed = [w.name for w, ok in zip([w for w in self.workers if self.leases.holds(w.name)], results,
                                           strict=True) if not ok]
         totals = {key: sum(w.totals[key] for w in self.workers) for key in ("processed", "duplicate",

@@ -30,6 +30,7 @@ from processor.store._db import (
     log,
     utcnow,
 )
+from processor.store.outbox import Change, Outbox
 from processor.store.types import Entry, ImportReport, ImportRow, QueryError, Rejected, StoreKind
 
 IMPORT_BATCH_SQLITE = 5000
@@ -100,8 +101,10 @@ def add(
     source: str = Source.MANUAL,
     bounce_type: str = "",
     now: datetime | None = None,
+    outbox: Outbox | None = None,
 ) -> Entry:
-    """Suppress an address by hand (replacing the reason, expiry and note of an active entry)."""
+    """Suppress an address by hand (replacing the reason, expiry and note of an active entry);
+    a new entry is announced through ``outbox`` in the same transaction."""
     check_text(reason=reason, scope=scope, note=note, actor=actor, bounce_type=bounce_type)
     normal = db.normalise(address)
     if source not in Source.ALL:
@@ -137,6 +140,8 @@ def add(
                     event_count=1, **labels,
                 )
             )
+        if outbox is not None and (row is None or (row.expires_at is not None and row.expires_at <= at_now)):
+            outbox.enqueue(conn, [Change("added", normal, scope, source, reason, bounce_type, at_now, expires)])
         added = conn.execute(
             sa.select(*ENTRY_COLUMNS).where(S.c.address == normal).where(S.c.scope == scope)
         ).one()
@@ -155,8 +160,10 @@ def remove(
     actor: str = "",
     allow_days: int | None = None,
     now: datetime | None = None,
+    outbox: Outbox | None = None,
 ) -> Entry | None:
-    """Unsuppress an address by hand; returns the entry that was active (None if none was).
+    """Unsuppress an address by hand; returns the entry that was active (None if none was), and
+    announces its removal through ``outbox``.
 
     The removal is recorded as an event even when nothing was suppressed: events received
     before it never re-suppress the address, nor do bounces within the allow window
@@ -182,13 +189,18 @@ def remove(
             reason=removed.reason if removed else "", bounce_type=removed.bounce_type if removed else "",
             expires_at=allow_until, explanation=note, actor=actor,
         )
+        if outbox is not None and removed is not None and removed.active(at_now):
+            outbox.enqueue(conn, [Change("removed", normal, scope, removed.source, removed.reason,
+                                         removed.bounce_type, at_now)])
         return removed if removed is not None and removed.active(at_now) else None
 
     return db.write(work)
 
 
-def purge_expired(db: Database, *, now: datetime | None = None, batch_size: int = 1000) -> int:
-    """Delete expired entries (recording an "expired" event for each); returns how many."""
+def purge_expired(db: Database, *, now: datetime | None = None, batch_size: int = 1000,
+                  outbox: Outbox | None = None) -> int:
+    """Delete expired entries (recording an "expired" event for each, and announcing it through
+    ``outbox``); returns how many."""
     at_now = as_utc(now) or utcnow()
     total = 0
 
@@ -197,8 +209,11 @@ def purge_expired(db: Database, *, now: datetime | None = None, batch_size: int 
         gone = conn.execute(
             sa.delete(S)
             .where(S.c.id.in_(ids.scalar_subquery()))
-            .returning(S.c.address, S.c.scope, S.c.reason, S.c.bounce_type, S.c.expires_at)
+            .returning(S.c.address, S.c.scope, S.c.reason, S.c.bounce_type, S.c.expires_at, S.c.source)
         ).all()
+        if outbox is not None:
+            outbox.enqueue(conn, [Change("expired", r.address, r.scope, r.source, r.reason, r.bounce_type, at_now,
+                                         r.expires_at) for r in gone])
         if gone:
             conn.execute(
                 sa.insert(E),

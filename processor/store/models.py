@@ -179,6 +179,43 @@ class MailboxState(SQLModel, table=True):
     updated_at: datetime = _time()
 
 
+class OutboxDelivery(SQLModel, table=True):
+    """One suppression change to announce to one endpoint (processor.store.outbox). Written in the
+    change's transaction; the body is stored once so that every retry sends the same bytes."""
+
+    __tablename__: ClassVar[str] = "outbox_delivery"
+    __table_args__ = (
+        sa.Index("ix_outbox_delivery_due", "status", "next_attempt_at"),
+        sa.Index("ix_outbox_delivery_order", "endpoint", "address", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=_id_column())
+    endpoint: str = Field()
+    address: str = Field()
+    change: str = Field()
+    body: str = Field(sa_type=sa.Text)
+    status: str = Field(default="pending")
+    """pending, delivered or dead."""
+    attempts: int = 0
+    next_attempt_at: datetime = _time()
+    created_at: datetime = _time()
+    delivered_at: datetime | None = _time(nullable=True)
+    last_error: str = Field(default="", sa_type=sa.Text)
+
+
+class OutboxAttempt(SQLModel, table=True):
+    """One HTTP try of a delivery (append-only)."""
+
+    __tablename__: ClassVar[str] = "outbox_attempt"
+
+    id: int | None = Field(default=None, sa_column=_id_column())
+    delivery_id: int = Field(sa_type=sa.BigInteger, index=True)
+    attempted_at: datetime = _time()
+    status_code: int | None = Field(default=None)
+    duration_ms: int = 0
+    error: str = Field(default="", sa_type=sa.Text)
+
+
 def table(model: type[SQLModel]) -> sa.Table:
     """The Core table of a model (the store's queries are Core statements, for speed)."""
     result = model.__table__  # type: ignore[attr-defined]
@@ -192,3 +229,5 @@ failed_message = table(FailedMessage)
 event = table(EventRow)
 suppression = table(Suppression)
 mailbox_state = table(MailboxState)
+outbox_delivery = table(OutboxDelivery)
+outbox_attempt = table(OutboxAttempt)

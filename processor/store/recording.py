@@ -33,6 +33,7 @@ from processor.store._db import (
 from processor.store.daily import DailyTally
 from processor.store.kept import KeptReports
 from processor.store.ledger import ledger_id
+from processor.store.outbox import Change, Outbox
 from processor.store.types import Entry, MessageRef, RecordResult, StoreKind
 
 _INSERT_EVENT_SQL = {
@@ -60,6 +61,7 @@ def record_messages(
     now: datetime | None = None,
     advance_mailbox: bool = True,
     keep_report_kib: int = 0,
+    outbox: Outbox | None = None,
 ) -> list[RecordResult]:
     """Several messages in ONE transaction (all or none are committed): per message the ledger
     row, an event per verdict (with the policy's decision), the suppression changes, the daily
@@ -102,7 +104,7 @@ def record_messages(
                 event_ids: list[int] = []
                 for verdict, address, error in items:
                     decision, event_id = _record_verdict(
-                        db, policy, cursor, verdict, address=address, error=error, context=context)
+                        db, policy, cursor, verdict, address=address, error=error, context=context, outbox=outbox)
                     tally.add(decision, received)
                     decisions.append(decision)
                     event_ids.append(event_id)
@@ -132,7 +134,8 @@ def record_messages(
 
 
 def _record_verdict(
-    db: Database, policy: PolicySettings, cursor: Any, verdict: Verdict, *, address: str, error: str, context: _Context
+    db: Database, policy: PolicySettings, cursor: Any, verdict: Verdict, *, address: str, error: str, context: _Context,
+    outbox: Outbox | None = None,
 ) -> tuple[Decision, int]:
     received, now = context.received, context.now
     scope = scope_for(verdict, policy)
@@ -145,6 +148,10 @@ def _record_verdict(
     event_id = _insert_event(db, cursor, decision, context)
     if decision.action is Action.SUPPRESS:
         _suppress(db, cursor, decision, row=row, event_id=event_id, now=now)
+        if outbox is not None and outbox.enabled and (row is None or not row.active(now)):
+            change = Change("added", address, scope, decision.source or Source.BOUNCE, verdict.reason,
+                            str(verdict.bounce_type), now, decision.expires_at)
+            outbox.enqueue_raw(cursor, [change], placeholder=db.mark(), ts=db.ts)
     return decision, event_id
 
 

@@ -52,8 +52,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import TypeVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from processor.config import Settings
 from processor.decide import GLOBAL_SCOPE, Source
@@ -61,6 +62,7 @@ from processor.records import Verdict
 from processor.store import changes, ledger, recording, snapshot, suppressions
 from processor.store import models as m
 from processor.store._db import Database, as_utc, utcnow
+from processor.store.outbox import Outbox
 from processor.store.snapshot import ActiveRow, ActiveScan
 from processor.store.types import (
     BatchCheck,
@@ -79,6 +81,8 @@ from processor.store.types import (
 
 __all__ = ["Store"]
 
+T = TypeVar("T")
+
 class Store:
     """The suppression store (see the module docstring)."""
 
@@ -87,8 +91,14 @@ class Store:
         self.settings = settings or Settings()
         self.policy = self.settings.policy
         self.database = Database(engine, lowercase_local=self.settings.database.lowercase_local_part)
+        self.outbox = Outbox(self.settings.outbox)
 
     # ----------------------------------------------------------------- plumbing
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction, with the store's retries (for the modules that
+        take a Connection, such as processor.store.outbox)."""
+        return self.database.write(work)
 
     def normalise(self, address: str) -> str:
         """The canonical form of an address (AddressError if it is not one)."""
@@ -159,7 +169,7 @@ class Store:
     ) -> list[RecordResult]:
         """``record_message`` for several messages in ONE transaction (all or none are committed):
         one commit, one fsync, for a batch. A duplicate (also within the batch) counts nothing."""
-        return recording.record_messages(self.database, self.policy, messages, now=now,
+        return recording.record_messages(self.database, self.policy, messages, now=now, outbox=self.outbox,
                                          advance_mailbox=advance_mailbox,
                                          keep_report_kib=self.settings.database.keep_report_kib)
 
@@ -252,6 +262,7 @@ class Store:
     ) -> Entry:
         """Suppress an address by hand (replacing the reason, expiry and note of an active entry)."""
         return changes.add(self.database, address, reason=reason, scope=scope, expires_at=expires_at, note=note,
+                           outbox=self.outbox,
                            actor=actor, source=source, bounce_type=bounce_type, now=now)
 
     def remove(
@@ -270,11 +281,12 @@ class Store:
         before it never re-suppress the address, nor do bounces within the allow window
         (``allow_days``, default ``PolicySettings.allow_window_days``)."""
         return changes.remove(self.database, self.policy, address, scope=scope, note=note, actor=actor,
+                              outbox=self.outbox,
                               allow_days=allow_days, now=now)
 
     def purge_expired(self, *, now: datetime | None = None, batch_size: int = 1000) -> int:
         """Delete expired entries (recording an "expired" event for each); returns how many."""
-        return changes.purge_expired(self.database, now=now, batch_size=batch_size)
+        return changes.purge_expired(self.database, now=now, batch_size=batch_size, outbox=self.outbox)
 
     def import_rows(
         self,

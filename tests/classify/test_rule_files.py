@@ -72,8 +72,8 @@ BROKEN: list[tuple[str, str, list[tuple[int, str]]]] = [
                 5,
                 "unknown key 'diagnotic' in the conditions of rule 'a' (expected one of: status, "
                 "reply_code, smtp_command, diagnostic, mentioned_hosts, notice, diagnostic_type, remote_mta, "
-                "reporting_mta, recipient_domain, kind, feedback_type, mta, dsn_action, names_recipient, says, "
-                "all, any, not)",
+                "reporting_mta, recipient_domain, kind, feedback_type, mta, dsn_action, names_recipient, provider, "
+                "provider_category, says, all, any, not)",
             )
         ],
     ),

@@ -17,11 +17,11 @@ from processor.classify import load_classifier
 from processor.config import DatabaseSettings, MailboxSettings, Settings
 from processor.daemon.parallel import ParsePool
 from processor.daemon.service import MailboxWorker, Pipeline, Runtime
-from tests.daemon.memory_source import MemorySource
 from processor.store import Store, open_store
 from processor.store import models as m
 from tests.conftest import SAMPLES
 from tests.daemon.helpers import bounces
+from tests.daemon.memory_source import MemorySource
 
 
 @pytest.fixture

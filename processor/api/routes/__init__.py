@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from processor.api.routes import health, stats, suppressions, transfer
+from processor.api.routes import health, stats, suppressions, transfer, webhooks
 
-ROUTERS: list[APIRouter] = [health.router, transfer.router, suppressions.router, stats.router]
+ROUTERS: list[APIRouter] = [health.router, transfer.router, suppressions.router, stats.router, webhooks.router]
