@@ -73,7 +73,13 @@ def test_leases_split_fairly_and_rebalance(pg_url: str) -> None:
             await refresh_and_hand_back(second)
             assert split(pg_url, NAMES) == [2, 2]
             await second.close()  # leaves (its connection ends, as when killed)
+            # the server ends the closed connection's backend (and its locks) a moment later: the
+            # first daemon takes the mailboxes at a refresh after that
+            deadline = time.monotonic() + 15
             await refresh_and_hand_back(first)
+            while split(pg_url, NAMES) != [4] and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                await refresh_and_hand_back(first)
             assert split(pg_url, NAMES) == [4] and first.live_daemons == 1
             back = PostgresLeases(pg_url, 6.0, executor)
             await refresh_and_hand_back(back)

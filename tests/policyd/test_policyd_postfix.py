@@ -80,14 +80,14 @@ def test_unix_socket_with_postfix(
     postfix: Postfix, dovecot: Dovecot, sqlite_url: str, store_at: Any, policyd_process: Any
 ) -> None:
     """check_policy_service unix:PATH reaches the service over its UNIX socket (smtpd runs as
-    the unprivileged postfix user: the socket's mode lets it connect)."""
+    the unprivileged postfix user: the socket's group, postfix, with mode 0660 lets it connect)."""
     suppressed, allowed = dovecot.new_user("gone"), dovecot.new_user("here")
     store_at(sqlite_url).add(suppressed.name, reason="complaint", bounce_type="complaint", source="complaint")
     directory = Path(tempfile.mkdtemp(prefix="bp-pd-", dir="/tmp"))
     directory.chmod(0o755)
     try:
         path = directory / "policy.sock"
-        policyd_process(sqlite_url, listen=f"unix:{path}")
+        policyd_process(sqlite_url, listen=f"unix:{path}", socket_group="postfix")
         with postfix.configured(smtpd_recipient_restrictions=f"check_policy_service unix:{path}"):
             refused = postfix.submit("news@sender.example", [suppressed.name, allowed.name],
                                      make_message(mail_from="news@sender.example", to=allowed.name))
