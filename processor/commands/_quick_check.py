@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from processor.timestamps import raw_time
+
 __all__ = ["quick_check"]
 
 DEFAULTS: dict[str, Any] = {
@@ -195,20 +197,11 @@ def _by_address(rows: list[Any]) -> dict[str, list[Any]]:
     return out
 
 
-def _time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return datetime.fromisoformat(value + "+00:00")
-    result: datetime = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    return result
-
-
 def _entry(row: Any) -> dict[str, Any]:
     names = [name.strip() for name in COLUMNS.split(",")]
     entry = dict(zip(names, row, strict=True))
     for name in ("first_seen", "last_seen", "expires_at"):
-        entry[name] = _time(entry[name])
+        entry[name] = raw_time(entry[name])
     return entry
 
 

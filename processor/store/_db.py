@@ -23,6 +23,7 @@ from processor.addresses import address_domain, normalise_address
 from processor.store import models as m
 from processor.store.engine import ADDRESS_LOCK_CLASS, IMMEDIATE, READONLY, StoreError
 from processor.store.types import Entry, EventRecord, QueryError
+from processor.timestamps import raw_time
 
 log = structlog.get_logger("processor.store.repo")
 T = TypeVar("T")
@@ -63,16 +64,6 @@ def active(now_param: Any) -> sa.ColumnElement[bool]:
 
 def raw_active(mark: str) -> str:
     return f"(expires_at IS NULL OR expires_at > {mark})"
-
-
-def raw_time(value: Any) -> datetime | None:
-    """A time as a driver returns it (SQLite: text; PostgreSQL: naive UTC) as aware UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return datetime.fromisoformat(value + "+00:00")
-    result: datetime = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    return result
 
 
 def raw_entry(row: Any) -> Entry:

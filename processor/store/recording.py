@@ -27,7 +27,6 @@ from processor.store._db import (
     clean,
     log,
     raw_entry,
-    raw_time,
     utcnow,
 )
 from processor.store.daily import DailyTally
@@ -35,6 +34,7 @@ from processor.store.kept import KeptReports
 from processor.store.ledger import ledger_id
 from processor.store.outbox import Change, Outbox
 from processor.store.types import Entry, MessageRef, RecordResult, StoreKind
+from processor.timestamps import raw_time
 
 _INSERT_EVENT_SQL = {
     pg: f"INSERT INTO event ({', '.join(EVENT_INSERT_COLUMNS)}) "

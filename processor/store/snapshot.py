@@ -12,7 +12,8 @@ import contextlib
 from datetime import datetime
 from typing import Any
 
-from processor.store._db import Database, raw_active, raw_time
+from processor.store._db import Database, raw_active
+from processor.timestamps import raw_time
 
 ACTIVE_COLUMNS = "address, scope, source, reason, bounce_type, expires_at"
 ActiveRow = tuple[str, str, str, str, str, Any]
