@@ -245,12 +245,14 @@ def import_rows(
     batch_size: int | None = None,
     on_rejected: Callable[[Rejected], None] | None = None,
     keep_rejected: int = 1000,
+    outbox: Outbox | None = None,
 ) -> ImportReport:
     """Import rows in batches (one transaction each). New addresses and expired entries are
-    (re)suppressed, each with an "import" event; active entries are left as they are
-    (``already_suppressed``). Rows that are not valid are reported (``on_rejected`` sees each;
-    the report keeps the first ``keep_rejected``) and nothing else is lost. Imported entries
-    have no ``last_event_id``; their history shows the import event."""
+    (re)suppressed, each with an "import" event (and announced through ``outbox``, in the same
+    transaction); active entries are left as they are (``already_suppressed``). Rows that are not
+    valid are reported (``on_rejected`` sees each; the report keeps the first ``keep_rejected``)
+    and nothing else is lost. Imported entries have no ``last_event_id``; their history shows the
+    import event."""
     at_now = as_utc(now) or utcnow()
     size = batch_size or (IMPORT_BATCH_PG if db.pg else IMPORT_BATCH_SQLITE)
     report = ImportReport()
@@ -292,15 +294,16 @@ def import_rows(
                               as_utc(item.created) or at_now, expires, item.note,
                               as_utc(item.last_seen) or at_now, item.event_count)
         if len(batch) >= size:
-            _import_batch(db, list(batch.values()), report, actor, at_now)
+            _import_batch(db, list(batch.values()), report, actor, at_now, outbox=outbox)
             batch.clear()
     if batch:
-        _import_batch(db, list(batch.values()), report, actor, at_now)
+        _import_batch(db, list(batch.values()), report, actor, at_now, outbox=outbox)
     log.info("store.imported", read=report.read, added=report.added, rejected=report.rejected_count)
     return report
 
 
-def _import_batch(db: Database, rows: list[_Pending], report: ImportReport, actor: str, now: datetime) -> None:
+def _import_batch(db: Database, rows: list[_Pending], report: ImportReport, actor: str, now: datetime,
+                  *, outbox: Outbox | None) -> None:
     """One batch on the driver's cursor: which addresses exist, then plain inserts (COPY on
     PostgreSQL) for new ones, updates for expired ones, and an import event for each."""
     ts = db.ts
@@ -325,6 +328,7 @@ def _import_batch(db: Database, rows: list[_Pending], report: ImportReport, acto
             template = list(_IMPORT_EVENT_TEMPLATE)
             template[_EV["actor"]] = actor
             template[_EV["received_at"]] = template[_EV["recorded_at"]] = now_ts
+            announced: list[Change] = []
             for row in rows:
                 key = (row.address, row.scope)
                 expires = ts(row.expires_at) if row.expires_at is not None else None
@@ -347,6 +351,8 @@ def _import_batch(db: Database, rows: list[_Pending], report: ImportReport, acto
                 event[_EV["expires_at"]] = expires
                 event[_EV["explanation"]] = row.note
                 events.append(tuple(event))
+                announced.append(Change("added", row.address, row.scope, row.source, row.reason, row.bounce_type,
+                                        now, row.expires_at))
             db.bulk_insert(cursor, "suppression", SUPPRESSION_INSERT_COLUMNS, fresh)
             if stale:
                 cursor.executemany(
@@ -356,6 +362,8 @@ def _import_batch(db: Database, rows: list[_Pending], report: ImportReport, acto
                     stale,
                 )
             db.bulk_insert(cursor, "event", EVENT_INSERT_COLUMNS, events)
+            if outbox is not None and outbox.enabled:
+                outbox.enqueue_raw(cursor, announced, placeholder=q, ts=ts)
             return len(events)
         finally:
             cursor.close()

@@ -303,4 +303,4 @@ class Store:
         (``already_suppressed``). Rows that are not valid are reported (``on_rejected`` sees each;
         the report keeps the first ``keep_rejected``) and nothing else is lost."""
         return changes.import_rows(self.database, rows, actor=actor, now=now, batch_size=batch_size,
-                                   on_rejected=on_rejected, keep_rejected=keep_rejected)
+                                   on_rejected=on_rejected, keep_rejected=keep_rejected, outbox=self.outbox)

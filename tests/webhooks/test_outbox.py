@@ -83,6 +83,23 @@ def test_each_change_writes_its_deliveries_in_its_transaction(outbox_store: Stor
     assert generic["data"]["reason"] == "userunknown"
 
 
+def test_imported_entries_are_announced(outbox_store: Store) -> None:
+    """An import announces each address it suppresses (new, or expired before) in the import's
+    transaction; an address already suppressed is no change and announces nothing."""
+    from processor.store import ImportRow
+
+    store = outbox_store
+    store.add("kept@example.org", reason="manual")
+    report = store.import_rows([ImportRow("new@example.org", 1, reason="userunknown", bounce_type="hard",
+                                          source="import"),
+                                ImportRow("kept@example.org", 2, reason="asked", source="import")])
+    assert (report.added, report.already_suppressed) == (1, 1)
+    got = [(d["endpoint"], d["address"], d["change"]) for d in deliveries(store)]
+    assert got == [("app", "kept@example.org", "added"), ("listmonk", "kept@example.org", "added"),
+                   ("app", "new@example.org", "added"), ("listmonk", "new@example.org", "added")]
+    assert json.loads(deliveries(store)[3]["body"])["type"] == "hard"
+
+
 def test_no_endpoint_no_outbox_rows(db_url: str) -> None:
     """Without endpoints a change writes no outbox row."""
     store = open_with(db_url, OutboxSettings())
