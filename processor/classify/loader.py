@@ -5,6 +5,10 @@ file top to bottom, directories in the order given (operator directories before 
 A rule in an earlier directory replaces a rule with the same id in a later one: this is how an
 operator changes a default rule. Within one directory an id may appear only once, and a rule that
 an earlier rule of the same directory always pre-empts is reported as shadowed.
+
+Over 500 lines on purpose: rule files and the phrase families they cite (rules/phrases/) are read
+and checked together, so that every problem of a directory, in either kind of file, is reported
+at its file:line in one pass and an operator's family replaces the default of the same name.
 """
 
 from __future__ import annotations
