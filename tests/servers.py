@@ -177,7 +177,42 @@ def make_message(
 # TLS material
 
 
+def smtp_submit(
+    port: int,
+    mail_from: str,
+    rcpt_to: Sequence[str] | str,
+    message: bytes,
+    *,
+    rcpt_options: Sequence[str] = (),
+    mail_options: Sequence[str] = (),
+) -> dict[str, tuple[int, bytes]]:
+    """Submit a message to a lab MTA over SMTP; returns the refused recipients (address -> (code,
+    text)), empty when all were accepted. Raises smtplib errors for a refused MAIL FROM or DATA."""
+    rcpts = [rcpt_to] if isinstance(rcpt_to, str) else list(rcpt_to)
+    with smtplib.SMTP(LOOPBACK, port, timeout=30) as client:
+        client.ehlo("client.example.org")
+        try:
+            return dict(client.sendmail(mail_from, rcpts, message, mail_options=list(mail_options),
+                                        rcpt_options=list(rcpt_options)))
+        except smtplib.SMTPRecipientsRefused as exc:
+            return dict(exc.recipients)
+
+
+def stop_daemon(daemon: subprocess.Popen[bytes] | None, port: int) -> None:
+    """Stop a lab MTA run in the foreground (SIGTERM, then SIGKILL) and wait for its port to close."""
+    if daemon is None:
+        return
+    daemon.terminate()
+    try:
+        daemon.wait(15)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait(5)
+    wait_port_closed(port)
+
+
 @dataclass(frozen=True)
+
 class TlsFiles:
     """A CA and a server certificate it signed (for localhost and 127.0.0.1), as PEM files."""
 
@@ -1080,21 +1115,8 @@ class Postfix:
     ) -> dict[str, tuple[int, bytes]]:
         """Submit a message over SMTP; returns the refused recipients (address -> (code, text)),
         empty when all were accepted. Raises smtplib errors for a refused MAIL FROM or DATA."""
-        rcpts = [rcpt_to] if isinstance(rcpt_to, str) else list(rcpt_to)
-        with smtplib.SMTP(LOOPBACK, port or self.smtp_port, timeout=30) as client:
-            client.ehlo("client.example.org")
-            try:
-                return dict(
-                    client.sendmail(
-                        mail_from,
-                        rcpts,
-                        message,
-                        mail_options=list(mail_options),
-                        rcpt_options=list(rcpt_options),
-                    )
-                )
-            except smtplib.SMTPRecipientsRefused as exc:
-                return dict(exc.recipients)
+        return smtp_submit(port or self.smtp_port, mail_from, rcpt_to, message, rcpt_options=rcpt_options,
+                           mail_options=mail_options)
 
     def queue(self) -> list[dict[str, object]]:
         """The messages in the queue (``postqueue -j``)."""
@@ -1360,16 +1382,8 @@ begin rewrite
             ) from exc
 
     def stop(self) -> None:
-        if self._daemon is None:
-            return
-        self._daemon.terminate()
-        try:
-            self._daemon.wait(15)
-        except subprocess.TimeoutExpired:
-            self._daemon.kill()
-            self._daemon.wait(5)
+        stop_daemon(self._daemon, self.smtp_port)
         self._daemon = None
-        wait_port_closed(self.smtp_port)
 
     def submit(
         self,
@@ -1380,13 +1394,7 @@ begin rewrite
         rcpt_options: Sequence[str] = (),
     ) -> dict[str, tuple[int, bytes]]:
         """Submit a message over SMTP; returns the refused recipients (empty when all accepted)."""
-        rcpts = [rcpt_to] if isinstance(rcpt_to, str) else list(rcpt_to)
-        with smtplib.SMTP(LOOPBACK, self.smtp_port, timeout=30) as client:
-            client.ehlo("client.example.org")
-            try:
-                return dict(client.sendmail(mail_from, rcpts, message, rcpt_options=list(rcpt_options)))
-            except smtplib.SMTPRecipientsRefused as exc:
-                return dict(exc.recipients)
+        return smtp_submit(self.smtp_port, mail_from, rcpt_to, message, rcpt_options=rcpt_options)
 
     def queue_size(self) -> int:
         return int(self._exim("-bpc").strip() or "0")
@@ -1537,16 +1545,8 @@ class OpenSmtpd:
             raise ServerError(f"{exc}\n--- smtpd.log:\n{_tail(self.log)}") from exc
 
     def stop(self) -> None:
-        if self._daemon is None:
-            return
-        self._daemon.terminate()
-        try:
-            self._daemon.wait(15)
-        except subprocess.TimeoutExpired:
-            self._daemon.kill()
-            self._daemon.wait(5)
+        stop_daemon(self._daemon, self.smtp_port)
         self._daemon = None
-        wait_port_closed(self.smtp_port)
 
     def submit(
         self,
@@ -1558,17 +1558,8 @@ class OpenSmtpd:
         mail_options: Sequence[str] = (),
     ) -> dict[str, tuple[int, bytes]]:
         """Submit a message over SMTP; returns the refused recipients (empty when all accepted)."""
-        rcpts = [rcpt_to] if isinstance(rcpt_to, str) else list(rcpt_to)
-        with smtplib.SMTP(LOOPBACK, self.smtp_port, timeout=30) as client:
-            client.ehlo("client.example.org")
-            try:
-                return dict(
-                    client.sendmail(
-                        mail_from, rcpts, message, mail_options=list(mail_options), rcpt_options=list(rcpt_options)
-                    )
-                )
-            except smtplib.SMTPRecipientsRefused as exc:
-                return dict(exc.recipients)
+        return smtp_submit(self.smtp_port, mail_from, rcpt_to, message, rcpt_options=rcpt_options,
+                           mail_options=mail_options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1736,16 +1727,8 @@ MAILER(`smtp')dnl
             raise ServerError(f"{exc}\n--- sendmail.log:\n{_tail(self.log)}") from exc
 
     def stop(self) -> None:
-        if self._daemon is None:
-            return
-        self._daemon.terminate()
-        try:
-            self._daemon.wait(15)
-        except subprocess.TimeoutExpired:
-            self._daemon.kill()
-            self._daemon.wait(5)
+        stop_daemon(self._daemon, self.smtp_port)
         self._daemon = None
-        wait_port_closed(self.smtp_port)
 
     def submit(
         self,
@@ -1757,17 +1740,8 @@ MAILER(`smtp')dnl
         mail_options: Sequence[str] = (),
     ) -> dict[str, tuple[int, bytes]]:
         """Submit a message over SMTP; returns the refused recipients (empty when all accepted)."""
-        rcpts = [rcpt_to] if isinstance(rcpt_to, str) else list(rcpt_to)
-        with smtplib.SMTP(LOOPBACK, self.smtp_port, timeout=30) as client:
-            client.ehlo("client.example.org")
-            try:
-                return dict(
-                    client.sendmail(
-                        mail_from, rcpts, message, mail_options=list(mail_options), rcpt_options=list(rcpt_options)
-                    )
-                )
-            except smtplib.SMTPRecipientsRefused as exc:
-                return dict(exc.recipients)
+        return smtp_submit(self.smtp_port, mail_from, rcpt_to, message, rcpt_options=rcpt_options,
+                           mail_options=mail_options)
 
     def inject(self, mail_from: str, rcpt_to: Sequence[str], message: bytes) -> None:
         """Submit on the command line, as a local program does (``sendmail -f FROM -oi -oem``):
