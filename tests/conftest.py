@@ -15,6 +15,8 @@ import pytest
 from tests.databases import ENGINES, PostgresDatabases, empty_database, postgres_problem, unreachable_reason
 
 if TYPE_CHECKING:
+    from processor.config import Settings
+    from processor.store import Store
     from tests.servers import Dovecot, MailUser, Postfix, SmtpSink
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -130,6 +132,19 @@ def engine_name(request: pytest.FixtureRequest) -> str:
 def db_url(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """An empty, migrated database of the engine under test (PostgreSQL: this session's own)."""
     return empty_database(engine_name, tmp_path, request)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    """The store of the directory's ``settings`` fixture (tests/api, tests/console, tests/webhooks
+    define it), closed at the end."""
+    from processor.store import open_store
+
+    opened = open_store(settings)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from processor.api import create_app
 from processor.api.auth import hash_token, new_token
 from processor.api.server import bind_socket, serve
 from processor.config import ApiSettings, ApiToken, DatabaseSettings, Settings
-from processor.store import Store, open_store
+from processor.store import Store
 
 READER = new_token()
 WRITER = new_token()
@@ -46,15 +46,6 @@ def make_settings(url: str, **api: Any) -> Settings:
 @pytest.fixture
 def settings(db_url: str) -> Settings:
     return make_settings(db_url)
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    opened = open_store(settings)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture

@@ -10,22 +10,13 @@ from starlette.testclient import TestClient
 
 from processor.api import create_app
 from processor.config import Settings
-from processor.store import Store, open_store
+from processor.store import Store
 from tests.console.helpers import make_settings
 
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
     return make_settings(db_url)
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    opened = open_store(settings)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from processor.config import ApiSettings, DatabaseSettings, Settings, WebhookSettings
-from processor.store import Store, open_store
+from processor.store import Store
 from tests.api.conftest import RunningServer, start_server
 from tests.servers import generate_tls
 from tests.webhooks.payloads import TOPIC, Keys, rsa_certificate
@@ -105,15 +105,6 @@ def webhook_settings(keys: Keys, cert_host: CertHost, **ses: Any) -> dict[str, W
 def settings(db_url: str, keys: Keys, cert_host: CertHost) -> Settings:
     return Settings(database=DatabaseSettings(url=db_url), api=ApiSettings(tokens=[]),
                     webhooks=webhook_settings(keys, cert_host))
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    opened = open_store(settings)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture
