@@ -16,13 +16,13 @@ OpenSMTPD, Sendmail and dma (DragonFly Mail Agent) are Debian binaries unpacked 
 (their packages conflict with postfix); OpenSMTPD's and Sendmail's DSNs travel through Postfix to
 Dovecot too, dma's plain-text bounces go to its smarthost (an SMTP sink), where they are read.
 Where one of them is missing, its scenarios are left out with a note (in CI, it is an error).
-OpenSMTPD and Sendmail resolve names with the lab's own DNS server (``servers.NxdomainDns``), which
-knows no name: their unknown-domain scenarios never ask the machine's resolver.
 Dovecot's LMTP, with the quota plugin, is the final hop for Postfix, Exim and OpenSMTPD.
 
-The remote servers that refuse mail are ``servers.SmtpSink`` instances answering scripted codes;
-"unknown domain" asks the machine's resolver about ``nowhere.invalid`` (a reserved name that no
-resolver knows), the only query that leaves loopback.
+The remote servers that refuse mail are ``servers.SmtpSink`` instances answering scripted codes.
+Every MTA resolves names with the lab's own DNS server (``servers.NxdomainDns``, bound over
+/etc/resolv.conf in the MTA's private mount namespace), which knows no name: the unknown-domain
+scenarios (``nowhere.invalid``) get their "no such domain" from it, no query leaves the machine,
+and every scenario runs on a machine without any DNS.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -96,6 +95,13 @@ class Lab:
     opensmtpd: OpenSmtpd | None = None
     sendmail: Sendmail | None = None
     dma: Dma | None = None
+    resolvers: dict[str, NxdomainDns] = field(default_factory=dict)
+    """Each MTA's own DNS server (by MTA name, see DNS_MTAS): what it asked is in ``names``."""
+
+
+DNS_MTAS = ("postfix", "exim", "opensmtpd", "sendmail")
+"""The MTAs that resolve names (dma hands everything to its smarthost); each asks its own
+``NxdomainDns``, so a run shows which MTA asked what."""
 
 
 def _sinks() -> dict[str, SmtpSink]:
@@ -154,10 +160,13 @@ def lab(
     opensmtpd: OpenSmtpd | None = None
     sendmail: Sendmail | None = None
     dma: Dma | None = None
-    # OpenSMTPD's and Sendmail's resolver: every name unknown, no query leaves the machine
-    dns = NxdomainDns(servers.private_dir("bp-gen-dns-"))
-    dns.start()
+    # every MTA's resolver: every name unknown, no query leaves the machine
+    resolvers = {mta: NxdomainDns(servers.private_dir(f"bp-gen-dns-{mta}-")) for mta in DNS_MTAS}
+    started: list[NxdomainDns] = []
     try:
+        for resolver in resolvers.values():
+            resolver.start()
+            started.append(resolver)
         dovecot.start()
         bounces = dovecot.add_user(SENDER)
         dovecot.add_user("alice@mail.example.com")
@@ -199,6 +208,7 @@ def lab(
                 "bounce_queue_lifetime": "12s",
                 "smtputf8_enable": "yes",
             },
+            resolv_conf=resolvers["postfix"].resolv_conf,
             extra_services=[
                 # a second smtpd that relays for nobody: the "relay denied" server
                 f"127.0.0.1:{guard_port} inet n - n - - smtpd -o mynetworks=127.0.0.2/32 "
@@ -239,17 +249,18 @@ def lab(
                 delay_warning="3s:1h",
                 retry_rule="F,12s,1s",
                 lmtp_routes={"mail.example.com": dovecot.lmtp_port},
+                resolv_conf=resolvers["exim"].resolv_conf,
             )
             exim.start()
         if with_opensmtpd:
-            opensmtpd = _opensmtpd(dovecot, postfix, sinks, closed_port, dns)
+            opensmtpd = _opensmtpd(dovecot, postfix, sinks, closed_port, resolvers["opensmtpd"])
             opensmtpd.start()
         if with_sendmail:
-            sendmail = _sendmail(postfix, sinks, closed_port, dns)
+            sendmail = _sendmail(postfix, sinks, closed_port, resolvers["sendmail"])
             sendmail.start()
         if with_dma:
             dma = Dma(servers.private_dir("bp-gen-dma-"), smarthost_port=sinks["smarthost"].port)
-        yield Lab(dovecot, bounces, postfix, exim, sinks, opensmtpd, sendmail, dma)
+        yield Lab(dovecot, bounces, postfix, exim, sinks, opensmtpd, sendmail, dma, resolvers)
     finally:
         if sendmail is not None:
             sendmail.stop()
@@ -262,10 +273,14 @@ def lab(
         dovecot.stop()
         for sink in sinks.values():
             sink.stop()
-        dns.stop()
+        for resolver in started:
+            resolver.stop()
         for server in (dma, sendmail, opensmtpd, exim, postfix, dovecot):
             if server is not None and not keep:
                 shutil.rmtree(server.root, ignore_errors=True)
+        if not keep:
+            for resolver in resolvers.values():
+                shutil.rmtree(resolver.resolv_conf.parent, ignore_errors=True)
 
 
 def _opensmtpd(
@@ -487,24 +502,12 @@ def _file_names(name: str, found: list[bytes]) -> list[tuple[str, bytes]]:
     return out
 
 
-def resolver_denies_invalid() -> bool:
-    """True when the machine's resolver answers at once that nowhere.invalid does not exist (the
-    unknown-domain scenarios need that answer; without a resolver they would only be deferred)."""
-    try:
-        socket.getaddrinfo("nowhere.invalid", 25)
-    except socket.gaierror as exc:
-        return exc.errno == socket.EAI_NONAME
-    return False
-
-
 def _mta(scenario: Scenario) -> str:
     """The MTA that bounces in this scenario (the name's first word; also its directory)."""
     return scenario.name.split("-", 1)[0]
 
 
 MTAS = ("postfix", "exim", "opensmtpd", "sendmail", "dma")
-LOCAL_DNS = ("opensmtpd", "sendmail")
-"""The MTAs that ask the lab's own NXDOMAIN server, not the machine's resolver."""
 
 
 def _usable(mta: str, missing: Callable[[], str], only: str | None) -> bool:
@@ -531,12 +534,6 @@ def selected(only: str | None = None) -> list[Scenario]:
         chosen += SENDMAIL
     if _usable("dma", servers.dma_missing, only):
         chosen += DMA
-    if not resolver_denies_invalid():
-        if os.environ.get("CI"):
-            raise SystemExit("no resolver answer for nowhere.invalid: the unknown-domain scenarios cannot run, "
-                             "and in CI (CI is set) every scenario must")
-        print("no resolver answer for nowhere.invalid: skipping the unknown-domain scenarios", file=sys.stderr)
-        chosen = [s for s in chosen if not s.name.endswith("-unknown-domain") or _mta(s) in LOCAL_DNS]
     return chosen
 
 
@@ -621,7 +618,17 @@ def _why(running: Lab, missing: list[Scenario]) -> str:
     )
 
 
-def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bool = False) -> dict[str, list[Path]]:
+@dataclass
+class Generated:
+    """What a run wrote, and what each MTA asked the lab's DNS server."""
+
+    files: dict[str, list[Path]]
+    """Scenario name -> the .eml files written for it."""
+    asked: dict[str, list[str]]
+    """MTA name (DNS_MTAS) -> the names its ``NxdomainDns`` was asked about, in order."""
+
+
+def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bool = False) -> Generated:
     """Run the scenarios; write one .eml per DSN under out/<mta>/; return what was written.
 
     A scenario whose DSN has not arrived after ``timeout`` is sent once more (a lost DSN on a
@@ -648,6 +655,7 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
             got, missing = _wait(running, scenarios, timeout)
         if missing:  # say why while the servers still run
             raise servers.ServerError(f"after two tries no (or too few) DSNs{_why(running, missing)}")
+        asked = {mta: list(resolver.names) for mta, resolver in running.resolvers.items()}
     for scenario in scenarios:
         directory = out / _mta(scenario)
         directory.mkdir(parents=True, exist_ok=True)
@@ -655,7 +663,7 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
             path = directory / filename
             path.write_bytes(data)
             written.setdefault(scenario.name, []).append(path)
-    return written
+    return Generated(written, asked)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -681,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.only in (None, mta):
                 shutil.rmtree(args.out / mta, ignore_errors=True)
     started = time.monotonic()
-    written = generate(args.out, args.only, keep=args.keep)
+    written = generate(args.out, args.only, keep=args.keep).files
     for name, paths in written.items():
         for path in paths:
             print(f"{name:45} {path.relative_to(args.out)}")

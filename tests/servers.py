@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
+import errno
 import grp
 import imaplib
 import ipaddress
@@ -138,6 +139,25 @@ def _start_daemon(argv: Sequence[str], output: Path, timeout: float = 60) -> Non
         ).returncode
     if code != 0:
         raise ServerError(f"{' '.join(argv)} exited {code}:\n{_tail(output)}")
+
+
+def with_resolv_conf(resolv_conf: Path | None, argv: Sequence[str]) -> list[str]:
+    """``argv`` run in a private mount namespace where ``resolv_conf`` is bound over
+    /etc/resolv.conf (``argv`` unchanged without one): a daemon started so, and every process it
+    forks, asks only the resolver that file names (e.g. ``NxdomainDns``), never the machine's."""
+    if resolv_conf is None:
+        return list(argv)
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f'mount --bind {shlex.quote(str(resolv_conf))} /etc/resolv.conf && exec "$@"',
+        "sh",
+        *argv,
+    ]
 
 
 def make_message(
@@ -968,6 +988,9 @@ class Postfix:
     """Extra main.cf parameters (override the defaults below)."""
     extra_services: list[str] = field(default_factory=list)
     """Extra master.cf lines (for example a second smtpd with different restrictions)."""
+    resolv_conf: Path | None = None
+    """A resolv.conf for the instance (bound over /etc/resolv.conf in a private mount namespace),
+    e.g. ``NxdomainDns.resolv_conf``; None: the machine's resolver."""
 
     def __post_init__(self) -> None:
         self.config_dir = self.root / "etc"
@@ -1049,7 +1072,10 @@ class Postfix:
     def start(self) -> None:
         """Start the instance and wait until its smtpd answers."""
         try:
-            _start_daemon(["/usr/sbin/postfix", "-c", str(self.config_dir), "start"], self.root / "start.out")
+            _start_daemon(
+                with_resolv_conf(self.resolv_conf, ["/usr/sbin/postfix", "-c", str(self.config_dir), "start"]),
+                self.root / "start.out",
+            )
             wait_for_port(self.smtp_port)
         except ServerError as exc:
             raise ServerError(f"{exc}\n--- maillog:\n{_tail(self.log)}") from exc
@@ -1186,8 +1212,11 @@ class Exim:
 
     ``routes[domain] = port``: mail for that domain goes over SMTP to 127.0.0.1:port. Addresses
     at ``local_domain`` are delivered to Maildirs under root/mailboxes for the users listed in
-    ``local_users`` (user -> quota in bytes, 0 for none); other local parts are unrouteable.
-    Every other domain goes through a DNS lookup (``dnslookup`` router).
+    ``local_users`` (user -> quota in bytes, 0 for none); any other local part fails with
+    "Unknown user", as with Exim's default configuration (its last router, ``localuser``, sets
+    ``cannot_route_message = Unknown user``; so does Debian's exim4-config). Every other domain
+    goes through a DNS lookup (``dnslookup`` router; "Unrouteable address" when it finds none),
+    asking the machine's resolver or the one ``resolv_conf`` names.
     """
 
     root: Path
@@ -1201,6 +1230,9 @@ class Exim:
     retry_rule: str = "F,2h,15m; G,16h,1h,1.5; F,4d,6h"
     lmtp_routes: dict[str, int] = field(default_factory=dict)
     """domain -> port: mail for that domain is delivered over LMTP to 127.0.0.1:port (Dovecot)."""
+    resolv_conf: Path | None = None
+    """A resolv.conf for the daemon (bound over /etc/resolv.conf in a private mount namespace),
+    e.g. ``NxdomainDns.resolv_conf``; None: the machine's resolver."""
 
     def __post_init__(self) -> None:
         binary = exim_binary()
@@ -1279,18 +1311,21 @@ to_remote_test_hosts:
   self = send
   no_more
 
-{self._lmtp_router()}local_user:
-  driver = accept
-  domains = +local_domains
-  local_parts = lsearch;{self.root}/users
-  transport = local_maildir
-
-dnslookup:
+{self._lmtp_router()}dnslookup:
   driver = dnslookup
   domains = ! +local_domains
   transport = remote_smtp
   ignore_target_hosts = 0.0.0.0 : 127.0.0.0/8
   no_more
+
+# the last router, as in Exim's default configuration: an address it cannot route is an
+# unknown local user, and says so
+local_user:
+  driver = accept
+  domains = +local_domains
+  local_parts = lsearch;{self.root}/users
+  transport = local_maildir
+  cannot_route_message = Unknown user
 
 begin transports
 
@@ -1369,7 +1404,9 @@ begin rewrite
         self.check_config()
         with (self.root / "daemon.out").open("ab") as out:
             self._daemon = subprocess.Popen(
-                [str(self.binary), "-C", str(self.config), "-bdf", f"-q{queue_interval}"],
+                with_resolv_conf(
+                    self.resolv_conf, [str(self.binary), "-C", str(self.config), "-bdf", f"-q{queue_interval}"]
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -1848,16 +1885,38 @@ class NxdomainDns:
     private mount namespace."""
 
     def __init__(self, directory: Path, address: str | None = None) -> None:
-        self.address = address or f"127.0.53.{2 + int.from_bytes(os.urandom(1), 'big') % 250}"
+        self._fixed_address = address is not None
+        self.address = address or self._random_address()
         self.resolv_conf = directory / "resolv.conf"
-        self.resolv_conf.write_text(f"nameserver {self.address}\noptions attempts:1 timeout:2\n")
-        self.resolv_conf.chmod(0o644)
+        self._write_resolv_conf()
         self.queries = 0
+        self.names: list[str] = []
+        """The names asked about, in order (lower case, without the final dot)."""
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._thread = threading.Thread(target=self._serve, name="nxdomain-dns", daemon=True)
 
+    @staticmethod
+    def _random_address() -> str:
+        return f"127.0.53.{2 + int.from_bytes(os.urandom(1), 'big') % 250}"
+
+    def _write_resolv_conf(self) -> None:
+        self.resolv_conf.write_text(f"nameserver {self.address}\noptions attempts:1 timeout:2\n")
+        self.resolv_conf.chmod(0o644)
+
     def start(self) -> None:
-        self._socket.bind((self.address, 53))
+        """Listen; without a fixed address, on another random one while the chosen one is taken
+        (several servers run at once: one per MTA, and other test runs)."""
+        for _ in range(50):
+            try:
+                self._socket.bind((self.address, 53))
+                break
+            except OSError as exc:
+                if self._fixed_address or exc.errno != errno.EADDRINUSE:
+                    raise
+                self.address = self._random_address()
+                self._write_resolv_conf()
+        else:
+            raise ServerError("no free 127.0.53.x address for the NXDOMAIN DNS server")
         self._thread.start()
 
     def stop(self) -> None:
@@ -1873,6 +1932,7 @@ class NxdomainDns:
             answer = _nxdomain(query)
             if answer:
                 self.queries += 1
+                self.names.append(_question_name(query))
                 with contextlib.suppress(OSError):
                     self._socket.sendto(answer, client)
 
@@ -1889,3 +1949,13 @@ def _nxdomain(query: bytes) -> bytes:
         return b""
     flags = 0x8000 | 0x0400 | (int.from_bytes(query[2:4], "big") & 0x0100) | 0x0080 | 3
     return query[:2] + flags.to_bytes(2, "big") + b"\x00\x01\x00\x00\x00\x00\x00\x00" + query[12:end]
+
+
+def _question_name(query: bytes) -> str:
+    """The name a DNS query asks about (lower case, no final dot; "" for the root)."""
+    labels = []
+    at = 12
+    while at < len(query) and query[at] != 0:
+        labels.append(query[at + 1 : at + 1 + query[at]].decode("ascii", "replace"))
+        at += 1 + query[at]
+    return ".".join(labels).lower()

@@ -162,9 +162,10 @@ MISCLASSIFIED = {
     ("generated/exim/exim-several-recipients.eml", "nosuchuser@local.example.com"): ("userunknown", "hard"),
     ("handwritten/plain-failed-to-these-recipients.eml", "xavier@example.org"): ("userunknown", "hard"),
 }
-"""Failures whose right reason and bounce type are known but not produced yet. Exim reports an
-unknown local user and an unknown domain with the same words ("Unrouteable address", status
-5.0.0, no remote MTA), and the classifier reads both as hostunknown; a plain-text notice saying
+"""Failures whose right reason and bounce type are known but not produced yet. Exim's local-user
+router says "Unknown user" (status 5.0.0, no SMTP stage, no remote MTA: Exim's own routing
+decision), and the rules read that bare wording as a filter's (userunknown-bare: filtered, soft);
+a plain-text notice saying
 "The e-mail address you entered couldn't be found" comes out undefined. Their rows pin every
 other field; test_known_misclassification_is_still_wrong pins them, as strict expected failures."""
 
