@@ -4,7 +4,8 @@
     python tests/generate_samples.py --only exim    # one MTA (postfix, exim, opensmtpd, sendmail, dma)
     python tests/generate_samples.py --out /tmp/x   # somewhere else (the test suite does this)
 
-Needs root, Debian's postfix, dovecot-imapd and dovecot-lmtpd, and Exim extracted as .ci/run does.
+Needs root, unshare (util-linux), Debian's postfix, dovecot-imapd and dovecot-lmtpd, and Exim extracted
+as .ci/run does.
 Every scenario sends one message with its own Message-ID (``<NAME@sender.example>``) from
 ``bounces@sender.example``; the MTA under test fails it in its own way, and its DSN travels back
 to the sender domain, whose mail is delivered by Postfix over LMTP into a Dovecot mailbox. The
@@ -19,7 +20,7 @@ Where one of them is missing, its scenarios are left out with a note (in CI, it 
 Dovecot's LMTP, with the quota plugin, is the final hop for Postfix, Exim and OpenSMTPD.
 
 The remote servers that refuse mail are ``servers.SmtpSink`` instances answering scripted codes.
-Every MTA resolves names with the lab's own DNS server (``servers.NxdomainDns``, bound over
+Every MTA that resolves names asks its own lab DNS server (``servers.NxdomainDns``, bound over
 /etc/resolv.conf in the MTA's private mount namespace), which knows no name: the unknown-domain
 scenarios (``nowhere.invalid``) get their "no such domain" from it, no query leaves the machine,
 and every scenario runs on a machine without any DNS.
