@@ -39,7 +39,7 @@ def test_stale_value_is_served_and_refreshed_in_the_background() -> None:
 
     started = time.monotonic()
     assert cache.get("k", slow) == "old"
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 4  # did not wait for slow(), which blocks up to 5 s
     release.set()
     assert wait_until(lambda: cache.get("k", lambda: "newer") in ("new", "newer"))
 

@@ -343,4 +343,6 @@ def test_idle_is_renewed(dovecot: Dovecot) -> None:
 
     results = run(go())
     assert [arrived for arrived, _ in results] == [False, False]
-    assert all(0.9 <= took < 3.0 for _, took in results)
+    # each wait ended by the 1 s renewal, not by the 60 s wait: slowness only adds to the lower
+    # bound, and the upper bound is far from both
+    assert all(0.9 <= took < 30.0 for _, took in results)
