@@ -160,12 +160,10 @@ def test_rows_are_well_formed() -> None:
 MISCLASSIFIED = {
     ("generated/exim/exim-local-unknown-user.eml", "nosuchuser@local.example.com"): ("userunknown", "hard"),
     ("generated/exim/exim-several-recipients.eml", "nosuchuser@local.example.com"): ("userunknown", "hard"),
-    ("handwritten/plain-failed-to-these-recipients.eml", "xavier@example.org"): ("userunknown", "hard"),
 }
 """Failures whose right reason and bounce type are known but not produced yet. Exim reports an
 unknown local user and an unknown domain with the same words ("Unrouteable address", status
-5.0.0, no remote MTA), and the classifier reads both as hostunknown; a plain-text notice saying
-"The e-mail address you entered couldn't be found" comes out undefined. Their rows pin every
+5.0.0, no remote MTA), and the classifier reads both as hostunknown. Their rows pin every
 other field; test_known_misclassification_is_still_wrong pins them, as strict expected failures."""
 
 

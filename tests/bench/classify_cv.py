@@ -1,6 +1,6 @@
 """Generalisation of the rules: training figures and leave-one-family-out cross-validated figures.
 
-    python tests/bench/classify_cv.py [CORPUS ...] [--families]
+    python tests/bench/classify_cv.py [CORPUS ...] [--families] [--single] [--misses]
 
 CORPUS: labelled corpora (messages/*.eml + expected.jsonl); default: ../shared/corpus/sisimai-train
 and ../shared/corpus/crisp-train next to the project. Prints per corpus and overall:
@@ -88,6 +88,7 @@ class Labelled:
     event: Event
     reason: str | None
     hard: int | None
+    sample: str = ""
 
 
 @dataclass
@@ -172,7 +173,9 @@ def read_corpus(directory: Path) -> list[Labelled]:
             hard = None if debatable or label.get("hard") is None else int(label["hard"])  # type: ignore[call-overload]
             if _PSEUDO_STATUS.match(str(label.get("status") or "")) and reason is None and hard is None:
                 continue
-            items.append(Labelled(family_of(row["sample"], event), directory.name, event, reason, hard))
+            items.append(
+                Labelled(family_of(row["sample"], event), directory.name, event, reason, hard, row["sample"])
+            )
     return items
 
 
@@ -188,7 +191,7 @@ def read_own_samples() -> list[Labelled]:
             if "reason" in label or "bounce_type" in label:
                 hard = int(label.get("bounce_type") == "hard") if "bounce_type" in label else None
                 reason = str(label["reason"]) if "reason" in label else None
-                items.append(Labelled(OWN, OWN, event, reason, hard))
+                items.append(Labelled(OWN, OWN, event, reason, hard, str(row["file"])))
     return items
 
 
@@ -309,10 +312,21 @@ def single_file_patterns(
     return found
 
 
+def _missed(item: Labelled, reason: str, bounce_type: BounceType) -> bool:
+    if item.reason is not None and reason != item.reason:
+        return True
+    return item.hard is not None and (bounce_type is BounceType.HARD) != (item.hard == 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpora", nargs="*", type=Path, default=list(DEFAULT_CORPORA))
     parser.add_argument("--families", action="store_true", help="print the held-out score of each family")
+    parser.add_argument(
+        "--misses",
+        action="store_true",
+        help="list the held-out events scored wrong (reason or hard), with the training verdict and the reply",
+    )
     parser.add_argument(
         "--single", action="store_true", help="list patterns that match exactly one training file and no own sample"
     )
@@ -335,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         training[item.corpus].add(item, verdict.reason, verdict.bounce_type)
         by_family[item.family].append(item)
     dropped_rules = 0
+    misses: list[str] = []
     for family, members in sorted(by_family.items()):
         pruned = rules_without(rules, found, family)
         dropped_rules += len(rules) - len(pruned)
@@ -343,6 +358,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             verdict = compiled.classify(item.event)
             held_out[item.corpus].add(item, verdict.reason, verdict.bounce_type)
             per_family[family].add(item, verdict.reason, verdict.bounce_type)
+            if _missed(item, verdict.reason, verdict.bounce_type):
+                trained = full.classify(item.event)
+                misses.append(
+                    f"  {item.corpus}/{item.sample} [{family}] want {item.reason or '-'}/"
+                    f"{'-' if item.hard is None else ('hard' if item.hard else 'not-hard')}: "
+                    f"cv {verdict.reason}/{verdict.bounce_type.value} ({verdict.rule_id or '-'}), "
+                    f"training {trained.reason}/{trained.bounce_type.value} ({trained.rule_id or '-'})\n"
+                    f"      {split_reply(item.event.diagnostic).text[:220]!r}"
+                )
 
     print(f"{len(items)} labelled events, {len(by_family)} families, {len(rules)} rules "
           f"({dropped_rules} rule drops over all folds)")
@@ -360,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(single)} of {total} text patterns match exactly one training file and no own sample:")
         for (rule_id, pattern), where in single:
             print(f"  {rule_id:32} {where:40} /{pattern}/")
+    if args.misses:
+        print(f"{len(misses)} held-out events scored wrong:")
+        print("\n".join(misses))
     if args.families:
         for family, score in sorted(per_family.items()):
             print(f"  {family:28} {score.line()}")

@@ -221,10 +221,12 @@ def test_explain_names_the_family_and_the_reply() -> None:
         ("Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found'",
          "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found"),
         ("mx.example.net: >>> RCPT To:<a@b.example> <<< 550 5.1.1 User unknown", "550 5.1.1 User unknown"),
+        ("delivery temporarily suspended: connect to mx.example.net[192.0.2.9]:25: Connection timed out",
+         "Connection timed out"),
     ],
 )
 def test_reply_split_knows_the_envelopes_of_common_mtas(diagnostic: str, reply: str) -> None:
-    """Exim's, DragonFly's, Exchange's and Sendmail's wrappers around the remote reply are cut off."""
+    """Exim's, DragonFly's, Exchange's, Sendmail's and Postfix's wrappers around the remote reply are cut off."""
     assert split_reply(diagnostic).text == reply
 
 
