@@ -183,6 +183,13 @@ PRECEDENCE: list[tuple[dict[str, str], str, BounceType]] = [
      "rejected", SOFT),
     ({"status": "5.0.0", "smtp_command": "RCPT", "diagnostic": "550 L'adresse de l'expéditeur n'existe pas"},
      "rejected", SOFT),
+    # the sender named with the recipient family's words is still the sender: never hard
+    ({"status": "5.7.1", "diagnostic": "550 5.7.1 Sender address not recognized"}, "rejected", SOFT),
+    ({"status": "5.0.0", "diagnostic": "550 Sender mailbox does not exist"}, "rejected", SOFT),
+    ({"status": "5.0.0", "diagnostic": "550 The sender's domain could not be found"}, "rejected", SOFT),
+    ({"status": "5.0.0", "diagnostic": "550 Your e-mail address could not be found in our directory"},
+     "rejected", SOFT),
+    ({"status": "5.0.0", "diagnostic": "550 Unauthenticated senders not allowed"}, "securityerror", SOFT),
     # an authentication failure of OUR client, a relay refusal, a bad From header: never the recipient
     ({"status": "5.7.8", "smtp_command": "AUTH",
       "diagnostic": "535 5.7.8 Authentication failed: invalid user or password"}, "securityerror", SOFT),
