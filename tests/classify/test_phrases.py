@@ -190,6 +190,10 @@ PRECEDENCE: list[tuple[dict[str, str], str, BounceType]] = [
     ({"status": "5.0.0", "diagnostic": "550 Your e-mail address could not be found in our directory"},
      "rejected", SOFT),
     ({"status": "5.0.0", "diagnostic": "550 Unauthenticated senders not allowed"}, "securityerror", SOFT),
+    # our IP or client address not known to the receiver is not the recipient's address
+    ({"status": "5.7.1", "diagnostic": "550 5.7.1 IP address not found in allow list"}, "blocked", SOFT),
+    ({"status": "5.7.1", "diagnostic": "550 5.7.1 Your IP address is not recognised"}, "blocked", SOFT),
+    ({"status": "5.7.1", "diagnostic": "554 5.7.1 Client address not found in DNS"}, "requireptr", SOFT),
     # an authentication failure of OUR client, a relay refusal, a bad From header: never the recipient
     ({"status": "5.7.8", "smtp_command": "AUTH",
       "diagnostic": "535 5.7.8 Authentication failed: invalid user or password"}, "securityerror", SOFT),
