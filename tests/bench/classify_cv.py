@@ -202,6 +202,43 @@ def read_own_samples() -> list[Labelled]:
 class Support:
     rules: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     patterns: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+    alternatives: dict[tuple[str, str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+    """(field, pattern, top-level alternative) -> families: the stricter unit of ``--unit alternative``."""
+
+
+_FLAGS = re.compile(r"^\(\?[a-zA-Z-]+\)")
+
+
+def alternatives(pattern: str) -> tuple[str, ...]:
+    """The top-level alternatives of a regex (``a|b(c|d)`` -> ``a``, ``b(c|d)``); a leading flag
+    group such as ``(?-i)`` is carried to each. A search for the pattern matches where one of them does."""
+    flags = m.group(0) if (m := _FLAGS.match(pattern)) else ""
+    body = pattern[len(flags):]
+    parts: list[str] = []
+    depth, start, i, in_class = 0, 0, 0, False
+    while i < len(body):
+        char = body[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            if body[i + 1 : i + 2] == "^":
+                i += 1
+            if body[i + 1 : i + 2] == "]":
+                i += 1
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            parts.append(body[start:i])
+            start = i + 1
+        i += 1
+    parts.append(body[start:])
+    return tuple(flags + part for part in parts)
 
 
 def _matched_patterns(condition: Condition, event: Event, out: list[tuple[str, str]]) -> None:
@@ -235,19 +272,38 @@ def support(compiled: CompiledRules, items: Sequence[Labelled]) -> Support:
         _matched_patterns(rule.condition, item.event, matched)
         for key in matched:
             found.patterns[key].add(item.family)
+            value = field_value(item.event, key[0])
+            for alternative in alternatives(key[1]):
+                if compile_regex(alternative).search(value):
+                    found.alternatives[(key[0], key[1], alternative)].add(item.family)
     return found
 
 
-def _prune(condition: Condition, dropped: set[tuple[str, str]]) -> Condition | None:
-    """``condition`` without the dropped patterns in its positive part; None when it can no longer match."""
+def _prune(
+    condition: Condition, dropped: set[tuple[str, str]], dropped_alternatives: set[tuple[str, str, str]]
+) -> Condition | None:
+    """``condition`` without the dropped patterns (and alternatives) in its positive part; None when
+    it can no longer match."""
     if isinstance(condition, FieldTest):
-        kept = tuple(p for p in condition.patterns if (condition.field, p) not in dropped)
+        kept_patterns: list[str] = []
+        for p in condition.patterns:
+            if (condition.field, p) in dropped:
+                continue
+            if dropped_alternatives:
+                alts = alternatives(p)
+                kept_alts = [a for a in alts if (condition.field, p, a) not in dropped_alternatives]
+                if not kept_alts:
+                    continue
+                if len(kept_alts) != len(alts):
+                    p = "|".join(kept_alts)
+            kept_patterns.append(p)
+        kept = tuple(kept_patterns)
         if not kept:
             return None
-        return replace(condition, patterns=kept) if len(kept) != len(condition.patterns) else condition
+        return replace(condition, patterns=kept) if kept != condition.patterns else condition
     if isinstance(condition, Not):
         return condition
-    children = [_prune(c, dropped) for c in condition.children]
+    children = [_prune(c, dropped, dropped_alternatives) for c in condition.children]
     if isinstance(condition, AllOf):
         if any(c is None for c in children):
             return None
@@ -256,15 +312,20 @@ def _prune(condition: Condition, dropped: set[tuple[str, str]]) -> Condition | N
     return replace(condition, children=kept_children) if kept_children else None
 
 
-def rules_without(rules: Sequence[Rule], found: Support, family: str) -> list[Rule]:
+def rules_without(rules: Sequence[Rule], found: Support, family: str, unit: str = "pattern") -> list[Rule]:
     only = {family}
     dropped = {key for key, families in found.patterns.items() if families and families <= only}
+    dropped_alternatives = (
+        {key for key, families in found.alternatives.items() if families and families <= only}
+        if unit == "alternative"
+        else set()
+    )
     out: list[Rule] = []
     for rule in rules:
         families = found.rules.get(rule.id)
         if families and families <= only and any(True for _ in _regex_tests(rule.condition)):
             continue
-        condition = _prune(rule.condition, dropped)
+        condition = _prune(rule.condition, dropped, dropped_alternatives)
         if condition is not None:
             out.append(replace(rule, condition=condition))
     return out
@@ -323,6 +384,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("corpora", nargs="*", type=Path, default=list(DEFAULT_CORPORA))
     parser.add_argument("--families", action="store_true", help="print the held-out score of each family")
     parser.add_argument(
+        "--unit",
+        choices=("pattern", "alternative"),
+        default="pattern",
+        help="what is dropped when one family alone supports it: a whole pattern (default), or each "
+        "top-level alternative of a pattern (stricter: merging wordings into one pattern gains nothing)",
+    )
+    parser.add_argument("--rules", type=Path, default=DEFAULT_RULES_DIR, help="rule directory (default: rules/)")
+    parser.add_argument(
         "--misses",
         action="store_true",
         help="list the held-out events scored wrong (reason or hard), with the training verdict and the reply",
@@ -332,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    rules, problems = load_rules([DEFAULT_RULES_DIR])
+    rules, problems = load_rules([args.rules])
     if problems:
         print("\n".join(str(p) for p in problems), file=sys.stderr)
         return 1
@@ -351,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dropped_rules = 0
     misses: list[str] = []
     for family, members in sorted(by_family.items()):
-        pruned = rules_without(rules, found, family)
+        pruned = rules_without(rules, found, family, args.unit)
         dropped_rules += len(rules) - len(pruned)
         compiled = CompiledRules(pruned)
         for item in members:
