@@ -286,17 +286,18 @@ def _prune(
     it can no longer match."""
     if isinstance(condition, FieldTest):
         kept_patterns: list[str] = []
-        for p in condition.patterns:
-            if (condition.field, p) in dropped:
+        for pattern in condition.patterns:
+            if (condition.field, pattern) in dropped:
                 continue
+            kept_pattern = pattern
             if dropped_alternatives:
-                alts = alternatives(p)
-                kept_alts = [a for a in alts if (condition.field, p, a) not in dropped_alternatives]
+                alts = alternatives(pattern)
+                kept_alts = [a for a in alts if (condition.field, pattern, a) not in dropped_alternatives]
                 if not kept_alts:
                     continue
                 if len(kept_alts) != len(alts):
-                    p = "|".join(kept_alts)
-            kept_patterns.append(p)
+                    kept_pattern = "|".join(kept_alts)
+            kept_patterns.append(kept_pattern)
         kept = tuple(kept_patterns)
         if not kept:
             return None
