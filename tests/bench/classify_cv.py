@@ -1,6 +1,7 @@
 """Generalisation of the rules: training figures and leave-one-family-out cross-validated figures.
 
     python tests/bench/classify_cv.py [CORPUS ...] [--families] [--single] [--misses]
+        [--unit pattern|alternative] [--own-support yes|no]
 
 CORPUS: labelled corpora (messages/*.eml + expected.jsonl); default: ../shared/corpus/sisimai-train
 and ../shared/corpus/crisp-train next to the project. Prints per corpus and overall:
@@ -391,6 +392,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="what is dropped when one family alone supports it: a whole pattern (default), or each "
         "top-level alternative of a pattern (stricter: merging wordings into one pattern gains nothing)",
     )
+    parser.add_argument(
+        "--own-support",
+        choices=("yes", "no"),
+        default="yes",
+        help="whether the project's own samples (samples/expected.yaml) count as support (default yes). "
+        "With 'no', a pattern that only one training family and our own samples support is dropped for "
+        "that family too: the strictest figure, since an own sample written after a training wording "
+        "would otherwise protect it",
+    )
     parser.add_argument("--rules", type=Path, default=DEFAULT_RULES_DIR, help="rule directory (default: rules/)")
     parser.add_argument(
         "--misses",
@@ -408,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     full = CompiledRules(rules)
     items = [item for corpus in args.corpora for item in read_corpus(corpus)]
-    found = support(full, [*items, *read_own_samples()])
+    found = support(full, [*items, *(read_own_samples() if args.own_support == "yes" else [])])
 
     training: dict[str, Score] = defaultdict(Score)
     held_out: dict[str, Score] = defaultdict(Score)
