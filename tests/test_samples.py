@@ -160,13 +160,11 @@ def test_rows_are_well_formed() -> None:
 MISCLASSIFIED = {
     ("generated/exim/exim-local-unknown-user.eml", "nosuchuser@local.example.com"): ("userunknown", "hard"),
     ("generated/exim/exim-several-recipients.eml", "nosuchuser@local.example.com"): ("userunknown", "hard"),
-    ("handwritten/plain-failed-to-these-recipients.eml", "xavier@example.org"): ("userunknown", "hard"),
 }
 """Failures whose right reason and bounce type are known but not produced yet. Exim's local-user
 router says "Unknown user" (status 5.0.0, no SMTP stage, no remote MTA: Exim's own routing
-decision), and the rules read that bare wording as a filter's (userunknown-bare: filtered, soft);
-a plain-text notice saying
-"The e-mail address you entered couldn't be found" comes out undefined. Their rows pin every
+decision), and the rules read that bare wording as a filter's (userunknown-bare: filtered, soft).
+Their rows pin every
 other field; test_known_misclassification_is_still_wrong pins them, as strict expected failures."""
 
 

@@ -2,10 +2,11 @@
 
 A diagnostic line carries more than the receiving server's words: the reporting MTA's prose
 ("host mx1.arc.example.net[192.0.2.1] said:", "SMTP error from remote mail server after RCPT
-TO:<...>:", "(in reply to RCPT TO command)"), host names, addresses, IPs and URLs. A keyword such
-as ``arc``, ``spam`` or ``reputation`` must not fire on a host name, and a phrase family must not
-depend on one recipient's address, so the text the ``diagnostic`` condition sees is the reply with
-the envelope cut off and these tokens masked:
+TO:<...>:", "(in reply to RCPT TO command)", Postfix's "delivery temporarily suspended: connect to
+X:"), host names, addresses, IPs and URLs. A keyword such as ``arc``, ``spam`` or ``reputation``
+must not fire on a host name, and a phrase family must not depend on one recipient's address, so
+the text the ``diagnostic`` condition sees is the reply with the envelope cut off and these tokens
+masked:
 
     <address>   any e-mail address          <host>  any host or domain name
     <url>       any URL                      <ip>    any IPv4 or bracketed IPv6 address
@@ -31,6 +32,9 @@ _ENVELOPE_PREFIXES: tuple[re.Pattern[str], ...] = tuple(
         # Exim "SMTP error from remote mail server after RCPT TO:<a@b>: host X [ip]:"
         r"^.{0,80}?SMTP error from remote (?:mail )?(?:server|mailer)\s+(?:after|for)\s+[^:<]*?"
         r"(?::\s*<[^>]*>)?(?:\s+[A-Z-]+=\S*?)*\s*:\s*(?:host:?\s+(?P<host>[^\s\[\]:]+)\.?\s*(?:\[[^\]]*\])?\s*:?\s*)?",
+        # Postfix's queue manager and SMTP client: "delivery temporarily suspended: connect to X[ip]:25: ..."
+        r"^delivery temporarily suspended:\s*",
+        r"^connect to (?P<host>[^\s\[\]:]+?)\.?\s*(?:\[[^\]]*\])?(?::\d+)?:\s*",
         # "X [ip] did not like our RCPT TO:" (DragonFly)
         r"^(?P<host>[^\s\[\]:]+)\s*\[[^\]]*\]\s+did not like our [^:]*:\s*",
         # Sendmail "... while talking to X.: >>> RCPT To:<a@b> <<< 550 ..."
