@@ -138,8 +138,7 @@ def test_pending_rows_are_well_formed() -> None:
 
 def test_rows_are_well_formed() -> None:
     """Every row names an existing sample once, lists events, and uses only known field names;
-    every failure pins its bounce type and reason (the reason of a MISCLASSIFIED one is pinned by
-    test_known_misclassification_is_still_wrong instead)."""
+    every failure pins its bounce type and reason."""
     seen: set[str] = set()
     known = VERDICT_FIELDS | EVENT_FIELDS | ORIGINAL_FIELDS
     for row in ROWS:
@@ -152,30 +151,8 @@ def test_rows_are_well_formed() -> None:
             assert set(event) <= known, f"{row['file']}: unknown fields {set(event) - known}"
             assert "kind" in event, f"{row['file']}: every event names its kind"
             if event["kind"] == "failure":
-                known_wrong = (row["file"], event.get("recipient")) in MISCLASSIFIED
-                pinned = set() if known_wrong else {"bounce_type", "reason"}
+                pinned = {"bounce_type", "reason"}
                 assert pinned <= set(event), f"{row['file']}: a failure pins {sorted(pinned - set(event))}"
-
-
-MISCLASSIFIED = {
-    ("generated/exim/exim-local-unknown-user.eml", "nosuchuser@local.example.com"): ("userunknown", "hard"),
-    ("generated/exim/exim-several-recipients.eml", "nosuchuser@local.example.com"): ("userunknown", "hard"),
-}
-"""Failures whose right reason and bounce type are known but not produced yet. Exim's local-user
-router says "Unknown user" (status 5.0.0, no SMTP stage, no remote MTA: Exim's own routing
-decision), and the rules read that bare wording as a filter's (userunknown-bare: filtered, soft).
-Their rows pin every
-other field; test_known_misclassification_is_still_wrong pins them, as strict expected failures."""
-
-
-@pytest.mark.xfail(strict=True, reason="a known misclassification (see MISCLASSIFIED)")
-@pytest.mark.parametrize(("file", "recipient"), sorted(MISCLASSIFIED))
-def test_known_misclassification_is_still_wrong(file: str, recipient: str) -> None:
-    """The sample's failure gets its right reason and bounce type (a strict xfail: this fails
-    loudly, as an unexpected pass, once the classifier gets it right and the row can pin it)."""
-    [event] = [e for e in parse((SAMPLES / file).read_bytes()) if e.recipient == recipient]
-    verdict = _classifier().classify(event)
-    assert (verdict.reason, str(verdict.bounce_type)) == MISCLASSIFIED[(file, recipient)]
 
 
 @pytest.mark.parametrize("directory", OWN_DIRECTORIES)

@@ -97,6 +97,10 @@ BEHAVIOUR: list[tuple[dict[str, str], str, BounceType]] = [
     # A filter's "user unknown": after DATA, or bare with no status, stage or address.
     ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "550 Unknown user ivan@example.org"}, "filtered", SOFT),
     ({"status": "5.0.0", "diagnostic": "550 user unknown"}, "filtered", SOFT),
+    # the reporting MTA's own router: no remote server, no reply code, no SMTP stage
+    ({"status": "5.0.0", "diagnostic": "Unknown user"}, "userunknown", HARD),
+    ({"status": "5.0.0", "diagnostic": "Unknown user", "remote_mta": "mx.example.net"}, "filtered", SOFT),
+    ({"status": "4.0.0", "diagnostic": "Unknown user"}, "filtered", SOFT),
     ({"status": "5.0.0", "diagnostic": "550 : User unknown"}, "filtered", SOFT),
     # Delays and temporary failures are soft whatever they say.
     ({"kind": "delay", "status": "4.1.1", "diagnostic": "450 4.1.1 <judy@example.org>: User unknown"}, "expired", SOFT),
