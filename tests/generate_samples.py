@@ -1,7 +1,7 @@
 """Produce genuine bounces with real MTAs on loopback and save them under samples/generated/.
 
     python tests/generate_samples.py                # every MTA, into samples/generated/
-    python tests/generate_samples.py --only exim    # one MTA (postfix, exim, opensmtpd, sendmail, dma)
+    python tests/generate_samples.py --only exim    # one MTA (postfix, exim, opensmtpd, sendmail, dma, courier)
     python tests/generate_samples.py --out /tmp/x   # somewhere else (the test suite does this)
 
 Needs root, unshare (util-linux), Debian's postfix, dovecot-imapd and dovecot-lmtpd, and Exim extracted
@@ -13,9 +13,10 @@ generator reads that mailbox over IMAP and saves each DSN, exactly as it landed 
 Return-Path, Delivered-To and Received), under the scenario's name. Exim's DSNs travel through
 Postfix to Dovecot, like mail from another host would.
 
-OpenSMTPD, Sendmail and dma (DragonFly Mail Agent) are Debian binaries unpacked as .ci/run does
-(their packages conflict with postfix); OpenSMTPD's and Sendmail's DSNs travel through Postfix to
-Dovecot too, dma's plain-text bounces go to its smarthost (an SMTP sink), where they are read.
+OpenSMTPD, Sendmail, dma (DragonFly Mail Agent) and Courier are Debian binaries unpacked as .ci/run
+does (their packages conflict with postfix); OpenSMTPD's, Sendmail's and Courier's DSNs travel
+through Postfix to Dovecot too, dma's plain-text bounces go to its smarthost (an SMTP sink), where
+they are read.
 Where one of them is missing, its scenarios are left out with a note (in CI, it is an error).
 Dovecot's LMTP, with the quota plugin, is the final hop for Postfix, Exim and OpenSMTPD.
 
@@ -44,7 +45,19 @@ if __package__ in (None, ""):  # run as a script: make ``tests`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import servers
-from tests.servers import Dma, Dovecot, Exim, MailUser, NxdomainDns, OpenSmtpd, Postfix, Reply, Sendmail, SmtpSink
+from tests.servers import (
+    Courier,
+    Dma,
+    Dovecot,
+    Exim,
+    MailUser,
+    NxdomainDns,
+    OpenSmtpd,
+    Postfix,
+    Reply,
+    Sendmail,
+    SmtpSink,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = PROJECT / "samples" / "generated"
@@ -96,11 +109,12 @@ class Lab:
     opensmtpd: OpenSmtpd | None = None
     sendmail: Sendmail | None = None
     dma: Dma | None = None
+    courier: Courier | None = None
     resolvers: dict[str, NxdomainDns] = field(default_factory=dict)
     """Each MTA's own DNS server (by MTA name, see DNS_MTAS): what it asked is in ``names``."""
 
 
-DNS_MTAS = ("postfix", "exim", "opensmtpd", "sendmail")
+DNS_MTAS = ("postfix", "exim", "opensmtpd", "sendmail", "courier")
 """The MTAs that resolve names (dma hands everything to its smarthost); each asks its own
 ``NxdomainDns``, so a run shows which MTA asked what."""
 
@@ -121,6 +135,9 @@ def _sinks() -> dict[str, SmtpSink]:
         550,
         "5.2.1 <disabled@remote.example>: mailbox disabled, not accepting messages",
     )
+    # a full mailbox, for the MTAs without an LMTP client (Courier): for good, and for now
+    main.reply("full@remote.example", "rcpt", 552, "5.2.2 <full@remote.example>: mailbox full, quota exceeded")
+    main.reply("tempfull@remote.example", "rcpt", 452, "4.2.2 <tempfull@remote.example>: mailbox full, try again later")
     main.reply(
         "greylisted@slow.example", "rcpt", 451, "4.7.1 <greylisted@slow.example>: greylisted, please try again later"
     )
@@ -144,9 +161,11 @@ def _sinks() -> dict[str, SmtpSink]:
 def lab(
     with_exim: bool,
     keep: bool = False,
+    *,
     with_opensmtpd: bool = False,
     with_sendmail: bool = False,
     with_dma: bool = False,
+    with_courier: bool = False,
 ) -> Iterator[Lab]:
     """Start everything; stop it and remove its directories afterwards (unless ``keep``)."""
     sinks = _sinks()
@@ -161,6 +180,7 @@ def lab(
     opensmtpd: OpenSmtpd | None = None
     sendmail: Sendmail | None = None
     dma: Dma | None = None
+    courier: Courier | None = None
     # every MTA's resolver: every name unknown, no query leaves the machine
     resolvers = {mta: NxdomainDns(servers.private_dir(f"bp-gen-dns-{mta}-")) for mta in DNS_MTAS}
     started: list[NxdomainDns] = []
@@ -261,8 +281,13 @@ def lab(
             sendmail.start()
         if with_dma:
             dma = Dma(servers.private_dir("bp-gen-dma-"), smarthost_port=sinks["smarthost"].port)
-        yield Lab(dovecot, bounces, postfix, exim, sinks, opensmtpd, sendmail, dma, resolvers)
+        if with_courier:
+            courier = _courier(postfix, sinks, closed_port, guard_port, resolvers["courier"])
+            courier.start()
+        yield Lab(dovecot, bounces, postfix, exim, sinks, opensmtpd, sendmail, dma, courier, resolvers)
     finally:
+        if courier is not None:
+            courier.stop()
         if sendmail is not None:
             sendmail.stop()
         if opensmtpd is not None:
@@ -276,7 +301,7 @@ def lab(
             sink.stop()
         for resolver in started:
             resolver.stop()
-        for server in (dma, sendmail, opensmtpd, exim, postfix, dovecot):
+        for server in (courier, dma, sendmail, opensmtpd, exim, postfix, dovecot):
             if server is not None and not keep:
                 shutil.rmtree(server.root, ignore_errors=True)
         if not keep:
@@ -314,6 +339,34 @@ def _smarthost(remote: SmtpSink) -> SmtpSink:
     smarthost = SmtpSink(hostname="smarthost.example")
     smarthost.replies.update(remote.replies)
     return smarthost
+
+
+def _courier(
+    postfix: Postfix, sinks: dict[str, SmtpSink], closed_port: int, guard_port: int, dns: NxdomainDns
+) -> Courier:
+    """Courier as the bouncing MTA: remote domains go to the sinks (relay.example to the Postfix
+    guard that relays for nobody), local users alice and full (a 1-byte quota) have Maildirs,
+    DSNs for sender.example through Postfix to Dovecot; a message
+    temporarily refused is retried every 2 s, with a delay notice after 4 s, until it expires
+    after 20 s."""
+    return Courier(
+        servers.private_dir("bp-gen-courier-"),
+        routes={
+            "sender.example": postfix.smtp_port,
+            "remote.example": sinks["main"].port,
+            "slow.example": sinks["main"].port,
+            "big.example": sinks["size"].port,
+            "blocked.example": sinks["blocked"].port,
+            "refuse.example": sinks["refuse"].port,
+            "relay.example": guard_port,
+            "down.example": closed_port,
+        },
+        local_users={"alice": 0, "full": 1},
+        queue_time="20s",
+        warn_time="4s",
+        retry="2s",
+        resolv_conf=dns.resolv_conf,
+    )
 
 
 def _sendmail(postfix: Postfix, sinks: dict[str, SmtpSink], closed_port: int, dns: NxdomainDns) -> Sendmail:
@@ -451,6 +504,33 @@ DMA: list[Scenario] = [
 ]
 
 
+# Courier: mail injected with its own sendmail, delivered over SMTP to the sinks; Courier has no
+# LMTP client, so a full mailbox is a sink's 552/452 reply
+COURIER: list[Scenario] = [
+    Scenario("courier-local-unknown-user", ["nosuchuser@courier.example.net"]),
+    # Courier defers a delivery into a Maildir over its quota: a warning, then expiry
+    Scenario("courier-local-over-quota-expired", ["full@courier.example.net"], expect=2),
+    Scenario("courier-remote-rcpt-5xx", ["rcpt-unknown@remote.example"]),
+    Scenario("courier-remote-rcpt-5xx-no-enhanced-code", ["rcpt-plain@remote.example"]),
+    Scenario("courier-remote-rcpt-disabled", ["disabled@remote.example"]),
+    Scenario("courier-remote-data-5xx", ["data-spam@remote.example"]),
+    Scenario("courier-remote-mail-5xx", ["someone@blocked.example"]),
+    Scenario("courier-greeting-5xx", ["someone@refuse.example"]),
+    Scenario("courier-message-too-large", ["big@big.example"], size=6000),
+    Scenario("courier-relay-denied", ["someone@relay.example"]),
+    Scenario("courier-unknown-domain", ["someone@nowhere.invalid"]),
+    Scenario("courier-mailbox-full", ["full@remote.example"]),
+    Scenario("courier-mailbox-full-tempfail-expired", ["tempfull@remote.example"], expect=2),
+    Scenario("courier-delay-then-expired", ["greylisted@slow.example"], expect=2),
+    Scenario("courier-connection-refused-expired", ["someone@down.example"], expect=2),
+    Scenario(
+        "courier-several-recipients",
+        ["rcpt-unknown@remote.example", "disabled@remote.example", "alice@courier.example.net",
+         "someone-else@remote.example"],
+    ),
+]
+
+
 def _send(submit: Callable[..., dict[str, tuple[int, bytes]]], scenario: Scenario) -> None:
     refused = submit(
         scenario.sender,
@@ -508,7 +588,7 @@ def _mta(scenario: Scenario) -> str:
     return scenario.name.split("-", 1)[0]
 
 
-MTAS = ("postfix", "exim", "opensmtpd", "sendmail", "dma")
+MTAS = ("postfix", "exim", "opensmtpd", "sendmail", "dma", "courier")
 
 
 def _usable(mta: str, missing: Callable[[], str], only: str | None) -> bool:
@@ -535,6 +615,8 @@ def selected(only: str | None = None) -> list[Scenario]:
         chosen += SENDMAIL
     if _usable("dma", servers.dma_missing, only):
         chosen += DMA
+    if _usable("courier", servers.courier_missing, only):
+        chosen += COURIER
     return chosen
 
 
@@ -597,6 +679,8 @@ def _submit(running: Lab, scenario: Scenario) -> None:
         _send(running.exim.submit, scenario)
     elif mta == "opensmtpd" and running.opensmtpd is not None:
         _send(running.opensmtpd.submit, scenario)
+    elif mta == "courier" and running.courier is not None:
+        running.courier.inject(scenario.sender, scenario.rcpts, scenario.message())
     elif mta == "dma" and running.dma is not None:
         running.dma.inject(scenario.sender, scenario.rcpts, scenario.message())
     elif mta == "sendmail" and running.sendmail is not None:
@@ -645,6 +729,7 @@ def generate(out: Path, only: str | None = None, timeout: float = 90.0, keep: bo
         with_opensmtpd="opensmtpd" in wanted,
         with_sendmail="sendmail" in wanted,
         with_dma="dma" in wanted,
+        with_courier="courier" in wanted,
     ) as running:
         for scenario in scenarios:
             _submit(running, scenario)
@@ -681,6 +766,7 @@ def main(argv: list[str] | None = None) -> int:
         servers.opensmtpd_missing() if args.only == "opensmtpd" else "",
         servers.sendmail_missing() if args.only == "sendmail" else "",
         servers.dma_missing() if args.only == "dma" else "",
+        servers.courier_missing() if args.only == "courier" else "",
     ):
         if missing:
             print(f"cannot generate: {missing}", file=sys.stderr)

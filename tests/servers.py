@@ -1875,6 +1875,228 @@ class Dma:
 
 
 # --------------------------------------------------------------------------------------------
+# Courier
+
+COURIER_EXTRACTED = Path(os.environ.get("BP_COURIER_ROOT", "/opt/courier-debian"))
+"""Where .ci/run extracts Debian's courier-base, courier-mta, courier-authlib and
+courier-authlib-userdb (``dpkg -x``; courier-mta conflicts with postfix)."""
+
+COURIER_SPOOL_DIRS = ("allfilters", "filters", "msgq", "msgs", "sts", "tmp", "track")
+"""Courier's queue directories under /var/lib/courier (the package's dpkg-statoverride modes)."""
+
+
+def courier_missing() -> str:
+    """Why Courier cannot run here ("" when it can)."""
+    needed = ("usr/lib/courier/courier/courierd", "usr/lib/courier-authlib/libauthuserdb.so.0")
+    if not all((COURIER_EXTRACTED / path).exists() for path in needed):
+        return (
+            f"Courier is not available: extract Debian's courier-base, courier-mta, courier-authlib and "
+            f"courier-authlib-userdb into "
+            f"{COURIER_EXTRACTED} (apt-get download ... && dpkg -x ...; see .ci/run)"
+        )
+    try:
+        pwd.getpwnam("courier")
+        grp.getgrnam("courier")
+    except KeyError:
+        return "the system user and group 'courier' that Courier's queue runs as do not exist (see .ci/run)"
+    if os.geteuid() != 0:
+        return "Courier's test instance must be started as root"
+    if not shutil.which("unshare"):
+        return "unshare (util-linux) is needed to give Courier its own /etc/courier and queue"
+    return ""
+
+
+@dataclass
+class Courier:
+    """A private Courier mail server: Debian's binaries extracted with ``dpkg -x``, its scheduler
+    ``courierd`` run in the foreground, mail injected with Courier's own ``sendmail``.
+
+    Courier's paths are compiled in (/usr/lib/courier, /etc/courier, /var/lib/courier,
+    /run/courier), so every command runs in a private mount and UTS namespace (``unshare``): a
+    read-only overlay puts the extracted /usr over the machine's, an overlay over /etc (upper
+    directory under ``root``) adds /etc/courier, private directories are bound over /var/lib and
+    /run, and the host name is ``hostname``. The machine's own directories are never written.
+
+    ``routes[domain] = port``: mail for that domain goes over SMTP to 127.0.0.1:port
+    (Courier's esmtproutes); other domains by DNS (``resolv_conf``). ``local_users[name] =
+    quota_bytes`` are the mailboxes of ``hostname`` (Courier's userdb, served by its authdaemond;
+    0: no quota), delivered to Maildirs under ``root``/home owned by nobody; any other local name
+    is unknown. A temporary failure is retried every ``retry`` until ``queue_time``, with a delay
+    notice after ``warn_time``.
+    """
+
+    root: Path
+    routes: dict[str, int] = field(default_factory=dict)
+    local_users: dict[str, int] = field(default_factory=dict)
+    hostname: str = "courier.example.net"
+    queue_time: str = "1w"
+    warn_time: str = "4h"
+    retry: str = "5m"
+    resolv_conf: Path | None = None
+    """A resolv.conf for Courier (bound over /etc/resolv.conf), e.g. ``NxdomainDns.resolv_conf``."""
+
+    def __post_init__(self) -> None:
+        missing = courier_missing()
+        if missing:
+            raise ServerError(missing)
+        self.etc = self.root / "etc" / "courier"
+        self.log = self.root / "courierd.log"
+        self.auth_log = self.root / "authdaemond.log"
+        self._daemon: subprocess.Popen[bytes] | None = None
+        self._authdaemon: subprocess.Popen[bytes] | None = None
+        courier = pwd.getpwnam("courier")
+        authdaemon = self.root / "run" / "courier" / "authdaemon"
+        for directory in (self.root / "etc-work", authdaemon):
+            directory.mkdir(parents=True, exist_ok=True)
+        if not self.etc.exists():
+            shutil.copytree(COURIER_EXTRACTED / "etc/courier", self.etc, symlinks=True)
+        spool = self.root / "varlib" / "courier"
+        for name in COURIER_SPOOL_DIRS:
+            (spool / name).mkdir(parents=True, exist_ok=True)
+        for directory in (spool, *(spool / name for name in COURIER_SPOOL_DIRS), authdaemon.parent, authdaemon):
+            os.chown(directory, courier.pw_uid, courier.pw_gid)
+            directory.chmod(0o770 if directory.name == "tmp" else 0o750)
+        self.write_config()
+
+    def write_config(self) -> None:
+        """Courier's one-line control files, the routes, and its aliases database."""
+        settings = {
+            "me": self.hostname,
+            "defaultdomain": self.hostname,
+            "locals": f"localhost\n{self.hostname}",
+            "dsnfrom": f'"Courier mail server at {self.hostname}" <@>',
+            "esmtphelo": self.hostname,
+            "queuetime": self.queue_time,
+            "warntime": self.warn_time,
+            "retryalpha": self.retry,
+            "retrybeta": "1",
+            "retrygamma": self.retry,
+            "retrymaxdelta": "0",
+            "esmtproutes": "\n".join(f"{d}: [{LOOPBACK}],{p}" for d, p in sorted(self.routes.items())),
+        }
+        for name, value in settings.items():
+            (self.etc / name).write_text(value + "\n")
+        environment = (COURIER_EXTRACTED / "etc/courier/courierd").read_text()
+        # no STARTTLS towards the lab's sinks, which do not offer it
+        (self.etc / "courierd").write_text(environment.replace("ESMTP_USE_STARTTLS=1", "ESMTP_USE_STARTTLS=0"))
+        _run(self._namespace("/usr/sbin/makealiases"))
+        self._write_userdb()
+
+    def _write_userdb(self) -> None:
+        """The local mailboxes: a Maildir each (owned by nobody) in Courier's userdb, which its
+        authdaemond (module authuserdb only: the machine's own users are never looked at) serves."""
+        (self.etc / "authdaemonrc").write_text(
+            'authmodulelist="authuserdb"\ndaemons=1\nauthdaemonvar=/run/courier/authdaemon\n'
+            'DEBUG_LOGIN=0\nDEFAULTOPTIONS=""\n'
+        )
+        nobody = pwd.getpwnam("nobody")
+        entries = []
+        for name, quota in sorted(self.local_users.items()):
+            home = self.root / "home" / name
+            maildir = home / "Maildir"
+            for directory in (home, maildir, maildir / "cur", maildir / "new", maildir / "tmp"):
+                directory.mkdir(parents=True, exist_ok=True)
+                os.chown(directory, nobody.pw_uid, nobody.pw_gid)
+            fields = f"uid={nobody.pw_uid}|gid={nobody.pw_gid}|home={home}|mail={maildir}"
+            if quota:
+                fields += f"|quota={quota}S"
+            entries.append(f"{name}\t{fields}\n")
+        userdb = self.etc / "userdb"
+        userdb.write_text("".join(entries))
+        userdb.chmod(0o600)
+        _run(self._namespace("/usr/sbin/makeuserdb"))
+
+    def _namespace(self, *command: str) -> list[str]:
+        """``command`` inside a private mount and UTS namespace with Courier's paths mapped."""
+        root = shlex.quote(str(self.root))
+        steps = [
+            f"mount -t overlay overlay -o ro,lowerdir={shlex.quote(str(COURIER_EXTRACTED / 'usr'))}:/usr /usr",
+            f"mount -t overlay overlay -o lowerdir=/etc,upperdir={root}/etc,workdir={root}/etc-work /etc",
+            f"mount --bind {root}/varlib /var/lib",
+            f"mount --bind {root}/run /run",
+            f"hostname {shlex.quote(self.hostname)}",
+        ]
+        if self.resolv_conf is not None:
+            steps.append(f"mount --bind {shlex.quote(str(self.resolv_conf))} /etc/resolv.conf")
+        return [
+            "unshare",
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            " && ".join(steps) + ' && exec "$@"',
+            "sh",
+            *command,
+        ]
+
+    def start(self) -> None:
+        """Start authdaemond (which submit and local delivery ask about local users), then the
+        scheduler, courierd, in the foreground with the environment of its courierd file (as
+        courierctl.start does), logging to authdaemond.log and courierd.log."""
+        with self.auth_log.open("ab") as out:
+            self._authdaemon = subprocess.Popen(
+                self._namespace("/usr/lib/courier/courier-authlib/authdaemond"),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        socket_path = self.root / "run" / "courier" / "authdaemon" / "socket"
+        deadline = time.monotonic() + 15
+        while not socket_path.exists():
+            if self._authdaemon.poll() is not None or time.monotonic() > deadline:
+                raise ServerError(f"authdaemond did not open {socket_path}:\n{_tail(self.auth_log)}")
+            time.sleep(0.1)
+        with self.log.open("ab") as out:
+            self._daemon = subprocess.Popen(
+                self._namespace(
+                    "env",
+                    "-i",
+                    "/bin/sh",
+                    "-c",
+                    "set -a; . /etc/courier/courierd; exec /usr/lib/courier/courier/courierd",
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        time.sleep(0.5)
+        if self._daemon.poll() is not None:
+            raise ServerError(f"courierd exited {self._daemon.returncode}:\n{_tail(self.log)}")
+
+    def stop(self) -> None:
+        """Stop courierd with the delivery modules it started, then authdaemond (process groups)."""
+        for daemon in (self._daemon, self._authdaemon):
+            if daemon is None or daemon.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait(5)
+        self._daemon = self._authdaemon = None
+
+    def inject(self, mail_from: str, rcpt_to: Sequence[str], message: bytes) -> None:
+        """Submit on the command line with Courier's ``sendmail -f FROM RCPT...``, as a local
+        program does (the lab's sender domain does not exist in DNS, which SMTP would check)."""
+        proc = subprocess.run(
+            self._namespace("/usr/sbin/sendmail", "-f", mail_from, "--", *rcpt_to),
+            input=message,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise ServerError(f"Courier's sendmail exited {proc.returncode}: {proc.stdout!r}{proc.stderr!r}")
+
+
+# --------------------------------------------------------------------------------------------
 # A DNS server that knows no name
 
 

@@ -246,23 +246,29 @@ def test_smtp_sink_scripted_replies(smtp_sink: SmtpSink) -> None:
 
 @pytest.mark.slow
 def test_sample_generator_produces_every_scenario(tmp_path: Path) -> None:
-    """tests/generate_samples.py still gets a bounce out of Postfix, Exim, OpenSMTPD, Sendmail and dma per
-    scenario, none of Postfix's and Exim's left out; each MTA learns that nowhere.invalid does not
+    """tests/generate_samples.py still gets a bounce out of Postfix, Exim, OpenSMTPD, Sendmail, dma and
+    Courier per scenario, none of Postfix's, Exim's and Courier's left out (a missing Courier skips
+    the test with the reason, or fails it in CI); each MTA learns that nowhere.invalid does not
     exist from its own lab DNS server (servers.NxdomainDns), never from the machine's resolver."""
     from tests import generate_samples
 
-    for missing in (servers.dovecot_missing(), servers.postfix_missing(), servers.exim_missing()):
+    for missing in (
+        servers.dovecot_missing(),
+        servers.postfix_missing(),
+        servers.exim_missing(),
+        servers.courier_missing(),
+    ):
         require(not missing, missing)
     scenarios = generate_samples.selected()
     names = {s.name for s in scenarios}
     always = (generate_samples.POSTFIX + generate_samples.EXIM + generate_samples.DOVECOT_LMTP
-              + generate_samples.POSTFIX_MORE + generate_samples.EXIM_MORE)
+              + generate_samples.POSTFIX_MORE + generate_samples.EXIM_MORE + generate_samples.COURIER)
     assert [s.name for s in always if s.name not in names] == []
     generated = generate_samples.generate(tmp_path)
     written = generated.files
     assert set(written) == names
     unknown_domain = {s.name.split("-", 1)[0] for s in scenarios if s.name.endswith("-unknown-domain")}
-    assert {"postfix", "exim"} <= unknown_domain
+    assert {"postfix", "exim", "courier"} <= unknown_domain
     for mta in sorted(unknown_domain):
         assert "nowhere.invalid" in generated.asked[mta], f"{mta} asked its lab DNS server {generated.asked[mta]}"
     for scenario in scenarios:
@@ -279,6 +285,11 @@ def test_sample_generator_produces_every_scenario(tmp_path: Path) -> None:
             if scenario.name.startswith("opensmtpd-"):
                 # OpenSMTPD: a multipart/mixed around its delivery-status part, no Auto-Submitted
                 assert message.get_content_type() == "multipart/mixed"
+            elif scenario.name.startswith("courier-"):
+                # Courier: a multipart/report without Auto-Submitted
+                assert message.get_content_type() == "multipart/report"
+                assert message["Auto-Submitted"] is None
+                assert "running the Courier mail server" in data.decode("utf-8", "replace")
             else:
                 assert message.get_content_type() == "multipart/report"
                 assert message["Auto-Submitted"] is not None
