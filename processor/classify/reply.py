@@ -51,6 +51,9 @@ _ENVELOPE_PARTS = re.compile(
     re.IGNORECASE,
 )
 _URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"')\]]+|\bwww\.[^\s<>\"')\]]+", re.IGNORECASE)
+# a local part alone in angle brackets, as a server writes its own users ("User <jane> unknown");
+# the placeholders of this module are left alone
+_LOCAL_PART = re.compile(r"<(?!(?:address|url|ip|host)>)[\w!#$%&'*+/=?^`{|}~.-]+>")
 _ADDRESS = re.compile(
     r"<?(?:mailto:)?(?<![\w!#$%&'*+/=?^`{|}~.-])[\w!#$%&'*+/=?^`{|}~.-]+@(?:\[[^\]\s]+\]|[\w-]+(?:\.[\w-]+)*)>?",
     re.IGNORECASE,
@@ -110,6 +113,7 @@ def split_reply(diagnostic: str) -> Reply:
 
     text = _URL.sub(url, text)
     text = _ADDRESS.sub("<address>", text)
+    text = _LOCAL_PART.sub("<address>", text)
     text = _IP.sub("<ip>", text)
     text = _HOST.sub(hostname, text)
     return Reply(_BLANKS.sub(" ", text).strip(), host, " ".join(mentioned))

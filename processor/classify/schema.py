@@ -303,9 +303,19 @@ def field_value(event: Event, field: str) -> str:
     if field == "provider_category":
         return event.provider_category.lower()
     if field == "names_recipient":
-        named = bool(event.recipient) and event.recipient.lower() in event.diagnostic.lower()
-        return "true" if named else "false"
+        return "true" if _names_recipient(event.recipient.lower(), event.diagnostic.lower()) else "false"
     raise KeyError(field)
+
+
+def _names_recipient(recipient: str, diagnostic: str) -> bool:
+    """The reply names the recipient: its whole address, or its local part in angle brackets as
+    a server writes for its own users ("User <jane> unknown")."""
+    if not recipient:
+        return False
+    if recipient in diagnostic:
+        return True
+    local = recipient.rpartition("@")[0]
+    return bool(local) and f"<{local}>" in diagnostic
 
 
 def code_variants(code: str, separator: str) -> list[str]:

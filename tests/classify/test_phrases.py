@@ -226,6 +226,13 @@ def test_reply_split_masks_envelope() -> None:
     assert reply.mentioned_hosts == "https://help.example.net/spam"
 
 
+def test_reply_split_masks_a_bracketed_local_part() -> None:
+    """A local part alone in angle brackets is an address too; the module's own placeholders stay."""
+    assert split_reply("550 User <jane.doe> unknown").text == "550 User <address> unknown"
+    assert split_reply("550 <jane@example.org> and <jane>").text == "550 <address> and <address>"
+    assert split_reply("see https://x.example/a").text == "see <url>"
+
+
 def test_says_cites_a_family_and_an_operator_family_replaces_the_default(
     rule_dir: Callable[..., Path],
 ) -> None:

@@ -81,6 +81,10 @@ CONDITIONS: list[tuple[str, dict[str, str], bool]] = [
     ("names_recipient: true", {"recipient": "Ann@Example.org", "diagnostic": "550 <ann@example.org>: no"}, True),
     ("names_recipient: true", {"recipient": "ann@example.org", "diagnostic": "550 <bob@example.org>: no"}, False),
     ("names_recipient: no", {"recipient": "ann@example.org", "diagnostic": "550 user unknown"}, True),
+    # a server naming its own user by local part alone ("User <ann> unknown")
+    ("names_recipient: true", {"recipient": "ann@example.org", "diagnostic": "550 User <ann> unknown"}, True),
+    ("names_recipient: true", {"recipient": "ann@example.org", "diagnostic": "550 User <anna> unknown"}, False),
+    ("names_recipient: true", {"recipient": "ann@example.org", "diagnostic": "550 ann: not here"}, False),
     ("status: '5.1.1'\nsmtp_command: RCPT", {"status": "5.1.1", "smtp_command": "DATA"}, False),
     ("status: '5.1.1'\nsmtp_command: RCPT", {"status": "5.1.1", "smtp_command": "RCPT"}, True),
     ("any: [{status: '5.1.1'}, {smtp_command: RCPT}]", {"smtp_command": "RCPT"}, True),

@@ -95,7 +95,7 @@ def test_explain_shows_rule_reasons_and_next_matches(capsys: pytest.CaptureFixtu
     assert "event 1: failure olga@example.com" in out
     assert "  verdict: userunknown (hard)" in out
     assert "  rule: userunknown-named (rules/60-address.yaml:" in out
-    assert '    says userunknown: /user ?(name )?(is )?unknown/ on "User unknown"' in out
+    assert '    says userunknown: /user ?(name )?(<address> )?(is )?unknown/ on "User unknown"' in out
     assert "  decided by: text (userunknown), address" in out
     assert "  would also match:\n    userunknown-bare (rules/60-address.yaml:" in out
 
