@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from processor.commands import CommandError, settings_from
@@ -126,18 +127,41 @@ def _start_worker(sections: tuple[Any, Any], jsonl: bool) -> None:
         _worker = _Worker(sections, jsonl)
 
 
-def _work(chunk: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
+Item = tuple[str, bytes | None]
+"""What the pool is handed: a file for the worker to read (``(path, None)``), or a message that
+only this process could read (``(origin, data)``: standard input)."""
+
+
+def _work(chunk: list[Item]) -> list[tuple[str, str]]:
+    """The output of each item; a file's messages (an mbox has several) are joined in order.
+    A file that cannot be read raises SourceError, which ends the run where it occurs."""
+    from processor.sources.files import read_file
+
     assert _worker is not None, "the pool's initialiser runs first"
-    return [_worker.lines(source, data) for source, data in chunk]
+    out: list[tuple[str, str]] = []
+    for name, data in chunk:
+        if data is not None:
+            out.append(_worker.lines(name, data))
+            continue
+        texts: list[str] = []
+        errors: list[str] = []
+        for message in read_file(Path(name)):
+            text, error = _worker.lines(message.origin, message.data)
+            texts.append(text)
+            errors.append(error)
+        out.append(("".join(texts), "".join(errors)))
+    return out
 
 
-def _messages(paths: list[str]) -> Iterator[tuple[str, bytes]]:
-    from processor.sources.files import SourceError, iter_path
+def _items(paths: list[str]) -> Iterator[Item]:
+    """The files (read by the workers, so that reading is spread over the cores too) and
+    standard input's message, in command-line order."""
+    from processor.sources.files import SourceError, iter_files
 
     for given in paths:
         try:
-            for message in iter_path(given):
-                yield message.origin, message.data
+            for path in iter_files(given):
+                yield (str(path), None) if path is not None else ("-", sys.stdin.buffer.read())
         except SourceError as exc:
             raise CommandError(str(exc), exit_code=1) from None
 
@@ -164,11 +188,20 @@ def run(args: argparse.Namespace) -> int:
     jobs = args.jobs or default_jobs()
     _start_worker(sections, args.jsonl)  # rules errors show here, before any worker starts
     out, err = sys.stdout, sys.stderr
+    from processor.sources.files import SourceError
+
+    if jobs > 1:
+        import gc
+
+        gc.freeze()  # forked workers share the parent's objects: no collection copies their pages
     with OrderedPool(_work, jobs, _start_worker, (sections, args.jsonl)) as pool:
-        for text, error in pool.map(_messages(args.paths)):
-            if error:
-                err.write(error)
-            if text:
-                out.write(text)
+        try:
+            for text, error in pool.map(_items(args.paths)):
+                if error:
+                    err.write(error)
+                if text:
+                    out.write(text)
+        except SourceError as exc:
+            raise CommandError(str(exc), exit_code=1) from None
     out.flush()
     return 0

@@ -7,7 +7,7 @@ import re
 
 from processor.parse.mime import Headers, parse_header_block
 from processor.parse.report import Report
-from processor.parse.text import ADDRESS, one_line, strip_address
+from processor.parse.text import ADDRESS, may_match, one_line, strip_address
 from processor.records import Event, EventKind
 
 _HOTMAIL_SUBJECT = re.compile(r"complaint about message from|^\s*(?:\[fbl\]|fbl report)", re.IGNORECASE)
@@ -33,7 +33,7 @@ def _feedback_fields(report: Report) -> Headers | None:
         if part.children or not ("feedback" in kind or kind == "text/plain"):
             continue
         text = part.text
-        m = _FIELDS_IN_TEXT.search(text[:4000])
+        m = _FIELDS_IN_TEXT.search(text[:4000]) if may_match(text[:4000], ("feedback-type:",)) else None
         if m is None:
             continue
         fields = parse_header_block(text[m.start() :])

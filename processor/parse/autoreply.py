@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from processor.parse.report import DSN_TYPES, Report
-from processor.parse.text import STATUS, addresses, strip_address
+from processor.parse.text import STATUS, addresses, may_match, strip_address
 from processor.records import Event, EventKind
 
 _SUBJECT = re.compile(
@@ -83,6 +83,15 @@ _CHALLENGE_TERMS = re.compile(
     r"anti-?spam (?:verification|confirmation)",
     re.IGNORECASE,
 )
+# Words (lower-case) that each of the patterns above needs in any text it matches: a text with
+# none of them is not searched.
+_PROVE_HUMAN_WORDS = ("prove", "confirm", "verify", "show", "certify", "dass sie", "que ")
+_HELD_UNTIL_WORDS = ("until",)
+_CHALLENGE_TERMS_WORDS = ("challenge", "sender", "anti")
+_ALLOW_LIST_WORDS = ("list", "sender")
+_CHALLENGE_WORDS = tuple(
+    dict.fromkeys((*_PROVE_HUMAN_WORDS, *_HELD_UNTIL_WORDS, *_CHALLENGE_TERMS_WORDS, *_ALLOW_LIST_WORDS))
+)
 _DAEMON_FROM = re.compile(r"mailer-daemon|postmaster|mail ?administrator|mail delivery|verify|guard", re.IGNORECASE)
 
 
@@ -91,11 +100,17 @@ def is_challenge(report: Report) -> bool:
     by a click or reply before the message (held until then) is delivered or the sender is allowed.
     Such messages may look like bounces (a daemon sender, "not delivered" subject); they are not."""
     text = report.notice[:4000]
+    if not may_match(text, _CHALLENGE_WORDS):
+        return False
     if STATUS.search(text):
         return False  # a server's reply with a status code: a bounce that may mention allow lists
-    if _PROVE_HUMAN.search(text) or _HELD_UNTIL.search(text) or _CHALLENGE_TERMS.search(text):
+    if (
+        (may_match(text, _PROVE_HUMAN_WORDS) and _PROVE_HUMAN.search(text))
+        or (may_match(text, _HELD_UNTIL_WORDS) and _HELD_UNTIL.search(text))
+        or (may_match(text, _CHALLENGE_TERMS_WORDS) and _CHALLENGE_TERMS.search(text))
+    ):
         return True
-    return bool(_ALLOW_LIST.search(text) and _CONFIRM_ACTION.search(text))
+    return bool(may_match(text, _ALLOW_LIST_WORDS) and _ALLOW_LIST.search(text) and _CONFIRM_ACTION.search(text))
 
 
 def _challenged_address(report: Report) -> str:

@@ -335,6 +335,18 @@ _MAYBE_HEADERLESS_PART = re.compile(rb"^--[^\n]*\n(?![!-9;-~]{1,76}[ \t]*:|\n|--
 the tree walked to look for parts without headers."""
 
 
+def _maybe_headerless_part(data: bytes) -> bool:
+    """``_MAYBE_HEADERLESS_PART.search(data)``, tried only at the lines that start with "--"."""
+    if data.startswith(b"--") and _MAYBE_HEADERLESS_PART.match(data):
+        return True
+    pos = data.find(b"\n--")
+    while pos != -1:
+        if _MAYBE_HEADERLESS_PART.match(data, pos + 1):
+            return True
+        pos = data.find(b"\n--", pos + 1)
+    return False
+
+
 def _separate_headerless_parts(data: bytes, boundaries: list[str]) -> bytes:
     """The message with an empty line after each delimiter of ``boundaries`` whose next line is
     not a header field, so that such a part reads as one without headers."""
@@ -417,11 +429,33 @@ _REPORT_PART = re.compile(
 _TRIM_AT_LEAST = 4096
 
 
+_FOLDED_SCAN_LIMIT = 1024 * 1024
+"""Up to this size a message is searched in a lower-cased copy (find() is far faster than a
+case-insensitive regex over every line); a bigger one is searched by the regex alone."""
+
+
+def _line_search(pattern: re.Pattern[bytes], data: bytes, folded: bytes | None, start: int = 0) -> re.Match[bytes] | None:
+    """``pattern.search(data, start)`` for a MULTILINE pattern that can only match at the start
+    of a line that starts with ``content-type:`` (in any case). ``folded`` is ``data.lower()``
+    (bytes patterns fold ASCII only, as bytes.lower() does), or None to use the regex alone."""
+    if folded is None:
+        return pattern.search(data, start)
+    pos = folded.find(b"content-type:", start)
+    while pos != -1:
+        if pos == 0 or folded[pos - 1] == 10:  # at a line start (b"\n")
+            m = pattern.match(data, pos)
+            if m is not None:
+                return m
+        pos = folded.find(b"content-type:", pos + 1)
+    return None
+
+
 def trim_returned_body(data: bytes) -> bytes:
     """The message up to the end of the returned original's headers, when the rest is only that
     original's body (which no detector reads, and which MIME-scanning would cost the most time
     and memory for). Returns ``data`` itself when nothing can safely be cut."""
-    m = _RETURNED_PART.search(data)
+    folded = data.lower() if len(data) <= _FOLDED_SCAN_LIMIT else None
+    m = _line_search(_RETURNED_PART, data, folded)
     if m is None or data.find(b"\n\n") > m.start():  # the message's own Content-Type
         return data
     part_body = data.find(b"\n\n", m.end())
@@ -430,7 +464,7 @@ def trim_returned_body(data: bytes) -> bytes:
     original_headers_end = data.find(b"\n\n", part_body + 2)
     if original_headers_end == -1 or len(data) - original_headers_end < _TRIM_AT_LEAST:
         return data
-    if _REPORT_PART.search(data, original_headers_end):  # a report part after the original
+    if _line_search(_REPORT_PART, data, folded, original_headers_end):  # a report part after the original
         return data
     return data[: original_headers_end + 1]
 
@@ -449,7 +483,7 @@ def read_message(data: bytes) -> Part:
     except (EngineError, ValueError, RecursionError):
         root = None
     if root is not None:
-        boundaries = _headerless_part_boundaries(root) if _MAYBE_HEADERLESS_PART.search(data) else []
+        boundaries = _headerless_part_boundaries(root) if _maybe_headerless_part(data) else []
         if not boundaries and not root.children and str(root.content_type).lower().startswith("multipart/"):
             boundaries = None
         if boundaries:

@@ -8,7 +8,7 @@ from functools import cached_property
 
 from processor.parse.dsn import DsnReport, parse_delivery_status
 from processor.parse.mime import ENCLOSING, HEADER_PARTS, Headers, Part, parse_header_block
-from processor.parse.text import html_to_text, strip_address
+from processor.parse.text import first_line_search, html_to_text, strip_address
 
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 
@@ -31,6 +31,8 @@ _ORIGINAL_MARKER = re.compile(
     r")\b[^\n]{0,40}$",
     re.IGNORECASE | re.MULTILINE,
 )
+_ORIGINAL_MARKER_WORDS = ("copy of", "original", "returned", "unsent", "undeliver", "header", "rfc822")
+"""Every line ``_ORIGINAL_MARKER`` matches contains one of these (lower-cased)."""
 _NOT_NOTICE = frozenset({"text/html", *HEADER_PARTS})
 _INLINE_DSN = re.compile(r"^(?:Final-Recipient|Original-Recipient):[ \t]*\S", re.MULTILINE | re.IGNORECASE)
 _INLINE_DSN_END = re.compile(r"^(?:--|Content-Type:)", re.MULTILINE | re.IGNORECASE)
@@ -147,7 +149,7 @@ class Report:
     @cached_property
     def text_split(self) -> tuple[str, str]:
         """(notification, inline original) for bounces that paste the original into the text."""
-        m = _ORIGINAL_MARKER.search(self.text)
+        m = first_line_search(_ORIGINAL_MARKER, self.text, _ORIGINAL_MARKER_WORDS)
         if not m:
             return self.text, ""
         return self.text[: m.start()], self.text[m.end() :]

@@ -61,6 +61,30 @@ _COMMANDS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+def may_match(text: str, words: tuple[str, ...]) -> bool:
+    """False only when a case-insensitive pattern that needs one of ``words`` (lower-case ASCII)
+    cannot match ``text``: a cheap test before a costly search. Text that is not ASCII is always
+    searched (a case-insensitive regex also folds a few non-ASCII letters, such as the long s,
+    onto ASCII ones)."""
+    if not text.isascii():
+        return True
+    folded = text.lower()
+    return any(word in folded for word in words)
+
+
+def first_line_search(pattern: re.Pattern[str], text: str, words: tuple[str, ...]) -> re.Match[str] | None:
+    """``pattern.search(text)`` for a case-insensitive MULTILINE pattern whose matches lie within
+    one line that contains one of ``words`` (lower-case ASCII): the search starts at the line of
+    the first of them, so the lines before it are not scanned by the regex."""
+    if not text.isascii():
+        return pattern.search(text)
+    folded = text.lower()
+    first = min((i for i in (folded.find(word) for word in words) if i != -1), default=-1)
+    if first == -1:
+        return None
+    return pattern.search(text, text.rfind("\n", 0, first) + 1)
+
+
 def clean(text: str) -> str:
     """Collapse runs of blanks and trim; keeps line breaks."""
     return "\n".join(_BLANKS.sub(" ", line).strip() for line in text.split("\n")).strip()

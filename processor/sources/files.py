@@ -21,15 +21,6 @@ def is_maildir(path: Path) -> bool:
     return path.is_dir() and (path / "cur").is_dir() and (path / "new").is_dir()
 
 
-def _looks_like_mbox(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(5)
-    except OSError:
-        return False
-    return head == _MBOX_START
-
-
 def iter_mbox(path: Path) -> Iterator[RawMessage]:
     """Messages of an mbox file, streamed; '>From ' quoting is undone (mboxrd)."""
     index = 0
@@ -76,9 +67,32 @@ def iter_path(given: str) -> Iterator[RawMessage]:
     yield from _iter_file(path)
 
 
+def iter_files(given: str) -> Iterator[Path | None]:
+    """The files a command-line argument names, in the order ``iter_path`` reads them (None for
+    '-', standard input); each is read with ``read_file``. SourceError for a missing path."""
+    if given == "-":
+        yield None
+        return
+    path = Path(given)
+    if path.is_dir():
+        yield from iter_directory(path)
+        return
+    if not path.exists():
+        raise SourceError(f"{given}: no such file or directory")
+    yield path
+
+
+def read_file(path: Path) -> Iterator[RawMessage]:
+    """The messages of one file: one .eml, or each message of an mbox."""
+    return _iter_file(path)
+
+
 def _iter_file(path: Path) -> Iterator[RawMessage]:
     try:
-        if _looks_like_mbox(path):
+        with open(path, "rb") as fh:  # opened once: an .eml is read whole from here
+            head = fh.read(len(_MBOX_START))
+            data = None if head == _MBOX_START else head + fh.read()
+        if data is None:
             messages = list(iter_mbox(path)) if path.stat().st_size < 64 * 1024 else None
             if messages is not None and len(messages) == 1:
                 # one message with an envelope line: report it under its own path
@@ -86,6 +100,6 @@ def _iter_file(path: Path) -> Iterator[RawMessage]:
                 return
             yield from (messages if messages is not None else iter_mbox(path))
             return
-        yield RawMessage(path.read_bytes(), str(path))
+        yield RawMessage(data, str(path))
     except OSError as exc:
         raise SourceError(f"{path}: {exc.strerror or exc}") from exc

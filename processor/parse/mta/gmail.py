@@ -31,7 +31,7 @@ def matches(report: Report) -> bool:
         return True
     # the same notice forwarded, or kept without its headers: the heading and Gmail's reply line
     notice = report.notice
-    return _HEADING.search(notice[:2000]) is not None and (
+    return "**" in notice[:2000] and _HEADING.search(notice[:2000]) is not None and (
         _RESPONSE.search(notice) is not None or "Gmail" in notice[:2000]
     )
 
