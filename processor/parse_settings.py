@@ -16,22 +16,32 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = PACKAGE_DIR.parent
-# The default rules live in rules/ at the top of the repository; processor/default_rules links
-# there, so that a wheel ships them inside the package and a checkout reads them in place.
-# (processor is a namespace package, so the path is taken from this file, not importlib.resources.)
-DEFAULT_RULES_DIR = (PACKAGE_DIR / "default_rules").resolve()
+from processor.parse_defaults import (
+    CORRELATION_HEADERS,
+    DEFAULT_RULES_DIR,
+    MAX_MESSAGE_BYTES,
+    PACKAGE_DIR,
+    PROJECT_DIR,
+    VERP_PREFIXES,
+)
+
+__all__ = [  # the paths are re-exported, as before processor.parse_defaults held them
+    "DEFAULT_RULES_DIR",
+    "PACKAGE_DIR",
+    "PROJECT_DIR",
+    "ParseSettings",
+    "RulesSettings",
+    "SectionsError",
+    "read_parse_sections",
+]
 
 
 class ParseSettings(BaseModel):
-    max_message_bytes: int = 10 * 1024 * 1024
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     """Only this many bytes of a message are parsed; reports come first, so this loses nothing."""
-    correlation_headers: list[str] = Field(
-        default_factory=lambda: ["X-Campaign-ID", "X-Mailer-RecptId", "X-Message-Tag"]
-    )
+    correlation_headers: list[str] = Field(default_factory=lambda: list(CORRELATION_HEADERS))
     """Headers of the original message that are copied into events (for example a campaign id)."""
-    verp_prefixes: list[str] = Field(default_factory=lambda: ["bounces", "bounce", "return"])
+    verp_prefixes: list[str] = Field(default_factory=lambda: list(VERP_PREFIXES))
     """Local-part prefixes of VERP return paths such as bounces+alice=example.org@sender.example."""
 
 

@@ -12,11 +12,10 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
+if TYPE_CHECKING:  # imported when a pool is used: a one-file run never needs them
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -111,6 +110,8 @@ class OrderedPool(Generic[Item, Result]):
     def submit(self, items: list[Item]) -> Future[list[Result]]:
         """The results of one batch, computed in a worker (for callers that overlap their own
         I/O with the work: the daemon fetches the next batch meanwhile)."""
+        from concurrent.futures import Future
+
         if self.jobs == 1:
             done: Future[list[Result]] = Future()
             try:
@@ -149,6 +150,8 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 def _joined(parts: list[Future[list[Result]]]) -> Future[list[Result]]:
     """One future for the concatenated results of ``parts`` (in order)."""
+    from concurrent.futures import Future
+
     joined: Future[list[Result]] = Future()
     remaining = [len(parts)]
     lock = threading.Lock()

@@ -9,12 +9,15 @@ once the rules are loaded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from processor.classify.engine import CompiledRules, RuleSet
 from processor.classify.schema import Rule, RuleProblem, RulesError
-from processor.parse_settings import DEFAULT_RULES_DIR, RulesSettings
+from processor.parse_defaults import DEFAULT_RULES_DIR
 from processor.records import Event, Verdict
+
+if TYPE_CHECKING:  # the settings model imports pydantic: the default rules never need it
+    from processor.parse_settings import RulesSettings
 
 __all__ = [
     "Classifier",
@@ -34,7 +37,8 @@ class Classifier(Protocol):
 
 def rule_directories(settings: RulesSettings | None = None) -> list[Path]:
     """The rule directories in matching order: the operator's first, then the defaults."""
-    settings = settings or RulesSettings()
+    if settings is None:
+        return [DEFAULT_RULES_DIR]  # what RulesSettings() says: no operator directories, the defaults
     directories = [Path(d) for d in settings.dirs]
     if settings.include_defaults:
         directories.append(DEFAULT_RULES_DIR)

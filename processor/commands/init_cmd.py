@@ -10,8 +10,6 @@ once; only its hash is written to the file. An existing configuration is never o
 from __future__ import annotations
 
 import argparse
-import ast
-import inspect
 import itertools
 import json
 import os
@@ -60,6 +58,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def field_docs() -> dict[tuple[str, str], str]:
     """(model class, field) -> the docstring written under the field, in the module of each
     settings model (processor/config.py and the modules it re-exports from)."""
+    import ast
+    import inspect
+
     from processor import config
 
     modules = {sys.modules[model.__module__] for model in _models(config)}
@@ -114,6 +115,8 @@ def _comment(text: str) -> list[str]:
 
 def render_config(database_url: str, incoming: Path, token_name: str, token_hash: str) -> str:
     """The whole configuration file: set values plain, every other setting commented out at its default."""
+    import inspect
+
     from pydantic import BaseModel
 
     from processor import config

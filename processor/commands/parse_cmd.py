@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,9 +167,19 @@ def _items(paths: list[str]) -> Iterator[Item]:
             raise CommandError(str(exc), exit_code=1) from None
 
 
+def _defaults_only(args: argparse.Namespace) -> bool:
+    """No configuration file and no BOUNCE_PARSE* or BOUNCE_RULES* variable: every [parse] and
+    [rules] value is its default."""
+    if getattr(args, "config", None) is not None or os.environ.get("BOUNCE_PROCESSOR_CONFIG"):
+        return False
+    return not any(name.upper().startswith(("BOUNCE_PARSE", "BOUNCE_RULES")) for name in os.environ)
+
+
 def _sections(args: argparse.Namespace) -> tuple[Any, Any]:
     """[parse] and [rules]: read on their own (parse answers at once), or from the full settings
     when only those can say."""
+    if _defaults_only(args):
+        return None, None  # Parser(None) and load_classifier(None) use the defaults, without pydantic
     from processor.parse_settings import SectionsError, read_parse_sections
 
     try:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from processor.parse import arf, autoreply, return_path
 from processor.parse.dsn import is_internal_form
@@ -23,8 +24,11 @@ from processor.parse.mta import ORDER, generic
 from processor.parse.mta._common import failure
 from processor.parse.report import Report
 from processor.parse.text import addresses, find_command, find_reply_code, find_status, one_line, strip_address
-from processor.parse_settings import ParseSettings
+from processor.parse_defaults import CORRELATION_HEADERS, MAX_MESSAGE_BYTES, VERP_PREFIXES
 from processor.records import Event, EventKind, OriginalMessage
+
+if TYPE_CHECKING:  # the settings model imports pydantic: a parser with the defaults never needs it
+    from processor.parse_settings import ParseSettings
 
 __all__ = ["ParseError", "Parser", "parse"]
 
@@ -43,10 +47,19 @@ class Parser:
     """A parser configured once (size limit, correlation headers, VERP prefixes)."""
 
     def __init__(self, settings: ParseSettings | None = None) -> None:
-        self.settings = settings or ParseSettings()
-        self._max_bytes = max(1024, self.settings.max_message_bytes)
-        self._correlation = tuple(h.lower() for h in self.settings.correlation_headers)
-        self._verp_prefixes = tuple(self.settings.verp_prefixes)
+        self.settings = settings
+        """The [parse] settings given; None for the defaults (``processor.parse_defaults``)."""
+        correlation: tuple[str, ...]
+        prefixes: tuple[str, ...]
+        if settings is None:
+            max_bytes, correlation, prefixes = MAX_MESSAGE_BYTES, CORRELATION_HEADERS, VERP_PREFIXES
+        else:
+            max_bytes, correlation, prefixes = (
+                settings.max_message_bytes, tuple(settings.correlation_headers), tuple(settings.verp_prefixes)
+            )
+        self._max_bytes = max(1024, max_bytes)
+        self._correlation = tuple(h.lower() for h in correlation)
+        self._verp_prefixes = tuple(prefixes)
 
     def parse(self, data: bytes) -> list[Event]:
         """The events one message reports ([] for a message that reports nothing)."""

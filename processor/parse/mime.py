@@ -434,7 +434,9 @@ _FOLDED_SCAN_LIMIT = 1024 * 1024
 case-insensitive regex over every line); a bigger one is searched by the regex alone."""
 
 
-def _line_search(pattern: re.Pattern[bytes], data: bytes, folded: bytes | None, start: int = 0) -> re.Match[bytes] | None:
+def _line_search(
+    pattern: re.Pattern[bytes], data: bytes, folded: bytes | None, start: int = 0
+) -> re.Match[bytes] | None:
     """``pattern.search(data, start)`` for a MULTILINE pattern that can only match at the start
     of a line that starts with ``content-type:`` (in any case). ``folded`` is ``data.lower()``
     (bytes patterns fold ASCII only, as bytes.lower() does), or None to use the regex alone."""

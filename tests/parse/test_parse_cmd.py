@@ -4,6 +4,7 @@ contract, and a quiet terminal."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,62 @@ def test_jobs_must_be_positive() -> None:
     """``--jobs 0`` is refused with a usage error, before anything is read."""
     proc = run("--jobs", "0", str(QMAIL))
     assert proc.returncode == 2 and b"--jobs must be at least 1" in proc.stderr
+
+
+def test_jobs_read_mbox_files_and_keep_their_order(tmp_path: Path) -> None:
+    """The workers read the files themselves: an mbox among them gives its messages in order, and
+    ``--jobs 2`` prints what ``--jobs 1`` prints."""
+    files = sorted((SAMPLES / "mta").glob("*.eml"))
+    for i in range(80):
+        (tmp_path / f"{i:04d}.eml").write_bytes(files[i % len(files)].read_bytes())
+    mbox = b"".join(b"From MAILER-DAEMON Thu Jan  1 00:00:00 2026\n" + f.read_bytes() + b"\n" for f in files[:3])
+    (tmp_path / "0040.mbox").write_bytes(mbox)
+    one, two = run("--jsonl", "--jobs", "1", str(tmp_path)), run("--jsonl", "--jobs", "2", str(tmp_path))
+    assert one.returncode == two.returncode == 0 and one.stdout == two.stdout
+    sources = [event["source"] for event in events(two)]
+    assert [s for s in sources if ".mbox#" in str(s)][:1] == [f"{tmp_path / '0040.mbox'}#0"]
+    assert sources.index(f"{tmp_path / '0039.eml'}") < sources.index(f"{tmp_path / '0040.mbox'}#0")
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("BOUNCE_")}
+
+
+def test_defaults_start_without_pydantic() -> None:
+    """With no configuration, ``parse`` starts from the defaults alone: pydantic (half of the
+    start-up) is never imported, and the events are the same as with the settings models."""
+    code = (
+        "import sys\n"
+        "from processor.cli import main\n"
+        f"main(['parse', '--jsonl', {str(QMAIL)!r}])\n"
+        "print('pydantic' in sys.modules, file=sys.stderr)\n"
+    )
+    fast = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, cwd=PROJECT, env=_clean_env(), check=True
+    )
+    assert fast.stderr.strip() == b"False"
+    models = (
+        "import sys\n"
+        "from processor.commands import parse_cmd\n"
+        "from processor.parse_settings import ParseSettings, RulesSettings\n"
+        "worker = parse_cmd._Worker((ParseSettings(), RulesSettings()), True)\n"
+        f"sys.stdout.write(worker.lines({str(QMAIL)!r}, open({str(QMAIL)!r}, 'rb').read())[0])\n"
+    )
+    slow = subprocess.run(
+        [sys.executable, "-c", models], capture_output=True, cwd=PROJECT, env=_clean_env(), check=True
+    )
+    assert fast.stdout == slow.stdout and events(fast)
+
+
+def test_a_setting_in_the_environment_is_still_read() -> None:
+    """BOUNCE_RULES__* (or a configuration file) takes the settings path, not the defaults."""
+    plain = subprocess.run(
+        [sys.executable, "-m", "processor", "parse", "--jsonl", str(QMAIL)],
+        capture_output=True, cwd=PROJECT, env=_clean_env(), check=True,
+    )
+    no_rules = subprocess.run(
+        [sys.executable, "-m", "processor", "parse", "--jsonl", str(QMAIL)],
+        capture_output=True, cwd=PROJECT, env={**_clean_env(), "BOUNCE_RULES__INCLUDE_DEFAULTS": "false"}, check=True,
+    )
+    assert {e["rule_id"] for e in events(plain)} != {""}
+    assert {e["rule_id"] for e in events(no_rules)} == {""}
