@@ -118,7 +118,7 @@ class Report:
         """Delivery-status fields pasted into a text part (a bounce forwarded as text, or a
         multipart whose structure was lost)."""
         text = self.text
-        m = _INLINE_DSN.search(text)
+        m = first_line_search(_INLINE_DSN, text, ("final-recipient:", "original-recipient:"))
         if not m:
             return None
         start = m.start()

@@ -73,16 +73,24 @@ def may_match(text: str, words: tuple[str, ...]) -> bool:
 
 
 def first_line_search(pattern: re.Pattern[str], text: str, words: tuple[str, ...]) -> re.Match[str] | None:
-    """``pattern.search(text)`` for a case-insensitive MULTILINE pattern whose matches lie within
-    one line that contains one of ``words`` (lower-case ASCII): the search starts at the line of
-    the first of them, so the lines before it are not scanned by the regex."""
+    """``pattern.search(text)`` for a case-insensitive MULTILINE pattern whose matches start at
+    a line start and lie within one line that contains one of ``words`` (lower-case ASCII): the
+    pattern is tried only at the start of those lines, in order."""
     if not text.isascii():
         return pattern.search(text)
     folded = text.lower()
-    first = min((i for i in (folded.find(word) for word in words) if i != -1), default=-1)
-    if first == -1:
-        return None
-    return pattern.search(text, text.rfind("\n", 0, first) + 1)
+    ahead = [folded.find(word) for word in words]  # the next occurrence of each word
+    while True:
+        first = min((i for i in ahead if i != -1), default=-1)
+        if first == -1:
+            return None
+        m = pattern.match(text, text.rfind("\n", 0, first) + 1)
+        if m is not None:
+            return m
+        line_end = text.find("\n", first)
+        if line_end == -1:
+            return None
+        ahead = [i if i == -1 or i > line_end else folded.find(w, line_end) for i, w in zip(ahead, words, strict=True)]
 
 
 def clean(text: str) -> str:
