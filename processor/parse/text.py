@@ -61,25 +61,36 @@ _COMMANDS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+_FOLDS_ONTO_ASCII = ("\u0130", "\u0131", "\u017f", "\u212a")
+"""The non-ASCII letters a case-insensitive regex matches to ASCII ones (dotted and dotless i,
+long s, Kelvin sign); lower() maps no other non-ASCII character to ASCII, and only the first of
+these to two characters."""
+
+
+def folded(text: str) -> str | None:
+    """``text.lower()``, in which a lower-case ASCII word is found exactly where a case-insensitive
+    regex would find it (and at the same offsets); None for the rare text where that cannot be
+    promised (one with a letter of ``_FOLDS_ONTO_ASCII``)."""
+    if not text.isascii() and any(c in text for c in _FOLDS_ONTO_ASCII):
+        return None
+    return text.lower()
+
+
 def may_match(text: str, words: tuple[str, ...]) -> bool:
     """False only when a case-insensitive pattern that needs one of ``words`` (lower-case ASCII)
-    cannot match ``text``: a cheap test before a costly search. Text that is not ASCII is always
-    searched (a case-insensitive regex also folds a few non-ASCII letters, such as the long s,
-    onto ASCII ones)."""
-    if not text.isascii():
-        return True
-    folded = text.lower()
-    return any(word in folded for word in words)
+    cannot match ``text``: a cheap test before a costly search."""
+    lower = folded(text)
+    return lower is None or any(word in lower for word in words)
 
 
 def first_line_search(pattern: re.Pattern[str], text: str, words: tuple[str, ...]) -> re.Match[str] | None:
     """``pattern.search(text)`` for a case-insensitive MULTILINE pattern whose matches start at
     a line start and lie within one line that contains one of ``words`` (lower-case ASCII): the
     pattern is tried only at the start of those lines, in order."""
-    if not text.isascii():
+    lower = folded(text)
+    if lower is None:
         return pattern.search(text)
-    folded = text.lower()
-    ahead = [folded.find(word) for word in words]  # the next occurrence of each word
+    ahead = [lower.find(word) for word in words]  # the next occurrence of each word
     while True:
         first = min((i for i in ahead if i != -1), default=-1)
         if first == -1:
@@ -90,7 +101,7 @@ def first_line_search(pattern: re.Pattern[str], text: str, words: tuple[str, ...
         line_end = text.find("\n", first)
         if line_end == -1:
             return None
-        ahead = [i if i == -1 or i > line_end else folded.find(w, line_end) for i, w in zip(ahead, words, strict=True)]
+        ahead = [i if i == -1 or i > line_end else lower.find(w, line_end) for i, w in zip(ahead, words, strict=True)]
 
 
 def clean(text: str) -> str:
