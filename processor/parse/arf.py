@@ -20,6 +20,14 @@ _REPORT_FIELDS = ("user-agent", "version", "original-rcpt-to", "original-mail-fr
 
 
 def _feedback_fields(report: Report) -> Headers | None:
+    """``_find_feedback_fields``, once per report."""
+    if "feedback_fields" not in report.memo:
+        report.memo["feedback_fields"] = _find_feedback_fields(report)
+    found: Headers | None = report.memo["feedback_fields"]
+    return found
+
+
+def _find_feedback_fields(report: Report) -> Headers | None:
     """The feedback report's fields: from its message/feedback-report part or, from reporters
     that send it as another type (text/plain, a misspelt type, an enclosed message), from a part
     whose text is a block of feedback fields (Feedback-Type and at least one other RFC 5965 field)."""
@@ -53,7 +61,15 @@ def forwarded_complaint(report: Report) -> Report | None:
 
 
 def is_complaint(report: Report) -> bool:
-    """Cheap guard: an ARF part, an ARF report type, or a Microsoft/Yahoo-style complaint."""
+    """Cheap guard: an ARF part, an ARF report type, or a Microsoft/Yahoo-style complaint (asked
+    twice of most reports: answered once)."""
+    known = report.memo.get("is_complaint")
+    if known is None:
+        known = report.memo["is_complaint"] = _is_complaint(report)
+    return bool(known)
+
+
+def _is_complaint(report: Report) -> bool:
     root = report.root
     report_type = root.params.get("report-type", "").lower().strip('"')
     if root.content_type == "multipart/report" and report_type == "feedback-report":

@@ -4,7 +4,8 @@ the headers of the original message, each computed once and only when a detector
 from __future__ import annotations
 
 import re
-from functools import cached_property
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, overload
 
 from processor.parse.dsn import DsnReport, parse_delivery_status
 from processor.parse.mime import ENCLOSING, HEADER_PARTS, Headers, Part, parse_header_block
@@ -44,12 +45,44 @@ _BOUNCE_SENDER = re.compile(
 )
 
 
+_Value = TypeVar("_Value")
+
+
+class cached_property(Generic[_Value]):
+    """functools.cached_property without its lock (Python 3.11 takes one on every first access,
+    which costs more than most of the properties here compute): the value is computed on first
+    access and stored in the instance, whose attribute then shadows this descriptor. A report is
+    read by one thread."""
+
+    def __init__(self, compute: Callable[[Any], _Value]) -> None:
+        self._compute = compute
+        self._name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> cached_property[_Value]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _Value: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> _Value | cached_property[_Value]:
+        if instance is None:
+            return self
+        value = instance.__dict__[self._name] = self._compute(instance)
+        return value
+
+
 class Report:
     """One message under analysis. Detectors read it; nothing here writes back to the message."""
 
     def __init__(self, root: Part) -> None:
         self.root = root
         self.headers: Headers = root.headers
+        self.memo: dict[str, Any] = {}
+        """What a detector module derived from this report once (its guard's answer, say), kept
+        for the next question about the same report: a message is asked twice whether it is a
+        complaint, for example."""
 
     # -- headers of the report itself ---------------------------------------------------------
 
