@@ -228,6 +228,15 @@ def content_type_params(value: str) -> dict[str, str]:
     return params
 
 
+def _declared_type(raw_headers: dict[str, list[str]]) -> str:
+    """The first Content-Type value of a node's headers ('' if none); the names are compared
+    without case only when their length can match."""
+    for name, values in raw_headers.items():
+        if len(name) == 12 and name.lower() == "content-type":
+            return values[0]
+    return ""
+
+
 def _node_headers(raw_headers: dict[str, list[str]]) -> Headers:
     return Headers([(name, value) for name, values in raw_headers.items() for value in values])
 
@@ -241,7 +250,7 @@ def _from_fast(
     lenient block reader keeps the fields after a broken line, where the engine stops."""
     ctype = str(node.content_type or "text/plain").lower()
     raw_headers: dict[str, list[str]] = node.headers
-    declared = next((values[0] for name, values in raw_headers.items() if name.lower() == "content-type"), "")
+    declared = _declared_type(raw_headers)
     params = content_type_params(declared) if ";" in declared else {}
     children: Callable[[], list[Part]] | None = None
     load: Callable[[], str] | None = None
@@ -322,7 +331,7 @@ def _headerless_part_boundaries(root: Any) -> list[str] | None:
                 if enclosed:  # the returned original's own structure: no detector reads it
                     continue
                 return None
-            declared = next((v[0] for n, v in node.headers.items() if n.lower() == "content-type"), "")
+            declared = _declared_type(node.headers)
             inner = content_type_params(declared).get("boundary", "")
             stack.extend((child, inner, enclosed) for child in children)
         else:
