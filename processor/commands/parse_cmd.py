@@ -154,15 +154,31 @@ def _work(chunk: list[Item]) -> list[tuple[str, str]]:
     return out
 
 
+WORKER_READS_BELOW = 64 * 1024
+"""Files smaller than this are read by the workers (so that reading is spread over the cores
+too); a bigger one, which may be an mbox of many messages, is streamed from here message by
+message, so that neither its messages nor its output are ever held whole."""
+
+
 def _items(paths: list[str]) -> Iterator[Item]:
-    """The files (read by the workers, so that reading is spread over the cores too) and
+    """Every file (small ones by name, for a worker to read; the messages of big ones) and
     standard input's message, in command-line order."""
-    from processor.sources.files import SourceError, iter_files
+    from processor.sources.files import SourceError, iter_files, read_file
 
     for given in paths:
         try:
             for path in iter_files(given):
-                yield (str(path), None) if path is not None else ("-", sys.stdin.buffer.read())
+                if path is None:
+                    yield "-", sys.stdin.buffer.read()
+                    continue
+                try:
+                    small = os.stat(path).st_size < WORKER_READS_BELOW
+                except OSError:
+                    small = True  # the worker reports it, in its turn
+                if small:
+                    yield str(path), None
+                else:
+                    yield from ((message.origin, message.data) for message in read_file(path))
         except SourceError as exc:
             raise CommandError(str(exc), exit_code=1) from None
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from processor.commands import parse_cmd
 from tests.conftest import PROJECT, SAMPLES
 
 QMAIL = SAMPLES / "mta" / "qmail-01.eml"
@@ -119,13 +120,19 @@ def test_jobs_read_mbox_files_and_keep_their_order(tmp_path: Path) -> None:
     files = sorted((SAMPLES / "mta").glob("*.eml"))
     for i in range(80):
         (tmp_path / f"{i:04d}.eml").write_bytes(files[i % len(files)].read_bytes())
-    mbox = b"".join(b"From MAILER-DAEMON Thu Jan  1 00:00:00 2026\n" + f.read_bytes() + b"\n" for f in files[:3])
-    (tmp_path / "0040.mbox").write_bytes(mbox)
+    envelope = b"From MAILER-DAEMON Thu Jan  1 00:00:00 2026\n"
+    (tmp_path / "0040.mbox").write_bytes(b"".join(envelope + f.read_bytes() + b"\n" for f in files[:3]))
+    big = b"".join(envelope + files[i % len(files)].read_bytes() + b"\n" for i in range(60))
+    assert len(big) > parse_cmd.WORKER_READS_BELOW  # streamed from the parent, message by message
+    (tmp_path / "0060.mbox").write_bytes(big)
     one, two = run("--jsonl", "--jobs", "1", str(tmp_path)), run("--jsonl", "--jobs", "2", str(tmp_path))
     assert one.returncode == two.returncode == 0 and one.stdout == two.stdout
-    sources = [event["source"] for event in events(two)]
-    assert [s for s in sources if ".mbox#" in str(s)][:1] == [f"{tmp_path / '0040.mbox'}#0"]
-    assert sources.index(f"{tmp_path / '0039.eml'}") < sources.index(f"{tmp_path / '0040.mbox'}#0")
+    sources = [str(event["source"]) for event in events(two)]
+    small, streamed = f"{tmp_path / '0040.mbox'}#", f"{tmp_path / '0060.mbox'}#"
+    assert [s for s in sources if s.startswith(small)][:1] == [small + "0"]
+    assert sources.index(f"{tmp_path / '0039.eml'}") < sources.index(small + "0")
+    assert sources.index(small + "2") < sources.index(f"{tmp_path / '0041.eml'}")
+    assert sources.index(f"{tmp_path / '0059.eml'}") < sources.index(streamed + "0") < sources.index(streamed + "59")
 
 
 def _clean_env() -> dict[str, str]:
