@@ -133,24 +133,32 @@ Item = tuple[str, bytes | None]
 only this process could read (``(origin, data)``: standard input)."""
 
 
-def _work(chunk: list[Item]) -> list[tuple[str, str]]:
-    """The output of each item; a file's messages (an mbox has several) are joined in order.
-    A file that cannot be read raises SourceError, which ends the run where it occurs."""
-    from processor.sources.files import read_file
+Output = tuple[str, str, str]
+"""(stdout text, stderr text, why the run stops here: '' or a file that cannot be read)."""
+
+
+def _work(chunk: list[Item]) -> list[Output]:
+    """The output of each item; a file's messages (a small mbox has several) are joined in
+    order. A file that cannot be read ends the run there, after the output of those before it."""
+    from processor.sources.files import SourceError, read_file
 
     assert _worker is not None, "the pool's initialiser runs first"
-    out: list[tuple[str, str]] = []
+    out: list[Output] = []
     for name, data in chunk:
         if data is not None:
-            out.append(_worker.lines(name, data))
+            out.append((*_worker.lines(name, data), ""))
             continue
         texts: list[str] = []
         errors: list[str] = []
-        for message in read_file(Path(name)):
-            text, error = _worker.lines(message.origin, message.data)
-            texts.append(text)
-            errors.append(error)
-        out.append(("".join(texts), "".join(errors)))
+        try:
+            for message in read_file(Path(name)):
+                text, error = _worker.lines(message.origin, message.data)
+                texts.append(text)
+                errors.append(error)
+        except SourceError as exc:
+            out.append(("".join(texts), "".join(errors), str(exc)))
+            break
+        out.append(("".join(texts), "".join(errors), ""))
     return out
 
 
@@ -215,20 +223,18 @@ def run(args: argparse.Namespace) -> int:
     jobs = args.jobs or default_jobs()
     _start_worker(sections, args.jsonl)  # rules errors show here, before any worker starts
     out, err = sys.stdout, sys.stderr
-    from processor.sources.files import SourceError
-
     if jobs > 1:
         import gc
 
         gc.freeze()  # forked workers share the parent's objects: no collection copies their pages
     with OrderedPool(_work, jobs, _start_worker, (sections, args.jsonl)) as pool:
-        try:
-            for text, error in pool.map(_items(args.paths)):
-                if error:
-                    err.write(error)
-                if text:
-                    out.write(text)
-        except SourceError as exc:
-            raise CommandError(str(exc), exit_code=1) from None
+        for text, error, fatal in pool.map(_items(args.paths)):
+            if error:
+                err.write(error)
+            if text:
+                out.write(text)
+            if fatal:
+                out.flush()
+                raise CommandError(fatal, exit_code=1)
     out.flush()
     return 0

@@ -177,3 +177,16 @@ def test_a_setting_in_the_environment_is_still_read() -> None:
     )
     assert {e["rule_id"] for e in events(plain)} != {""}
     assert {e["rule_id"] for e in events(no_rules)} == {""}
+
+
+def test_a_file_that_cannot_be_read_ends_the_run_after_the_files_before_it(tmp_path: Path) -> None:
+    """A dangling link among the files: a one-line error and exit 1, after the output of every
+    file before it (the worker that met it reports it in its turn), with one job or two."""
+    for i in range(70):
+        (tmp_path / f"{i:04d}.eml").write_bytes(QMAIL.read_bytes())
+    (tmp_path / "0050b.eml").symlink_to(tmp_path / "missing")
+    one, two = run("--jsonl", "--jobs", "1", str(tmp_path)), run("--jsonl", "--jobs", "2", str(tmp_path))
+    assert one.returncode == two.returncode == 1 and one.stdout == two.stdout
+    assert one.stderr == two.stderr and one.stderr.count(b"\n") == 1 and b"0050b.eml" in one.stderr
+    sources = {event["source"] for event in events(two)}
+    assert sources == {str(tmp_path / f"{i:04d}.eml") for i in range(51)}
