@@ -51,15 +51,29 @@ PRODUCTS = tuple(name for name, *_ in _PRODUCTS)
 
 
 def product(report: Report) -> str:
-    """Which gateway wrote the report ('' if none we know)."""
+    """Which gateway wrote the report ('' if none we know); asked by the guard and again by the
+    parser, answered once."""
+    known = report.memo.get(NAME)
+    if known is None:
+        known = report.memo[NAME] = _product(report)
+    return str(known)
+
+
+def _product(report: Report) -> str:
     boundary = report.root.params.get("boundary", "")
     signature = f"{report.headers.get('x-mailer')} {report.from_header} {boundary}".lower()
     head = report.head
-    for name, headers, fragments, markers in _PRODUCTS:
-        if any(h in report.headers for h in headers) or any(f in signature for f in fragments):
-            return name
-        if any(marker in head for marker in markers):
-            return name
+    headers = report.headers
+    for name, names, fragments, markers in _PRODUCTS:  # plain loops: this runs for most messages
+        for header in names:
+            if header in headers:
+                return name
+        for fragment in fragments:
+            if fragment in signature:
+                return name
+        for marker in markers:
+            if marker in head:
+                return name
     return ""
 
 
