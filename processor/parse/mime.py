@@ -44,14 +44,40 @@ HEADER_PARTS = frozenset({"text/rfc822-headers", "message/global-headers"})
 class Headers:
     """Case-insensitive, multi-valued, ordered header access. Values are unfolded text."""
 
-    __slots__ = ("_index", "_items")
+    __slots__ = ("_count", "_grouped", "_index", "_items")
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items = items
+        self._items: list[tuple[str, str]] | None = items
+        self._grouped: dict[str, list[str]] | None = None
+        self._count = len(items)
         index: dict[str, list[str]] = {}
         for name, value in items:
             index.setdefault(name.lower(), []).append(value)
         self._index = index
+
+    @classmethod
+    def grouped(cls, grouped: dict[str, list[str]]) -> Headers:
+        """Headers from values grouped by name (the MIME engine's form): the same as
+        ``Headers([(name, value) for name, values in grouped.items() for value in values])``,
+        without building that list unless ``items()`` is asked for."""
+        self = cls.__new__(cls)
+        index: dict[str, list[str]] = {}
+        count = 0
+        for name, values in grouped.items():
+            if not values:
+                continue
+            key = name.lower()
+            found = index.get(key)
+            if found is None:
+                index[key] = list(values)
+            else:
+                found.extend(values)
+            count += len(values)
+        self._index = index
+        self._grouped = grouped
+        self._items = None
+        self._count = count
+        return self
 
     def get(self, name: str, default: str = "") -> str:
         values = self._index.get(name.lower())
@@ -64,10 +90,13 @@ class Headers:
         return isinstance(name, str) and name.lower() in self._index
 
     def items(self) -> list[tuple[str, str]]:
+        if self._items is None:
+            grouped = self._grouped or {}
+            self._items = [(name, value) for name, values in grouped.items() for value in values]
         return self._items
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._count
 
 
 class Part:
@@ -238,7 +267,7 @@ def _declared_type(raw_headers: dict[str, list[str]]) -> str:
 
 
 def _node_headers(raw_headers: dict[str, list[str]]) -> Headers:
-    return Headers([(name, value) for name, values in raw_headers.items() for value in values])
+    return Headers.grouped(raw_headers)
 
 
 def _from_fast(

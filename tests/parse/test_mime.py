@@ -58,3 +58,20 @@ def test_content_type_params_unquote_and_lower_case_names() -> None:
     """Parameter names are lower-cased and quoted values unquoted; the first of a repeated name wins."""
     params = content_type_params('multipart/report; Report-Type=delivery-status; boundary="a;b \\"c\\""; boundary=x')
     assert params == {"report-type": "delivery-status", "boundary": 'a;b "c"'}
+
+
+def test_headers_from_grouped_values_read_as_from_the_list() -> None:
+    """The engine's grouped form gives the same look-ups, length and items as the list form,
+    names differing only in case included."""
+    from processor.parse.mime import Headers
+
+    grouped = {"Received": ["a", "b"], "To": ["x@example.org"], "received": ["c"], "X-Empty": []}
+    listed = Headers([(name, value) for name, values in grouped.items() for value in values])
+    fast = Headers.grouped(grouped)
+    assert len(fast) == len(listed) == 4 and fast.items() == listed.items()
+    for name in ("received", "RECEIVED", "to", "x-empty", "missing"):
+        assert fast.get_all(name) == listed.get_all(name) and fast.get(name) == listed.get(name)
+        assert (name in fast) == (name in listed)
+    assert fast.get_all("received") == ["a", "b", "c"]
+    fast.get_all("received").append("d")  # what a caller does with a list it got stays its own...
+    assert grouped["Received"] == ["a", "b"]  # ...and never reaches the engine's values
