@@ -141,6 +141,18 @@ FAMILIES: list[tuple[str, str, str, BounceType]] = [
     ("4.4.7", "Could not be delivered within 3 days", "expired", SOFT),
     ("4.4.7", "Server is not responding; message returned", "expired", SOFT),
     ("4.2.2", "452 4.2.2 user has no mailbox space left", "mailboxfull", SOFT),
+    # issue 12c: qualifiers before the address noun, "illegal" hosts, UBE/UCE as names of
+    # unsolicited mail, a part of the system named before "error", a local program's file failure
+    ("5.0.0", "550 Invalid destination mailbox: zoe@example.org", "userunknown", HARD),
+    ("5.0.0", "550 invalid e-mail recipient", "userunknown", HARD),
+    ("5.0.0", "550 Invalid user id zoe@example.org", "userunknown", HARD),
+    ("5.0.0", "550 Illegal domain example.invalid", "hostunknown", HARD),
+    ("5.0.0", "554 Message looks like UCE, refused", "spamdetected", SOFT),
+    ("5.0.0", "554 Rejected: junk e-mail", "spamdetected", SOFT),
+    ("4.3.0", "451 4.3.0 Disk write error, try again later", "systemerror", SOFT),
+    ("4.3.0", "451 4.3.0 Internal failure while storing the message", "systemerror", SOFT),
+    ("5.0.0", "maildrop: Unable to open mailbox file /home/zoe/Maildir", "mailererror", SOFT),
+    ("5.0.0", "deliver: cannot append to /var/mail/zoe: read-only", "mailererror", SOFT),
 ]
 
 
@@ -205,6 +217,22 @@ PRECEDENCE: list[tuple[dict[str, str], str, BounceType]] = [
      "filtered", SOFT),
     # the weak "user unknown" is still not hard after DATA
     ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "550 User unknown"}, "filtered", SOFT),
+    # "invalid userid" of OUR client's login is an authentication failure, not the recipient
+    ({"status": "5.7.8", "smtp_command": "AUTH", "diagnostic": "535 5.7.8 Invalid userid or password"},
+     "securityerror", SOFT),
+    # "will not accept mail from <hosts like ours>" is about the sender: never "the domain accepts no mail"
+    ({"status": "5.0.0", "smtp_command": "RCPT",
+      "diagnostic": "550 This server will not accept messages from hosts without reverse DNS"}, "requireptr", SOFT),
+    ({"status": "5.0.0", "smtp_command": "RCPT",
+      "diagnostic": "550 We do not accept mail from servers on dial-up lines"}, "blocked", SOFT),
+    ({"status": "5.0.0", "smtp_command": "RCPT",
+      "diagnostic": "550 We don't accept e-mail from devices like yours"}, "blocked", SOFT),
+    # a procmail failure that says "No such user" about its own id is the mailer's, not the address
+    ({"status": "5.1.1", "diagnostic_type": "x-unix",
+      "diagnostic": "procmail: Couldn't create \"/var/mail/zoe\": No such user"}, "mailererror", SOFT),
+    # 452 to MAIL FROM is the receiver's storage (RFC 5321), before any recipient is named
+    ({"status": "4.3.1", "smtp_command": "MAIL", "reply_code": "452", "diagnostic": "452 4.3.1 Please try again later"},
+     "systemfull", SOFT),
 ]
 
 
