@@ -153,6 +153,7 @@ FAMILIES: list[tuple[str, str, str, BounceType]] = [
     ("4.3.0", "451 4.3.0 Internal failure while storing the message", "systemerror", SOFT),
     ("5.0.0", "maildrop: Unable to open mailbox file /home/zoe/Maildir", "mailererror", SOFT),
     ("5.0.0", "deliver: cannot append to /var/mail/zoe: read-only", "mailererror", SOFT),
+    ("5.7.1", "550 5.7.1 Rejected: your server is listed as an open relay", "blocked", SOFT),
 ]
 
 
@@ -217,6 +218,12 @@ PRECEDENCE: list[tuple[dict[str, str], str, BounceType]] = [
      "filtered", SOFT),
     # the weak "user unknown" is still not hard after DATA
     ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "550 User unknown"}, "filtered", SOFT),
+    # a receiver that says it is no open relay is refusing to relay, not blocking our IP
+    ({"status": "5.7.1", "smtp_command": "RCPT", "diagnostic": "550 5.7.1 Relaying denied: we are not an open relay"},
+     "norelaying", SOFT),
+    # "invalid" said of the message, not of the recipient's address, is not hard
+    ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "550 Invalid message for recipient zoe@example.org"},
+     "undefined", BounceType.UNDETERMINED),
     # "invalid userid" of OUR client's login is an authentication failure, not the recipient
     ({"status": "5.7.8", "smtp_command": "AUTH", "diagnostic": "535 5.7.8 Invalid userid or password"},
      "securityerror", SOFT),
