@@ -221,6 +221,9 @@ PRECEDENCE: list[tuple[dict[str, str], str, BounceType]] = [
     # a receiver that says it is no open relay is refusing to relay, not blocking our IP
     ({"status": "5.7.1", "smtp_command": "RCPT", "diagnostic": "550 5.7.1 Relaying denied: we are not an open relay"},
      "norelaying", SOFT),
+    # the From: header's domain or address said to be bad is the sender's, even under 5.1.1
+    ({"status": "5.1.1", "smtp_command": "DATA", "diagnostic": "550 5.1.1 From: domain not found"}, "rejected", SOFT),
+    ({"status": "5.0.0", "diagnostic": "553 From: address rejected, see our policy"}, "rejected", SOFT),
     # "invalid" said of the message, not of the recipient's address, is not hard
     ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "550 Invalid message for recipient zoe@example.org"},
      "undefined", BounceType.UNDETERMINED),
