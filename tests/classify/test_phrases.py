@@ -140,6 +140,8 @@ FAMILIES: list[tuple[str, str, str, BounceType]] = [
     ("4.4.2", "Connection was dropped by the remote host", "networkerror", SOFT),
     ("4.4.7", "Could not be delivered within 3 days", "expired", SOFT),
     ("4.4.7", "Server is not responding; message returned", "expired", SOFT),
+    ("", "The destination server didn't answer our connections for 5 days", "expired", SOFT),
+    ("", "Remote host does not accept connections; giving up", "expired", SOFT),
     ("4.2.2", "452 4.2.2 user has no mailbox space left", "mailboxfull", SOFT),
     # issue 12c: qualifiers before the address noun, "illegal" hosts, UBE/UCE as names of
     # unsolicited mail, a part of the system named before "error", a local program's file failure
