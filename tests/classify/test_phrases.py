@@ -226,6 +226,14 @@ PRECEDENCE: list[tuple[dict[str, str], str, BounceType]] = [
     # the From: header's domain or address said to be bad is the sender's, even under 5.1.1
     ({"status": "5.1.1", "smtp_command": "DATA", "diagnostic": "550 5.1.1 From: domain not found"}, "rejected", SOFT),
     ({"status": "5.0.0", "diagnostic": "553 From: address rejected, see our policy"}, "rejected", SOFT),
+    # a canned 5.1.1 / 5.1.2 whose reply names another cause that no rule knows is no proof: not hard
+    ({"status": "5.1.1", "smtp_command": "RCPT", "diagnostic": "550 5.1.1 Refused due to the owner's settings"},
+     "undefined", BounceType.UNDETERMINED),
+    ({"status": "5.1.2", "smtp_command": "RCPT", "diagnostic": "550 5.1.2 Not delivered because of a routing rule"},
+     "undefined", BounceType.UNDETERMINED),
+    # ... but address text still decides, whatever else the reply says
+    ({"status": "5.1.1", "smtp_command": "RCPT",
+      "diagnostic": "550 5.1.1 Rejected because the mailbox does not exist"}, "userunknown", HARD),
     # "invalid" said of the message, not of the recipient's address, is not hard
     ({"status": "5.0.0", "smtp_command": "DATA", "diagnostic": "550 Invalid message for recipient zoe@example.org"},
      "undefined", BounceType.UNDETERMINED),
