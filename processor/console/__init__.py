@@ -37,6 +37,7 @@ def install_console(app: FastAPI) -> Console:
         ("/ui/mailboxes", console.mailboxes, ["GET"]),
         ("/ui/report", console.report, ["GET"]),
         ("/ui/quarantine/raw", console.quarantined_raw, ["GET"]),
+        ("/ui/quarantine/reprocess", console.quarantine_reprocess, ["POST"]),
     ]
     for path, handler, methods in table:
         app.add_route(path, handler, methods=methods, include_in_schema=False)

@@ -378,6 +378,25 @@ class Console:
         return Response(message.data, 200, media_type="application/octet-stream", headers={
             **HEADERS, "Content-Disposition": f'attachment; filename="quarantined-{failed.id}.eml"'})
 
+    async def quarantine_reprocess(self, request: Request) -> Response:
+        """"Process again": mark a quarantined message for the daemon (the console parses nothing);
+        the request, with the actor and the note, is an audit row."""
+        checked = await self.changing(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        given = form.get("id", "")
+        note = form.get("note", "").strip()
+        if not given.isdigit():
+            return self.page(request, "message.html", session, 422, title="Not requested",
+                             message="Which quarantined message? (the form named none)")
+        try:
+            await blocking(self.store.request_reprocess, int(given), actor=f"ui:{session.name}", note=note)
+        except QueryError as exc:
+            return self.page(request, "message.html", session, 422, title="Not requested", message=str(exc))
+        log.info("console.quarantine_reprocess", actor=session.name, failed_id=int(given))
+        return RedirectResponse("/ui/mailboxes?" + urlencode({"done": given}), 303, headers=HEADERS)
+
     async def mailboxes(self, request: Request) -> Response:
         session = self.session_of(request)
         if session is None:
@@ -385,7 +404,9 @@ class Console:
         boxes = await blocking(queries.mailboxes, self.store)
         failed = await blocking(queries.quarantined, self.store)
         configured = sorted(self.settings.mailboxes)
-        return self.page(request, "mailboxes.html", session, boxes=boxes, failed=failed, configured=configured)
+        done = request.query_params.get("done", "")
+        return self.page(request, "mailboxes.html", session, boxes=boxes, failed=failed, configured=configured,
+                         done=done if done.isdigit() else "")
 
 
 def _clip(text: str, limit: int = REPORT_LIMIT) -> str:

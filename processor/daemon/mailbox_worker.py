@@ -90,6 +90,8 @@ class Runtime:
     rerun: Callable[[str, float], None] = lambda name, delay: None
     """Ask for the mailbox's next run in ``delay`` seconds, sooner than its poll interval (a retry
     after a failure must not wait for the next poll)."""
+    identity: str = ""
+    """This daemon as the store names a mailbox's lease holder (``host:pid``)."""
 
 
 class MailboxWorker:
@@ -175,7 +177,23 @@ class MailboxWorker:
         if keys:
             log.info("mailbox.drained", mailbox=self.name, candidates=len(keys), handled=handled,
                      **{k: v - before[k] for k, v in self.totals.items()})
+        await self._record_pass(handled, max(0, len(keys) - handled))
         return handled
+
+    async def _record_pass(self, handled: int, backlog: int) -> None:
+        """One write per pass (never per message): when it ended, what is still waiting (the
+        candidates it did not get to: a stop, or a batch left for later), and who holds the lease."""
+        try:
+            await self._db(self.store.record_pass, self.name, holder=self.runtime.identity, handled=handled,
+                           backlog=backlog)
+        except Exception as exc:  # the position and the ledger are what count; the next pass retries
+            log.warning("mailbox.pass_not_recorded", mailbox=self.name, error=f"{type(exc).__name__}: {exc}")
+
+    async def _record_error(self, exc: Exception) -> None:
+        """The pass's failure, for the console (best effort: the database may be what failed)."""
+        text = str(exc) if isinstance(exc, SourceError | StoreError) else f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            await self._db(self.store.record_pass_error, self.name, holder=self.runtime.identity, error=text)
 
     async def _prepare(self, chunk: Sequence[int], uidvalidity: int | None) -> _InFlight:
         """Dispose of what the ledger knows already, fetch the rest and start parsing it (no
@@ -241,6 +259,8 @@ class MailboxWorker:
 
     async def _failed(self, exc: Exception) -> float:
         delay = self.backoff.failed()
+        if not isinstance(exc, LeaseLost | StoreError):
+            await self._record_error(exc)
         if isinstance(exc, StoreError):
             # the mailbox connection is fine: keep it; and look for the database again soon (a
             # cheap query), so that work resumes within seconds of its return

@@ -249,6 +249,26 @@ class Pipeline:
         self.commit_batch(name, box, outcome, read_only=read_only)
         return outcome
 
+    def reprocess(
+        self, name: str, box: MailboxSettings, uidvalidity: int | None, message: FetchedMessage
+    ) -> tuple[RecordResult | None, str]:
+        """A quarantined message once more through parse, classify, guard, policy and store (its
+        own transaction; the mailbox's position stays where it is): (the result, "") or (None, the
+        error). A database failure raises StoreError (the request stays for the next try)."""
+        prepared = self.prepare(name, box, uidvalidity, message)
+        if prepared.error:
+            return None, prepared.error
+        try:
+            result = self.store.record_messages([(prepared.ref, list(prepared.verdicts))], advance_mailbox=False)[0]
+        except StoreError:
+            raise
+        except Exception as exc:
+            log.error("message.store_raised", mailbox=name, uid=message.uid, source=message.label,
+                      error=f"{type(exc).__name__}: {exc}", traceback=plain_traceback(exc))
+            return None, f"storing raised {type(exc).__name__}: {exc}"
+        self._account(name, prepared, result)
+        return result, ""
+
     def _commit(self, good: list[Prepared], failed: list[Prepared]) -> list[tuple[Prepared, RecordResult]]:
         """Commit the batch in one transaction; if the store raises something other than a
         database failure, commit one by one so that only the offending message is quarantined."""

@@ -10,6 +10,8 @@ when it runs:
 - ``purge``: expired suppressions deleted (``Store.purge_expired``);
 - ``housekeeping``: rule files reloaded when they change, the active-suppressions gauge refreshed;
 - ``leases`` (PostgreSQL): mailboxes of a dead daemon taken over;
+- ``quarantine``: quarantined messages an operator asked to process again (processor.daemon.requeue),
+  every ``housekeeping_interval_seconds``, for the mailboxes this daemon holds;
 - SIGTERM/SIGINT: finish the message in hand, start no new one, log out, exit 0 within
   ``shutdown_seconds``; SIGHUP: reload the rules.
 """
@@ -34,6 +36,7 @@ from processor.daemon.lease import Leases, LocalLeases, make_leases
 from processor.daemon.mailbox_worker import MailboxWorker, Runtime
 from processor.daemon.parallel import ParsePool
 from processor.daemon.pipeline import Pipeline
+from processor.daemon.requeue import reprocess_requested
 from processor.daemon.sharing import hand_back_surplus
 from processor.sources.base import MailSource
 
@@ -109,6 +112,11 @@ class Daemon:
         self.scheduler: Any = None
         self._service_tasks: list[asyncio.Task[None]] = []
         self._reloading: asyncio.Task[None] | None = None
+        self.pipeline: Pipeline | None = None
+        from processor.store.passes import daemon_identity
+
+        self.identity = daemon_identity()
+        """How the store names this daemon as a mailbox's lease holder (``host:pid``)."""
 
     # ----------------------------------------------------------------- start-up
 
@@ -232,10 +240,33 @@ class Daemon:
         except Exception as exc:
             log.error("daemon.outbox_failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
 
+    async def _reprocess_quarantined(self) -> None:
+        from processor.store import StoreError
+
+        assert self.pipeline is not None and self.leases is not None
+        loop = asyncio.get_running_loop()
+        boxes = {w.name: w.box for w in self.workers}
+        pipeline, holds = self.pipeline, self.leases.holds
+        try:
+            await loop.run_in_executor(self.executor, lambda: reprocess_requested(
+                self.store, pipeline, boxes=boxes, holds=holds, identity=self.identity, halt=self.halt))
+        except StoreError as exc:
+            log.error("quarantine.reprocess_store_error", error=str(exc), action="tried again at the next run")
+
+    async def _release_holder(self, names: list[str]) -> None:
+        """These leases were given back: this daemon no longer names itself their holder."""
+        if not names:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.executor, self.store.release_holder, names, self.identity)
+        except Exception as exc:
+            log.warning("daemon.holder_not_cleared", mailboxes=names, error=f"{type(exc).__name__}: {exc}")
+
     async def _refresh_leases(self) -> None:
         assert self.leases is not None
         taken = await self.leases.refresh([w.name for w in self.workers])
-        await hand_back_surplus(self.leases, self.workers, self.stop)
+        await self._release_holder(await hand_back_surplus(self.leases, self.workers, self.stop))
         if self.scheduler is None:
             return
         workers = {w.name: w for w in self.workers}
@@ -278,6 +309,9 @@ class Daemon:
         if self.leases is not None and not isinstance(self.leases, LocalLeases):
             scheduler.add_job(self._refresh_leases, "interval", seconds=max(1.0, daemon.lease_seconds / 3),
                               id="leases", name="take over mailboxes of stopped daemons", **common)
+        scheduler.add_job(self._reprocess_quarantined, "interval", seconds=daemon.housekeeping_interval_seconds,
+                          id="quarantine", name="process again the quarantined messages asked for",
+                          next_run_time=now + timedelta(seconds=1), **common)
         if self.settings.outbox.endpoints:
             scheduler.add_job(self._deliver_outbox, "interval", seconds=self.settings.outbox.interval_seconds,
                               id="outbox", name="post suppression-changed events", **common)
@@ -315,9 +349,11 @@ class Daemon:
         if processes != 1:
             self.parse_pool = ParsePool(self.settings.parse, processes)
         pipeline = Pipeline(self.settings, self.store, self.classifier, self.parse_pool)
+        self.pipeline = pipeline
         self.leases = make_leases(self.settings.database.url, self.settings.daemon.lease_seconds, self.executor)
         leases = self.leases
-        runtime = Runtime(self.executor, self.stop, self.halt, leases.holds, leases.problem, self._run_mailbox_in)
+        runtime = Runtime(self.executor, self.stop, self.halt, leases.holds, leases.problem, self._run_mailbox_in,
+                          identity=self.identity)
         sources = self._given_sources if self._given_sources is not None else build_sources(self.mailboxes)
         self.workers = [MailboxWorker(source, box, pipeline, self.store, runtime) for source, box in sources]
         for _, box in sources:
@@ -326,7 +362,7 @@ class Daemon:
                             why="tls_verify = false: any certificate is accepted")
             if box.source == "imap" and box.tls == "none" and not is_loopback_host(box.host):
                 raise DaemonError(f"plain IMAP to {box.host} is not allowed (loopback only)")
-        log.info("daemon.started", once=self.once, mailboxes=[w.name for w in self.workers],
+        log.info("daemon.started", once=self.once, identity=self.identity, mailboxes=[w.name for w in self.workers],
                  database=self.store.engine.dialect.name, rules=len(self.classifier.rules),
                  embedded_default=not self.settings.mailboxes and self._given_sources is None)
         await leases.refresh([w.name for w in self.workers])
@@ -354,6 +390,8 @@ class Daemon:
         for name in skipped:
             log.info("mailbox.skipped", mailbox=name, why="another daemon works it")
         results = await asyncio.gather(*(w.run_once() for w in self.workers if self.leases.holds(w.name)))
+        if not self.stop.is_set():
+            await self._reprocess_quarantined()
         if not self.stop.is_set():
             await self._purge()
         if not self.stop.is_set() and self.settings.outbox.endpoints:
@@ -391,6 +429,9 @@ class Daemon:
         closing = [asyncio.ensure_future(w.source.close()) for w in self.workers]
         if closing:
             await asyncio.wait(closing, timeout=1.5)
+        if self.store is not None and self.workers:  # every lease is given back below
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._release_holder([w.name for w in self.workers]), 1.0)
         if self.leases is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.leases.close(), 1.0)

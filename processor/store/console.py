@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
-from processor.store import daily, kept
+from processor.store import daily, kept, passes, quarantine
 from processor.store import models as m
 from processor.store._db import ENTRY_COLUMNS, EVENT_COLUMNS, active, as_utc, utcnow
 from processor.store.repo import Store
@@ -124,31 +125,48 @@ class MailboxSummary:
     last_pass: datetime | None
     errors_last_day: int
     quarantined_total: int
+    """Messages in the quarantine now (not those processed again since)."""
+    backlog: int | None = None
+    """Messages still waiting when the last pass ended (None: not known)."""
+    holder: str = ""
+    """The daemon (host:pid) holding the mailbox's lease, as of its last pass."""
+    last_error: str = ""
+    last_error_at: datetime | None = None
 
 
 def mailboxes(store: Store, now: datetime | None = None) -> list[MailboxSummary]:
-    """Per mailbox: its position and last pass, and its quarantined or failed messages."""
+    """Per mailbox: its position, its last pass (backlog, lease holder, failure), and its
+    quarantined messages."""
     at_now = as_utc(now) or utcnow()
     since = at_now - timedelta(days=1)
     failures_day = (
         sa.select(_F.c.mailbox, sa.func.count()).where(_F.c.recorded_at >= since).group_by(_F.c.mailbox)
     )
-    failures_all = sa.select(_F.c.mailbox, sa.func.count()).group_by(_F.c.mailbox)
+    failures_all = (sa.select(_F.c.mailbox, sa.func.count()).where(_F.c.status != quarantine.REPROCESSED)
+                    .group_by(_F.c.mailbox))
     with store.database.reading() as conn:
         states = {row.mailbox: row for row in conn.execute(sa.select(_MS))}
         recent = {str(k): int(n) for k, n in conn.execute(failures_day)}
         total = {str(k): int(n) for k, n in conn.execute(failures_all)}
-    names = sorted(set(states) | set(total))
+        last = passes.read_passes(conn)
+    names = sorted(set(states) | set(total) | set(last))
     result = []
     for name in names:
         state = states.get(name)
+        seen = last.get(name)
+        last_pass = seen.last_pass_at if seen is not None and seen.last_pass_at is not None else (
+            as_utc(state.updated_at) if state is not None else None)
         result.append(MailboxSummary(
             name,
             state.uidvalidity if state is not None else None,
             state.last_uid if state is not None else None,
-            as_utc(state.updated_at) if state is not None else None,
+            last_pass,
             recent.get(name, 0),
             total.get(name, 0),
+            seen.backlog if seen is not None else None,
+            seen.holder if seen is not None else "",
+            seen.last_error if seen is not None else "",
+            seen.last_error_at if seen is not None else None,
         ))
     return result
 
@@ -163,14 +181,32 @@ class QuarantinedMessage:
     status: str
     error: str
     recorded_at: datetime
+    kept_whole: bool = False
+    """Kept whole: it can be processed again."""
+    requested: quarantine.LastRequest | None = None
+    """The newest request to process it again (who, why, when)."""
+
+
+def _quarantine_query() -> sa.Select[Any]:
+    whole = sa.and_(kept.kept_message.c.size.is_not(None),
+                    sa.func.length(kept.kept_message.c.data) == kept.kept_message.c.size)
+    return (sa.select(_F.c.id, _F.c.mailbox, _F.c.uidvalidity, _F.c.uid, _F.c.content_hash, _F.c.status,
+                      _F.c.error, _F.c.recorded_at, sa.case((whole, True), else_=False))
+            .select_from(_F.outerjoin(kept.kept_message, kept.kept_message.c.content_hash == _F.c.content_hash)))
+
+
+def _quarantined_of(row: Any) -> QuarantinedMessage:
+    return QuarantinedMessage(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8]))
 
 
 def quarantined(store: Store, limit: int = 100) -> list[QuarantinedMessage]:
-    """The newest quarantined or failed messages, with their errors."""
-    query = sa.select(_F.c.id, _F.c.mailbox, _F.c.uidvalidity, _F.c.uid, _F.c.content_hash, _F.c.status,
-                      _F.c.error, _F.c.recorded_at).order_by(_F.c.id.desc()).limit(limit)
+    """The newest messages in the quarantine (asked to be processed again included), with their
+    errors and the last request to process them again."""
+    query = _quarantine_query().where(_F.c.status != quarantine.REPROCESSED).order_by(_F.c.id.desc()).limit(limit)
     with store.database.reading() as conn:
-        return [QuarantinedMessage(*row) for row in conn.execute(query)]
+        rows = [_quarantined_of(row) for row in conn.execute(query)]
+        asked = quarantine.last_requests(conn, [row.id for row in rows])
+    return [replace(row, requested=asked.get(row.id)) for row in rows]
 
 
 def record_sent(store: Store, reports: list[daily.SentReport]) -> int:
@@ -196,11 +232,10 @@ def report_of_event(store: Store, event_id: int) -> tuple[EventRecord, kept.Kept
 
 def quarantined_message(store: Store, failed_id: int) -> tuple[QuarantinedMessage, kept.KeptMessage | None] | None:
     """A quarantined message's record and the kept copy of it (None where none was kept)."""
-    query = sa.select(_F.c.id, _F.c.mailbox, _F.c.uidvalidity, _F.c.uid, _F.c.content_hash, _F.c.status,
-                      _F.c.error, _F.c.recorded_at).where(_F.c.id == failed_id)
+    query = _quarantine_query().where(_F.c.id == failed_id)
     with store.database.reading() as conn:
         row = conn.execute(query).first()
         if row is None:
             return None
-        failed = QuarantinedMessage(*row)
+        failed = _quarantined_of(row)
         return failed, kept.read_kept(conn, failed.content_hash)

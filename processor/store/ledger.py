@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from processor.store import models as m
 from processor.store._db import LOOKUP_CHUNK, Database, as_utc, utcnow
 from processor.store.kept import KeptReports
+from processor.store.quarantine import QUARANTINE_KEEP_KIB
 from processor.store.types import MailboxPosition, MessageRef
 
 
@@ -72,9 +73,10 @@ def record_failed(
     now: datetime | None = None,
     keep_report_kib: int = 0,
 ) -> int:
-    """Record a message that was quarantined or failed, with its error, and keep its first
-    ``keep_report_kib`` KiB (for the console's download). Not a ledger entry: the same message is
-    processed normally once the problem is fixed."""
+    """Record a message that was quarantined or failed, with its error, and keep it whole (up to
+    ``QUARANTINE_KEEP_KIB``) when messages are kept at all (``keep_report_kib`` > 0): for the
+    console's download and its "process again" (processor.store.quarantine). Not a ledger entry:
+    the same message is processed normally once the problem is fixed."""
     at_now = as_utc(now) or utcnow()
 
     def work(conn: Connection) -> int:
@@ -91,7 +93,7 @@ def record_failed(
             )
             .returning(m.failed_message.c.id)
         ).scalar_one()
-        KeptReports(keep_report_kib).write_one(conn, message, at_now, db.pg)
+        KeptReports(QUARANTINE_KEEP_KIB if keep_report_kib else 0).write_one(conn, message, at_now, db.pg)
         return new_id
 
     return db.write(work)

@@ -71,6 +71,14 @@ class ProcessedMessage(SQLModel, table=True):
 
 class FailedMessage(SQLModel, table=True):
     __tablename__: ClassVar[str] = "failed_message"
+    __table_args__ = (
+        sa.Index(  # the daemon's look for messages an operator asked to process again
+            "ix_failed_message_requested",
+            "id",
+            sqlite_where=sa.text("status = 'requested'"),
+            postgresql_where=sa.text("status = 'requested'"),
+        ),
+    )
 
     id: int | None = Field(default=None, sa_column=_id_column())
     mailbox: str = Field()
@@ -78,6 +86,7 @@ class FailedMessage(SQLModel, table=True):
     uid: int | None = Field(default=None, sa_type=sa.BigInteger)
     content_hash: str = Field(max_length=64, index=True)
     status: str = Field()
+    """quarantined; requested (to be processed again); reprocessed (processor.store.quarantine)."""
     error: str = Field(sa_type=sa.Text)
     recorded_at: datetime = _time(index=True)
 

@@ -14,6 +14,8 @@ Writing (the daemon)::
     store.record_messages([(ref, verdicts), ...]) # several messages, ONE transaction (one fsync)
     store.record_failed(ref, "cannot parse: ...")  # quarantined / failed message, with its error
     store.get_mailbox_state("INBOX") / store.set_mailbox_state("INBOX", uidvalidity, last_uid)
+    store.record_pass("b/INBOX", holder=..., handled=..., backlog=...)  # the daemon, once per pass
+    store.request_reprocess(failed_id, actor=..., note=...)   # "process again" (the daemon does it)
 
 Reading (the API, senders)::
 
@@ -59,7 +61,7 @@ from sqlalchemy.engine import Connection, Engine
 from processor.config import Settings
 from processor.decide import GLOBAL_SCOPE, Source
 from processor.records import Verdict
-from processor.store import changes, ledger, recording, snapshot, suppressions
+from processor.store import changes, ledger, passes, quarantine, recording, snapshot, suppressions
 from processor.store import models as m
 from processor.store._db import Database, as_utc, utcnow
 from processor.store.outbox import Outbox
@@ -143,6 +145,32 @@ class Store:
     def set_mailbox_state(self, mailbox: str, uidvalidity: int, last_uid: int, *, now: datetime | None = None) -> None:
         """Set a mailbox's UIDVALIDITY and last UID (a new UIDVALIDITY resets the position)."""
         ledger.set_mailbox_state(self.database, mailbox, uidvalidity, last_uid, now=now)
+
+    # ----------------------------------------------------------------- passes and quarantine
+
+    def record_pass(self, mailbox: str, *, holder: str, handled: int, backlog: int | None) -> None:
+        """A pass of ``mailbox`` ended: its backlog and lease holder (processor.store.passes)."""
+        passes.record_pass(self.database, mailbox, holder=holder, handled=handled, backlog=backlog)
+
+    def record_pass_error(self, mailbox: str, *, holder: str, error: str) -> None:
+        """A pass of ``mailbox`` failed with ``error`` (processor.store.passes)."""
+        passes.record_pass_error(self.database, mailbox, holder=holder, error=error)
+
+    def release_holder(self, mailboxes: list[str], holder: str) -> None:
+        """``holder`` gave these mailboxes' leases back (processor.store.passes)."""
+        passes.release_holder(self.database, mailboxes, holder)
+
+    def request_reprocess(self, failed_id: int, *, actor: str, note: str = "") -> None:
+        """Ask the daemon to process a quarantined message again (processor.store.quarantine)."""
+        quarantine.request_reprocess(self.database, failed_id, actor=actor, note=note)
+
+    def requested_messages(self, mailboxes: list[str], limit: int = 50) -> list[quarantine.Requested]:
+        """Quarantined messages of these mailboxes that an operator asked to process again."""
+        return quarantine.requested_messages(self.database, mailboxes, limit)
+
+    def finish_reprocess(self, failed_id: int, *, actor: str, error: str = "", message_ref: int | None = None) -> None:
+        """Record the outcome of processing a requested message again (processor.store.quarantine)."""
+        quarantine.finish_reprocess(self.database, failed_id, actor=actor, error=error, message_ref=message_ref)
 
     # ----------------------------------------------------------------- recording
 
