@@ -270,3 +270,83 @@ def _daily_counts(store: Store) -> dict[tuple[str, str], int]:
             "SELECT substr(CAST(received_at AS VARCHAR), 1, 10) AS day, bounce_type, count(*) FROM event "
             "WHERE bounce_type IN ('hard', 'soft', 'complaint', 'auto_reply') GROUP BY 1, 2"))
         return {(day, kind): n for day, kind, n in rows if day >= since}
+
+
+class _AttackerReprocess(_AttackerPage):
+    """Another origin's form asking the console to process a quarantined message again."""
+
+    failed_id = 0
+
+    def do_GET(self) -> None:
+        body = (f'<html><body><form method="post" action="{self.target}/ui/quarantine/reprocess">'
+                f'<input type="hidden" name="id" value="{self.failed_id}">'
+                '<button id="go" type="submit">win a prize</button></form></body></html>').encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_mailboxes_and_process_again_in_a_browser(browser: Any, live_url: str, store: Store) -> None:
+    """The mailboxes page shows each mailbox's backlog and lease holder; "Process again" marks a
+    quarantined message for the daemon with the operator and the note; a form without the session's
+    token, or from another origin, is refused and marks nothing."""
+    from selenium.webdriver.common.by import By
+
+    from processor.store import MessageRef
+
+    store.set_mailbox_state("bounces/INBOX", 1, 1200)
+    store.record_pass("bounces/INBOX", holder="mx1.example:4242", handled=100, backlog=380)
+    store.set_mailbox_state("fbl/INBOX", 9, 40)
+    store.record_pass("fbl/INBOX", holder="mx2.example:517", handled=4, backlog=0)
+    store.record_pass_error("fbl/INBOX", holder="mx2.example:517",
+                            error="fbl/INBOX: imap.example:993 closed the connection")
+    first = store.record_failed(MessageRef.for_bytes(b"Subject: one\r\n\r\njunk\r\n", mailbox="bounces/INBOX",
+                                                     uidvalidity=1, uid=77),
+                                "storing raised OverflowError: date value out of range")
+    second = store.record_failed(MessageRef.for_bytes(b"\r\n\r\n", mailbox="fbl/INBOX", uidvalidity=9, uid=12),
+                                 "cannot parse: <script>window.owned=1</script> empty message")
+
+    browser.get(f"{live_url}/ui/login?next=/ui/mailboxes")
+    browser.find_element(By.ID, "token").send_keys(OPERATOR)
+    browser.find_element(By.ID, "sign-in").click()
+    rows = {r.get_attribute("data-mailbox"): r for r in
+            wait_for(browser, "#mailboxes").find_elements(By.CSS_SELECTOR, "tr.mailbox")}
+    assert rows["bounces/INBOX"].find_element(By.CSS_SELECTOR, ".backlog").text == "380"
+    assert rows["bounces/INBOX"].find_element(By.CSS_SELECTOR, ".holder").text == "mx1.example:4242"
+    assert "closed the connection" in rows["fbl/INBOX"].find_element(By.CSS_SELECTOR, ".last-error").text
+    assert browser.execute_script("return window.owned === undefined")
+    shot(browser, "mailboxes-quarantine")
+
+    # a same-origin form stripped of its token is refused
+    browser.execute_script(
+        f"document.querySelector(\"tr[data-id='{second}'] form.reprocess input[name=csrf_token]\").remove()")
+    browser.find_element(By.CSS_SELECTOR, f"tr[data-id='{second}'] form.reprocess button").click()
+    assert wait_for(browser, "#csrf-error").is_displayed()
+
+    # another origin's form is refused
+    attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AttackerReprocess)
+    _AttackerReprocess.target, _AttackerReprocess.failed_id = live_url, first
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{attacker.server_address[1]}/")
+        browser.find_element(By.ID, "go").click()
+        assert wait_for(browser, "#csrf-error").is_displayed()
+    finally:
+        attacker.shutdown()
+    assert store.requested_messages(["bounces/INBOX", "fbl/INBOX"]) == []
+
+    # the operator's click, with a note
+    browser.get(f"{live_url}/ui/mailboxes")
+    form = wait_for(browser, f"tr[data-id='{first}'] form.reprocess")
+    form.find_element(By.NAME, "note").send_keys("TTL fixed in 10-operator.yaml")
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    assert f"#{first} (bounces/INBOX, UID 77) will be processed again" in wait_for(browser, "#done").text
+    row = browser.find_element(By.CSS_SELECTOR, f"tr[data-id='{first}']")
+    assert row.find_element(By.CSS_SELECTOR, ".status .badge").text == "requested"
+    assert "asked by ui:operator" in row.find_element(By.CSS_SELECTOR, ".requested").text
+    assert "TTL fixed in 10-operator.yaml" in row.find_element(By.CSS_SELECTOR, ".requested").text
+    assert not row.find_elements(By.CSS_SELECTOR, "form.reprocess")
+    assert [r.id for r in store.requested_messages(["bounces/INBOX", "fbl/INBOX"])] == [first]
+    shot(browser, "mailboxes-requested")
