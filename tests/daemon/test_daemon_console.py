@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -183,3 +184,59 @@ def test_quarantined_message_is_processed_again_on_request_once_its_rule_is_fixe
     # the message stays in the IMAP quarantine folder (never deleted); nothing is asked again
     fourth = run_once(cfg)
     assert not fourth.events("quarantine.reprocessed") and len(dovecot.uids(user, "Quarantine")) == 1
+
+
+def test_two_daemons_on_postgresql_each_named_holder_of_the_mailboxes_it_works(
+    dovecot: Dovecot, workdir: Path, pg_url: str
+) -> None:
+    """Two daemons share four mailboxes: each mailbox's recorded holder is the daemon whose lease it
+    is (by its log); a killed daemon's mailboxes name the survivor once it took them; a stopped
+    daemon names itself holder of nothing."""
+    users = [dovecot.new_user() for _ in range(4)]
+    for n, user in enumerate(users):
+        dovecot.append_many(user, bounces(5, prefix=f"h{n}-{os.urandom(2).hex()}-"))
+    values: dict[str, dict[str, Any]] = {
+        "database": {"url": pg_url},
+        "daemon": {"housekeeping_interval_seconds": 1.0, "lease_seconds": 6.0},
+        "api": {"enabled": False},
+    }
+    for n, user in enumerate(users):
+        values[f"mailboxes.box{n}"] = imap_box(dovecot, user, poll_interval_seconds=2.0)
+    cfg = write_config(workdir / "config.toml", values)
+    names = [f"box{n}/INBOX" for n in range(4)]
+    daemons = [DaemonProcess(cfg), DaemonProcess(cfg)]
+    host = socket.gethostname()
+
+    def lease_holder(name: str, among: list[DaemonProcess]) -> str:
+        """Who holds ``name`` by the daemons' own logs ("" if none says so)."""
+        for daemon in among:
+            moves = [e["event"] for e in daemon.lines()
+                     if e.get("mailbox") == name and e.get("event") in ("lease.taken", "lease.handed_back")]
+            if moves and moves[-1] == "lease.taken":
+                return f"{host}:{daemon.proc.pid}"
+        return ""
+
+    def recorded_as_logged(among: list[DaemonProcess]) -> bool:
+        return all((row := pass_row(pg_url, name)) is not None and row.holder != ""
+                   and row.holder == lease_holder(name, among) for name in names)
+
+    try:
+        deadline = time.monotonic() + 60
+        while not recorded_as_logged(daemons) or any(dovecot.uids(u) for u in users):
+            assert time.monotonic() < deadline, [(n, pass_row(pg_url, n)) for n in names]
+            time.sleep(0.3)
+        holders = {pass_row(pg_url, name).holder for name in names}
+        assert holders == {f"{host}:{d.proc.pid}" for d in daemons}  # the work is shared
+        victim, survivor = daemons
+        victim.proc.kill()
+        victim.proc.wait(10)
+        deadline = time.monotonic() + 40
+        while not all(pass_row(pg_url, name).holder == f"{host}:{survivor.proc.pid}" for name in names):
+            assert time.monotonic() < deadline, [(n, pass_row(pg_url, n)) for n in names]
+            time.sleep(0.3)
+        survivor.signal(signal.SIGTERM)
+        assert survivor.wait(15) == 0
+    finally:
+        for daemon in daemons:
+            daemon.close()
+    assert [pass_row(pg_url, name).holder for name in names] == ["", "", "", ""]
