@@ -330,7 +330,7 @@ def test_sighup_and_changed_rule_files_reload_the_rules(dovecot: Dovecot, workdi
     try:
         daemon.wait_for(lambda d: bool(d.events("scheduler.job")), 30, "the scheduler to start")
         jobs = {e["id"] for e in daemon.events("scheduler.job")}
-        assert jobs == {"mailbox:bounces/INBOX", "purge", "housekeeping"}
+        assert jobs == {"mailbox:bounces/INBOX", "purge", "housekeeping", "quarantine"}
         daemon.signal(signal.SIGHUP)
         daemon.wait_for(lambda d: bool(d.events("rules_reloaded")), 15, "the SIGHUP reload")
         rule.write_text(rule.read_text().replace("never.example", "nowhere.example"))
