@@ -177,7 +177,8 @@ _DOMAIN_PATTERN = re.compile(r"^[a-z0-9*_\-.:\[\]]+$")
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _TTL = re.compile(r"^(\d+)\s*([smhdw])$")
 _TRUTH = {"true": "true", "yes": "true", "false": "false", "no": "false"}
-_TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_TTL_DAYS = 36500
+_TTL_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def valid_rule_id(value: str) -> bool:
@@ -258,7 +259,13 @@ def parse_ttl(value: str) -> timedelta:
     m = _TTL.match(value.strip().lower())
     if not m:
         raise PatternError("expected a duration such as 30d, 12h, 90m or 2w")
-    return timedelta(**{_TTL_UNITS[m.group(2)]: int(m.group(1))})
+    seconds = int(m.group(1)) * _TTL_SECONDS[m.group(2)]
+    if seconds > MAX_TTL_DAYS * 86400:
+        # an expiry beyond the calendar would make storing every matching event fail
+        raise PatternError(
+            f"expected at most {MAX_TTL_DAYS}d (100 years); leave ttl out for an entry that never expires"
+        )
+    return timedelta(seconds=seconds)
 
 
 # --- reading event fields -------------------------------------------------------------------------

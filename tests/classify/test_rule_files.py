@@ -183,6 +183,12 @@ BROKEN: list[tuple[str, str, list[tuple[int, str]]]] = [
         [(9, "rule 'a': invalid ttl '30 days': expected a duration such as 30d, 12h, 90m or 2w")],
     ),
     (
+        "ttl beyond the calendar",
+        file_of(rule(extra="      ttl: 2000000w\n")),
+        [(9, "rule 'a': invalid ttl '2000000w': expected at most 36500d (100 years); leave ttl out for an "
+             "entry that never expires")],
+    ),
+    (
         "unknown result key",
         file_of(rule(extra="      expires: 30d\n")),
         [(9, "unknown key 'expires' in the result of rule 'a' (expected one of: reason, bounce_type, action, ttl)")],

@@ -134,9 +134,11 @@ class DaemonProcess:
         self._out.close()
 
 
-def run_once(config: Path, *extra: str, timeout: float = 120.0, log_level: str = "INFO") -> DaemonProcess:
+def run_once(
+    config: Path, *extra: str, timeout: float = 120.0, log_level: str = "INFO", env: Mapping[str, str] | None = None
+) -> DaemonProcess:
     """``run --once`` to completion."""
-    daemon = DaemonProcess(config, "--once", *extra, log_level=log_level)
+    daemon = DaemonProcess(config, "--once", *extra, log_level=log_level, env=env)
     daemon.wait(timeout)
     daemon.close()
     return daemon
