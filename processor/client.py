@@ -22,7 +22,7 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
+ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
 DEFAULT_TIMEOUT = 2.0
 DEFAULT_BATCH_TIMEOUT = 15.0
 DEFAULT_BATCH_SIZE = 10_000
@@ -234,42 +236,8 @@ def _op_history(address: str, limit: int) -> _Op[list[dict[str, Any]]]:
     return events
 
 
-class _Base:
-    def __init__(
-        self,
-        base_url: str,
-        token: str | None,
-        timeout: float,
-        batch_timeout: float,
-        batch_size: int,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        self.base_url = base_url.rstrip("/")
-        self.batch_size = batch_size
-        self._timeout = httpx.Timeout(timeout)
-        self._batch_timeout = httpx.Timeout(batch_timeout)
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.base_url!r})"
-
-    def _request(self, client: httpx.Client | httpx.AsyncClient, call: _Call) -> httpx.Request:
-        content = headers = None
-        if call.json is not None:
-            content, headers = orjson.dumps(call.json), _JSON
-        return client.build_request(
-            call.method, call.path, params=call.params, content=content, headers=headers,
-            timeout=self._batch_timeout if call.batch else self._timeout,
-        )
-
-    def _unavailable(self, exc: httpx.TransportError) -> ServiceUnavailable:
-        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
-        return ServiceUnavailable(f"the suppression service at {self.base_url} is {kind} ({type(exc).__name__})")
-
-
-class SuppressionClient(_Base):
-    """The synchronous client (see the module docstring)."""
+class _Base(Generic[TransportT, ClientT]):
+    """What the two clients share: the settings, the request and the error; each adds only how it sends."""
 
     def __init__(
         self,
@@ -279,21 +247,55 @@ class SuppressionClient(_Base):
         timeout: float = DEFAULT_TIMEOUT,
         batch_timeout: float = DEFAULT_BATCH_TIMEOUT,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        transport: httpx.BaseTransport | None = None,
+        transport: TransportT | None = None,
     ) -> None:
-        super().__init__(base_url, token, timeout, batch_timeout, batch_size)
-        self._client = httpx.Client(base_url=self.base_url, headers=self._headers,
-                                    transport=transport or httpx.HTTPTransport(retries=1))
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.batch_size = batch_size
+        self._timeout = httpx.Timeout(timeout)
+        self._batch_timeout = httpx.Timeout(batch_timeout)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client: ClientT = self._open(transport)
+
+    def _open(self, transport: TransportT | None) -> ClientT:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r})"
+
+    def _request(self, call: _Call) -> httpx.Request:
+        content = headers = None
+        if call.json is not None:
+            content, headers = orjson.dumps(call.json), _JSON
+        return self._client.build_request(
+            call.method, call.path, params=call.params, content=content, headers=headers,
+            timeout=self._batch_timeout if call.batch else self._timeout,
+        )
+
+    def _unavailable(self, exc: httpx.TransportError) -> ServiceUnavailable:
+        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+        return ServiceUnavailable(f"the suppression service at {self.base_url} is {kind} ({type(exc).__name__})")
+
+
+class SuppressionClient(_Base[httpx.BaseTransport, httpx.Client]):
+    """The synchronous client (see the module docstring)."""
+
+    def _open(self, transport: httpx.BaseTransport | None) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers=self._headers,
+                            transport=transport or httpx.HTTPTransport(retries=1))
+
+    def _send(self, call: _Call) -> httpx.Response:
+        try:
+            return self._client.send(self._request(call))
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from None
 
     def _run(self, op: _Op[T]) -> T:
         try:
             call = next(op)
             while True:
-                try:
-                    response = self._client.send(self._request(self._client, call))
-                except httpx.TransportError as exc:
-                    raise self._unavailable(exc) from None
-                call = op.send(response)
+                call = op.send(self._send(call))
         except StopIteration as done:
             result: T = done.value
             return result
@@ -346,32 +348,24 @@ class SuppressionClient(_Base):
         self.close()
 
 
-class AsyncSuppressionClient(_Base):
+class AsyncSuppressionClient(_Base[httpx.AsyncBaseTransport, httpx.AsyncClient]):
     """The asyncio client: the methods of SuppressionClient, as coroutines."""
 
-    def __init__(
-        self,
-        base_url: str,
-        token: str | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        batch_timeout: float = DEFAULT_BATCH_TIMEOUT,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(base_url, token, timeout, batch_timeout, batch_size)
-        self._client = httpx.AsyncClient(base_url=self.base_url, headers=self._headers,
-                                         transport=transport or httpx.AsyncHTTPTransport(retries=1))
+    def _open(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, headers=self._headers,
+                                 transport=transport or httpx.AsyncHTTPTransport(retries=1))
+
+    async def _send(self, call: _Call) -> httpx.Response:
+        try:
+            return await self._client.send(self._request(call))
+        except httpx.TransportError as exc:
+            raise self._unavailable(exc) from None
 
     async def _run(self, op: _Op[T]) -> T:
         try:
             call = next(op)
             while True:
-                try:
-                    response = await self._client.send(self._request(self._client, call))
-                except httpx.TransportError as exc:
-                    raise self._unavailable(exc) from None
-                call = op.send(response)
+                call = op.send(await self._send(call))
         except StopIteration as done:
             result: T = done.value
             return result
