@@ -93,18 +93,19 @@ def add(
     db: Database,
     address: str,
     *,
-    reason: str = "manual",
-    scope: str = GLOBAL_SCOPE,
-    expires_at: datetime | None = None,
-    note: str = "",
-    actor: str = "",
-    source: str = Source.MANUAL,
-    bounce_type: str = "",
-    now: datetime | None = None,
-    outbox: Outbox | None = None,
+    reason: str,
+    scope: str,
+    expires_at: datetime | None,
+    note: str,
+    actor: str,
+    source: str,
+    bounce_type: str,
+    now: datetime | None,
+    outbox: Outbox | None,
 ) -> Entry:
-    """Suppress an address by hand (replacing the reason, expiry and note of an active entry);
-    a new entry is announced through ``outbox`` in the same transaction."""
+    """``Store.add`` (which holds the defaults): suppress an address by hand (replacing the reason,
+    expiry and note of an active entry); a new entry is announced through ``outbox`` in the same
+    transaction."""
     check_text(reason=reason, scope=scope, note=note, actor=actor, bounce_type=bounce_type)
     normal = db.normalise(address)
     if source not in Source.ALL:
@@ -155,15 +156,15 @@ def remove(
     policy: PolicySettings,
     address: str,
     *,
-    scope: str = GLOBAL_SCOPE,
-    note: str = "",
-    actor: str = "",
-    allow_days: int | None = None,
-    now: datetime | None = None,
-    outbox: Outbox | None = None,
+    scope: str,
+    note: str,
+    actor: str,
+    allow_days: int | None,
+    now: datetime | None,
+    outbox: Outbox | None,
 ) -> Entry | None:
-    """Unsuppress an address by hand; returns the entry that was active (None if none was), and
-    announces its removal through ``outbox``.
+    """``Store.remove`` (which holds the defaults): unsuppress an address by hand; returns the
+    entry that was active (None if none was), and announces its removal through ``outbox``.
 
     The removal is recorded as an event even when nothing was suppressed: events received
     before it never re-suppress the address, nor do bounces within the allow window
@@ -197,10 +198,9 @@ def remove(
     return db.write(work)
 
 
-def purge_expired(db: Database, *, now: datetime | None = None, batch_size: int = 1000,
-                  outbox: Outbox | None = None) -> int:
-    """Delete expired entries (recording an "expired" event for each, and announcing it through
-    ``outbox``); returns how many."""
+def purge_expired(db: Database, *, now: datetime | None, batch_size: int, outbox: Outbox | None) -> int:
+    """``Store.purge_expired``: delete expired entries (recording an "expired" event for each, and
+    announcing it through ``outbox``); returns how many."""
     at_now = as_utc(now) or utcnow()
     total = 0
 
@@ -240,19 +240,19 @@ def import_rows(
     db: Database,
     rows: Iterable[ImportRow | Rejected],
     *,
-    actor: str = "import",
-    now: datetime | None = None,
-    batch_size: int | None = None,
-    on_rejected: Callable[[Rejected], None] | None = None,
-    keep_rejected: int = 1000,
-    outbox: Outbox | None = None,
+    actor: str,
+    now: datetime | None,
+    batch_size: int | None,
+    on_rejected: Callable[[Rejected], None] | None,
+    keep_rejected: int,
+    outbox: Outbox | None,
 ) -> ImportReport:
-    """Import rows in batches (one transaction each). New addresses and expired entries are
-    (re)suppressed, each with an "import" event (and announced through ``outbox``, in the same
-    transaction); active entries are left as they are (``already_suppressed``). Rows that are not
-    valid are reported (``on_rejected`` sees each; the report keeps the first ``keep_rejected``)
-    and nothing else is lost. Imported entries have no ``last_event_id``; their history shows the
-    import event."""
+    """``Store.import_rows`` (which holds the defaults): import rows in batches (one transaction
+    each). New addresses and expired entries are (re)suppressed, each with an "import" event (and
+    announced through ``outbox``, in the same transaction); active entries are left as they are
+    (``already_suppressed``). Rows that are not valid are reported (``on_rejected`` sees each; the
+    report keeps the first ``keep_rejected``) and nothing else is lost. Imported entries have no
+    ``last_event_id``; their history shows the import event."""
     at_now = as_utc(now) or utcnow()
     size = batch_size or (IMPORT_BATCH_PG if db.pg else IMPORT_BATCH_SQLITE)
     report = ImportReport()
