@@ -105,31 +105,22 @@ def _decoded_lines(stream: Iterable[bytes], bad: set[int]) -> Iterator[str]:
             yield data.decode("utf-8", errors="replace")
 
 
+_TIME_FIELDS = ("created", "expires_at", "last_seen")
+
+
 def _row(fields: dict[str, str], line: int) -> ImportRow | Rejected:
     get = fields.get
     address = get("address", "").strip()
     if not address:
         return Rejected(line, "", "no address in this row")
-    created = expires = None
-    value = get("created", "").strip()
-    if value:
+    times: list[datetime | None] = []
+    for name in _TIME_FIELDS:
+        value = get(name, "").strip()
         try:
-            created = parse_time(value)
+            times.append(parse_time(value) if value else None)
         except ValueError as exc:
-            return Rejected(line, value, f"invalid created time: {exc}")
-    value = get("expires_at", "").strip()
-    if value:
-        try:
-            expires = parse_time(value)
-        except ValueError as exc:
-            return Rejected(line, value, f"invalid expires at time: {exc}")
-    last_seen = None
-    value = get("last_seen", "").strip()
-    if value:
-        try:
-            last_seen = parse_time(value)
-        except ValueError as exc:
-            return Rejected(line, value, f"invalid last seen time: {exc}")
+            return Rejected(line, value, f"invalid {name.replace('_', ' ')} time: {exc}")
+    created, expires, last_seen = times
     event_count = 1
     value = get("event_count", "").strip()
     if value:
