@@ -12,7 +12,7 @@ import base64
 import binascii
 import hmac
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -23,6 +23,7 @@ from processor.parse.text import find_reply_code, find_status, one_line
 from processor.records import Event
 
 __all__ = [
+    "CredentialsReceiver",
     "Parsed",
     "Receiver",
     "WebhookError",
@@ -30,6 +31,7 @@ __all__ = [
     "any_equal",
     "json_body",
     "member",
+    "parse_objects",
     "scalar",
     "smtp_evidence",
 ]
@@ -77,6 +79,24 @@ class Parsed:
     def ignore(self, event_type: str) -> None:
         key = event_type or "unknown"
         self.ignored[key] = self.ignored.get(key, 0) + 1
+
+    def take(self, event: Event | None, event_type: str) -> None:
+        """Keep ``event``, or count the provider's ``event_type`` as ignored when it made none."""
+        if event is None:
+            self.ignore(event_type)
+        else:
+            self.events.append(event)
+
+
+def parse_objects(items: list[Any], what: str, convert: Callable[[dict[str, Any]], Event | None]) -> Parsed:
+    """``convert`` each JSON object of ``items`` (its ``event`` member names the type when it makes
+    no event); WebhookError 400 "``what`` is a JSON object" for an element that is not one."""
+    parsed = Parsed()
+    for item in items:
+        if not isinstance(item, dict):
+            raise WebhookError(400, "malformed", f"{what} is a JSON object")
+        parsed.take(convert(item), scalar(item.get("event")))
+    return parsed
 
 
 class Receiver(ABC):
@@ -138,6 +158,14 @@ def any_equal(given: bytes, accepted: list[bytes]) -> bool:
     for candidate in accepted:
         found |= hmac.compare_digest(given, candidate)
     return found
+
+
+class CredentialsReceiver(Receiver):
+    """A provider that signs nothing: HTTP Basic or Bearer credentials are the whole check, and
+    they are required (see ``check_http_credentials``)."""
+
+    def verify(self, request: WebhookRequest) -> None:
+        self.check_http_credentials(request, required=True)
 
 
 def json_body(request: WebhookRequest) -> Any:

@@ -7,31 +7,26 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from processor.records import Event, EventKind, OriginalMessage
-from processor.webhooks.base import Parsed, Receiver, WebhookError, WebhookRequest, json_body, scalar, smtp_evidence
+from processor.webhooks.base import (
+    CredentialsReceiver,
+    Parsed,
+    WebhookRequest,
+    json_body,
+    parse_objects,
+    scalar,
+    smtp_evidence,
+)
 
 FAILURES = frozenset({"hard_bounce", "soft_bounce", "blocked", "invalid_email"})
 COMPLAINTS = frozenset({"spam", "complaint"})
 
 
-class BrevoReceiver(Receiver):
+class BrevoReceiver(CredentialsReceiver):
     provider: ClassVar[str] = "brevo"
-
-    def verify(self, request: WebhookRequest) -> None:
-        self.check_http_credentials(request, required=True)
 
     def parse(self, request: WebhookRequest) -> Parsed:
         body = json_body(request)
-        items = body if isinstance(body, list) else [body]
-        parsed = Parsed()
-        for item in items:
-            if not isinstance(item, dict):
-                raise WebhookError(400, "malformed", "a Brevo event is a JSON object")
-            event = brevo_event(item)
-            if event is None:
-                parsed.ignore(scalar(item.get("event")))
-            else:
-                parsed.events.append(event)
-        return parsed
+        return parse_objects(body if isinstance(body, list) else [body], "a Brevo event", brevo_event)
 
 
 def brevo_event(item: dict[str, Any]) -> Event | None:

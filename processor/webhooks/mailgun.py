@@ -77,11 +77,7 @@ class MailgunReceiver(Receiver):
         if not isinstance(data, dict):
             raise WebhookError(400, "malformed", "the Mailgun body has no event-data object")
         parsed = Parsed()
-        event = mailgun_event(data)
-        if event is None:
-            parsed.ignore(scalar(data.get("event")))
-        else:
-            parsed.events.append(event)
+        parsed.take(mailgun_event(data), scalar(data.get("event")))
         return parsed
 
 

@@ -7,7 +7,15 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from processor.records import Event, EventKind, OriginalMessage
-from processor.webhooks.base import Parsed, Receiver, WebhookError, WebhookRequest, json_body, scalar, smtp_evidence
+from processor.webhooks.base import (
+    CredentialsReceiver,
+    Parsed,
+    WebhookError,
+    WebhookRequest,
+    json_body,
+    scalar,
+    smtp_evidence,
+)
 
 FAILURE_CODES = {1: "hardbounce", 256: "dnserror", 512: "spamnotification", 2048: "unknown", 4096: "softbounce",
                  8192: "virusnotification", 100000: "bademailaddress", 100002: "manuallydeactivated",
@@ -19,22 +27,16 @@ UNSUBSCRIBE_CODES = {16: "unsubscribe"}
 COMPLAINT_CODE = 100001
 
 
-class PostmarkReceiver(Receiver):
+class PostmarkReceiver(CredentialsReceiver):
     provider: ClassVar[str] = "postmark"
-
-    def verify(self, request: WebhookRequest) -> None:
-        self.check_http_credentials(request, required=True)
 
     def parse(self, request: WebhookRequest) -> Parsed:
         record = json_body(request)
         if not isinstance(record, dict):
             raise WebhookError(400, "malformed", "a Postmark body is a JSON object")
         parsed = Parsed()
-        event = postmark_event(record)
-        if event is None:
-            parsed.ignore(f"{scalar(record.get('RecordType'))}/{scalar(record.get('Type'))}".strip("/"))
-        else:
-            parsed.events.append(event)
+        kind = f"{scalar(record.get('RecordType'))}/{scalar(record.get('Type'))}".strip("/")
+        parsed.take(postmark_event(record), kind)
         return parsed
 
 

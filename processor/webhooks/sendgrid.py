@@ -14,7 +14,16 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 
 from processor.config import ConfigError, WebhookSettings
 from processor.records import Event, EventKind, OriginalMessage
-from processor.webhooks.base import Parsed, Receiver, WebhookError, WebhookRequest, json_body, scalar, smtp_evidence
+from processor.webhooks.base import (
+    Parsed,
+    Receiver,
+    WebhookError,
+    WebhookRequest,
+    json_body,
+    parse_objects,
+    scalar,
+    smtp_evidence,
+)
 
 SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
 TIMESTAMP_HEADER = "x-twilio-email-event-webhook-timestamp"
@@ -66,16 +75,7 @@ class SendgridReceiver(Receiver):
         batch = json_body(request)
         if not isinstance(batch, list):
             raise WebhookError(400, "malformed", "a SendGrid body is a JSON array of events")
-        parsed = Parsed()
-        for item in batch:
-            if not isinstance(item, dict):
-                raise WebhookError(400, "malformed", "a SendGrid event is a JSON object")
-            event = sendgrid_event(item)
-            if event is None:
-                parsed.ignore(scalar(item.get("event")))
-            else:
-                parsed.events.append(event)
-        return parsed
+        return parse_objects(batch, "a SendGrid event", sendgrid_event)
 
 
 def sendgrid_event(item: dict[str, Any]) -> Event | None:

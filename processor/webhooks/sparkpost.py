@@ -6,7 +6,15 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from processor.records import Event, EventKind, OriginalMessage
-from processor.webhooks.base import Parsed, Receiver, WebhookError, WebhookRequest, json_body, scalar, smtp_evidence
+from processor.webhooks.base import (
+    CredentialsReceiver,
+    Parsed,
+    WebhookError,
+    WebhookRequest,
+    json_body,
+    scalar,
+    smtp_evidence,
+)
 
 AUTO_REPLY_CLASS = "60"
 UNSUBSCRIBE_CLASS = "90"
@@ -14,11 +22,8 @@ NOT_FAILURE_CLASSES = frozenset({"80", "100"})
 """Subscribe and challenge-response: not about the address."""
 
 
-class SparkpostReceiver(Receiver):
+class SparkpostReceiver(CredentialsReceiver):
     provider: ClassVar[str] = "sparkpost"
-
-    def verify(self, request: WebhookRequest) -> None:
-        self.check_http_credentials(request, required=True)
 
     def parse(self, request: WebhookRequest) -> Parsed:
         batch = json_body(request)
@@ -36,11 +41,7 @@ class SparkpostReceiver(Receiver):
                 raise WebhookError(400, "malformed", "a SparkPost msys object holds one event class")
             (event_class, body), = msys.items()
             event = sparkpost_event(body) if event_class == "message_event" and isinstance(body, dict) else None
-            if event is None:
-                kind = scalar(body.get("type")) if isinstance(body, dict) else ""
-                parsed.ignore(f"{event_class}/{kind}")
-            else:
-                parsed.events.append(event)
+            parsed.take(event, f"{event_class}/{scalar(body.get('type')) if isinstance(body, dict) else ''}")
         return parsed
 
 
