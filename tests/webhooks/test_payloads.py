@@ -84,6 +84,28 @@ def test_malformed_bodies_are_refused_with_400(provider: str, body: bytes) -> No
 
 
 @pytest.mark.parametrize(
+    ("provider", "message"),
+    [("sendgrid", "a SendGrid event is a JSON object"), ("brevo", "a Brevo event is a JSON object")],
+)
+def test_an_array_element_that_is_not_an_object_is_named(provider: str, message: str) -> None:
+    """An element of an event array that is not a JSON object is a 400 in the provider's words."""
+    receiver = RECEIVERS[provider]("t", WebhookSettings())
+    with pytest.raises(WebhookError) as raised:
+        receiver.parse(WebhookRequest(b'[{"event": "open"}, 7]', {}, time.time()))
+    assert (raised.value.status, raised.value.code, raised.value.message) == (400, "malformed", message)
+
+
+@pytest.mark.parametrize("provider", ["brevo", "postmark", "sparkpost"])
+def test_providers_that_sign_nothing_refuse_everything_without_credentials(provider: str) -> None:
+    """Brevo, Postmark and SparkPost with neither basic_auth nor bearer_tokens set refuse every
+    request (401 not_configured): an open receiver would let anyone suppress any address."""
+    receiver = RECEIVERS[provider]("t", WebhookSettings())
+    with pytest.raises(WebhookError) as raised:
+        receiver.verify(WebhookRequest(b"[]", {"authorization": "Basic dXNlcjpwYXNz"}, time.time()))
+    assert (raised.value.status, raised.value.code) == (401, "not_configured")
+
+
+@pytest.mark.parametrize(
     ("webhooks", "message"),
     [
         ({"Bad Name": {"provider": "ses"}}, "invalid webhook name"),
