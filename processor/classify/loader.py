@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -46,6 +48,8 @@ from processor.classify.schema import (
     valid_rule_id,
 )
 from processor.records import Action, BounceType
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -385,6 +389,22 @@ class _FileReader:
             return None
         return FieldTest(name, tuple(patterns), self.loc(node))
 
+    def choice(
+        self, keys: dict[str, tuple[yaml.Node, yaml.Node]], name: str, what: str, kind: type[_Choice]
+    ) -> _Choice | None:
+        """The ``name`` member of a result as one of ``kind`` (a problem listing them if it is none)."""
+        if name not in keys:
+            return None
+        value_node = keys[name][1]
+        raw = self.text(value_node, f"the {name} of {what}")
+        try:
+            return kind(raw) if raw is not None else None
+        except ValueError:
+            self.problem(
+                value_node, f"{what}: unknown {name} '{raw}' (expected one of: {', '.join(str(c) for c in kind)})"
+            )
+            return None
+
     def result(self, node: yaml.Node, what: str) -> Result | None:
         keys = self.mapping(node, RESULT_KEYS, f"the result of {what}")
         if keys is None:
@@ -399,27 +419,8 @@ class _FileReader:
             reason = self.text(value_node, f"the reason of {what}")
             if reason is not None and reason not in REASONS:
                 self.problem(value_node, f"{what}: unknown reason '{reason}' (see rules/README.md)")
-        if "bounce_type" in keys:
-            value_node = keys["bounce_type"][1]
-            raw = self.text(value_node, f"the bounce_type of {what}")
-            try:
-                bounce_type = BounceType(raw) if raw is not None else None
-            except ValueError:
-                self.problem(
-                    value_node,
-                    f"{what}: unknown bounce_type '{raw}' "
-                    f"(expected one of: {', '.join(str(b) for b in BounceType)})",
-                )
-        if "action" in keys:
-            value_node = keys["action"][1]
-            raw = self.text(value_node, f"the action of {what}")
-            try:
-                action = Action(raw) if raw is not None else None
-            except ValueError:
-                self.problem(
-                    value_node,
-                    f"{what}: unknown action '{raw}' (expected one of: {', '.join(str(a) for a in Action)})",
-                )
+        bounce_type = self.choice(keys, "bounce_type", what, BounceType)
+        action = self.choice(keys, "action", what, Action)
         if "ttl" in keys:
             value_node = keys["ttl"][1]
             raw = self.text(value_node, f"the ttl of {what}")
