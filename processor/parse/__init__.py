@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 from processor.parse import arf, autoreply, return_path
 from processor.parse.dsn import is_internal_form
@@ -37,6 +38,25 @@ _NON_BLANK = re.compile(rb"\S")
 
 NOTICE_CHARS = 2000
 """Characters of a one-recipient report's prose kept on its event (reports state the cause early)."""
+
+
+_EVENT_FIELDS = tuple(f.name for f in fields(Event))
+_EVENT_GETTER = attrgetter(*_EVENT_FIELDS)
+
+
+def _event_values(event: Event) -> list[Any]:
+    """Every field of an event, in the constructor's order: ``Event(*values)`` after a few are
+    changed is ``dataclasses.replace`` without its per-call walk over the field definitions."""
+    return list(_EVENT_GETTER(event))
+
+
+(_RECIPIENT, _DIAGNOSTIC, _STATUS, _REPLY_CODE, _SMTP_COMMAND, _REPORTING_MTA, _BOUNCE_ADDRESS, _NOTICE, _ORIGINAL) = (
+    _EVENT_FIELDS.index(name)
+    for name in (
+        "recipient", "diagnostic", "status", "reply_code", "smtp_command", "reporting_mta", "bounce_address", "notice",
+        "original",
+    )
+)
 
 
 class ParseError(Exception):
@@ -162,20 +182,17 @@ class Parser:
             reply = event.reply_code or find_reply_code(diagnostic)
             if not status and reply and event.kind in (EventKind.FAILURE, EventKind.DELAY):
                 status = f"{reply[0]}.0.0"
-            out.append(
-                replace(
-                    event,
-                    recipient=recipient,
-                    diagnostic=diagnostic,
-                    status=status,
-                    reply_code=reply,
-                    smtp_command=event.smtp_command or find_command(diagnostic),
-                    reporting_mta=event.reporting_mta or (report.dsn.reporting_mta if report.dsn else ""),
-                    bounce_address=bounce_address,
-                    notice=notice,
-                    original=original,
-                )
-            )
+            values = _event_values(event)
+            values[_RECIPIENT] = recipient
+            values[_DIAGNOSTIC] = diagnostic
+            values[_STATUS] = status
+            values[_REPLY_CODE] = reply
+            values[_SMTP_COMMAND] = event.smtp_command or find_command(diagnostic)
+            values[_REPORTING_MTA] = event.reporting_mta or (report.dsn.reporting_mta if report.dsn else "")
+            values[_BOUNCE_ADDRESS] = bounce_address
+            values[_NOTICE] = notice
+            values[_ORIGINAL] = original
+            out.append(Event(*values))
         return out
 
     def _original(self, headers: Headers) -> OriginalMessage:
