@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
+import re
+from typing import Any
 
-from processor.parse.text import find_command, find_reply_code, find_status, squash_reply, strip_address
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from processor.parse.text import (
+    _CONTINUED_REPLY,
+    REPLY,
+    STATUS,
+    find_command,
+    find_reply_code,
+    find_status,
+    squash_reply,
+    strip_address,
+)
 
 
 @pytest.mark.parametrize(
@@ -87,3 +101,34 @@ def test_squash_reply_drops_continuation_prefixes() -> None:
     """A multi-line SMTP reply becomes one line with its code once."""
     text = "550-5.7.26 Unauthenticated email\n550-5.7.26 is not accepted\n550 5.7.26 see help - gsmtp"
     assert squash_reply(text) == "550-5.7.26 Unauthenticated email is not accepted see help - gsmtp"
+
+
+# The plain forms of the code patterns, each starting with its look-behind: the patterns in
+# processor.parse.text move the look-behind after the first digit (so the regex engine can skip
+# to the next 2, 4 or 5), and must find exactly what these find.
+_PLAIN_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+_PLAIN_REPLY = re.compile(r"(?<![\d.\-/:,])([245][0-7]\d)(?=[ ,;]|$|-[245]\.\d|-[^\d])")
+_PLAIN_CONTINUED_REPLY = re.compile(r"(?:(?<=\s)|^)([245]\d\d)[\- ](?:[245]\.\d{1,3}\.\d{1,3}\s+)?")
+_CODE_TEXT = st.lists(
+    st.sampled_from([
+        "2", "4", "5", "0", "7", "9", ".", "-", "/", ":", ",", ";", " ", "\t", "\n", "#", "x",
+        "5.1.1", "4.2.2", "2.0.0", "550", "451", "250", "550-", "550 ", "5.7.1 ", ".1", "999",
+    ]),
+    max_size=12,
+).map("".join)
+
+
+def _found(pattern: re.Pattern[str], text: str, start: int) -> list[tuple[tuple[int, int], tuple[str | Any, ...]]]:
+    return [(m.span(), m.groups()) for m in pattern.finditer(text, start)]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_CODE_TEXT, st.integers(min_value=0, max_value=5))
+def test_code_patterns_find_what_their_plain_forms_find(text: str, start: int) -> None:
+    """STATUS, REPLY and the continued-reply pattern match where, and what, their plain
+    look-behind-first forms match, also when the search starts inside the text."""
+    start = min(start, len(text))
+    assert _found(STATUS, text, start) == _found(_PLAIN_STATUS, text, start)
+    assert _found(REPLY, text, start) == _found(_PLAIN_REPLY, text, start)
+    assert _found(_CONTINUED_REPLY, text, start) == _found(_PLAIN_CONTINUED_REPLY, text, start)
+    assert _CONTINUED_REPLY.sub("", text) == _PLAIN_CONTINUED_REPLY.sub("", text)
