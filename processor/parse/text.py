@@ -63,6 +63,17 @@ _COMMANDS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bin (RCPT TO|MAIL FROM|DATA)\s*$", re.I), ""),
     (re.compile(r"\btimed out while sending (RCPT|MAIL|DATA|end of data|message body)", re.I), ""),
 ]
+_COMMAND_WORDS: tuple[tuple[str, ...], ...] = (
+    ("rcpt",), ("mail",), ("data", "message body"), ("after end of data",), ("bdat",), ("ehlo", "helo", "lhlo"),
+    ("starttls",), ("auth",), (">>>",), ("[rcpt_to]",), ("[mail_from]",), ("[body]", "[data]"), ("smtp:",),
+    ("smtp:",), ("smtp:",), (">>>",), (">>>",), (">>>",), ("smtp error from remote",),
+    ("initial connection", "greeting", "banner", "connect"),
+    ("refused to talk to me", "while receiving the initial server greeting", "did not like our"), ("connect",),
+    ("rcpt to", "mail from", "data"), ("timed out while sending",),
+)
+"""For each pattern of ``_COMMANDS``, in order, lower-case words one of which every text it
+matches contains: a pattern none of whose words is in the lower-cased text is not tried."""
+assert len(_COMMAND_WORDS) == len(_COMMANDS)
 
 
 _FOLDS_ONTO_ASCII = ("\u0130", "\u0131", "\u017f", "\u212a")
@@ -189,7 +200,10 @@ def find_command(text: str) -> str:
     if not text:
         return ""
     text = " ".join(text.split())
-    for pattern, command in _COMMANDS:
+    lower = folded(text)
+    for (pattern, command), words in zip(_COMMANDS, _COMMAND_WORDS, strict=True):
+        if lower is not None and not any(word in lower for word in words):
+            continue  # (a case-insensitive search over the whole text, at every position, is the cost)
         m = pattern.search(text)
         if m:
             if command:

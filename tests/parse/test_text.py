@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.parse.text import (
+    _COMMANDS,
     _CONTINUED_REPLY,
     REPLY,
     STATUS,
@@ -132,3 +133,45 @@ def test_code_patterns_find_what_their_plain_forms_find(text: str, start: int) -
     assert _found(REPLY, text, start) == _found(_PLAIN_REPLY, text, start)
     assert _found(_CONTINUED_REPLY, text, start) == _found(_PLAIN_CONTINUED_REPLY, text, start)
     assert _CONTINUED_REPLY.sub("", text) == _PLAIN_CONTINUED_REPLY.sub("", text)
+
+
+def _plain_find_command(text: str) -> str:
+    """find_command without its word pre-check: every pattern tried, in order."""
+    text = " ".join(text.split())
+    for pattern, command in _COMMANDS:
+        m = pattern.search(text)
+        if m:
+            if command:
+                return command
+            word = m.group(1).upper()
+            if word.startswith("RCPT") or word == "PIPELINED":
+                return "RCPT"
+            if word.startswith("MAIL"):
+                return "MAIL"
+            if "DATA" in word or word in ("TEXT", "SENDING DATA BLOCK", "MESSAGE BODY"):
+                return "DATA"
+            if word in ("EHLO", "HELO"):
+                return "EHLO"
+            return "CONN"
+    return ""
+
+
+_COMMAND_PIECES = [
+    "in reply to", "In Reply To", "after", "while sending", "on", "at", "the", "pipelined", "end of", "RCPT",
+    "rcpt", "TO", "MAIL", "FROM", "DATA", "data block", "message body", "BDAT", "EHLO", "HELO", "LHLO", "STARTTLS",
+    "AUTH", ">>>", "[RCPT_TO]", "[MAIL_FROM]", "[BODY]", "[DATA]", "SMTP:", "SMTP error from remote", "mail server",
+    "mailer", "server", "for", "sending data block", "initial connection", "greeting", "banner", "connect",
+    "refused to talk to me", "while receiving the initial server greeting", "did not like our",
+    "connect to", "mx.example:", "Connection timed out", "Connection refused", "Deferred:", "with", "by",
+    "did not accept our requests to connect", "in", "timed out while sending", "end of data", ".",
+    "(end of message)", "TEXT", "\u212a", "\u017f", "\u0130", "\u0131", "RCPT TO", "MAIL FROM", " ", "\n", "x",
+    "r\u0130", "\u017fMTP:",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_COMMAND_PIECES), max_size=10).map(" ".join))
+def test_find_command_word_check_never_hides_a_match(text: str) -> None:
+    """A pattern skipped because none of its words is in the text could not have matched: the
+    answer is the one trying every pattern in order gives."""
+    assert find_command.__wrapped__(text) == _plain_find_command(text)
