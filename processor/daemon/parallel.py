@@ -55,6 +55,15 @@ class ParsePool:
             _parse_chunk, self.processes, _start, (settings,), chunk=16, start_method="spawn"
         )
 
+    def warm(self) -> list[Future[list[ParseOutcome]]]:
+        """Start every worker now (each imports the parser and builds it: about a second, spent
+        while the daemon opens its database and mailboxes instead of after the first fetch).
+        Returns at once; with one process nothing is started (it would parse here)."""
+        if self.processes == 1:
+            return []
+        # one empty task per worker: the pool starts a process for each task no idle worker takes
+        return [self._pool.submit([]) for _ in range(self.processes)]
+
     def submit(self, messages: list[bytes]) -> Future[list[ParseOutcome]]:
         """The outcomes of one batch, in order, computed in the pool."""
         return self._pool.submit(messages)

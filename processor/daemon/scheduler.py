@@ -332,6 +332,11 @@ class Daemon:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self._check()
         self._install_signals()
+        processes = self.settings.daemon.parse_processes
+        if processes != 1 and self.parse_pool is None:
+            # started first: its workers start up while the rules load and the database opens
+            self.parse_pool = ParsePool(self.settings.parse, processes)
+            self.parse_pool.warm()
         try:
             self._load()
             self.store = await self._store_with_retry()
@@ -341,13 +346,12 @@ class Daemon:
                 await self._close()
         finally:
             self._remove_signals()
+            if self.parse_pool is not None:  # the rules or the database failed: _close did not run
+                self.parse_pool.close()
 
     async def _run_with_store(self) -> int:
         from processor.config import is_loopback_host
 
-        processes = self.settings.daemon.parse_processes
-        if processes != 1:
-            self.parse_pool = ParsePool(self.settings.parse, processes)
         pipeline = Pipeline(self.settings, self.store, self.classifier, self.parse_pool)
         self.pipeline = pipeline
         self.leases = make_leases(self.settings.database.url, self.settings.daemon.lease_seconds, self.executor)

@@ -110,7 +110,8 @@ def run_once(config: Path, log: Path) -> tuple[float, int, float]:
     env = {**os.environ, "BOUNCE_PROCESSOR_CONFIG": str(config)}
     with log.open("wb") as out:
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "processor", "--log-format", "json", "run", "--once"],
+        wrap = os.environ.get("BP_BENCH_WRAP", "").split()  # e.g. a profiler: "py-spy record -o x --"
+        proc = subprocess.Popen([*wrap, sys.executable, "-m", "processor", "--log-format", "json", "run", "--once"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=config.parent)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
@@ -239,6 +240,7 @@ def main() -> int:
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--latency-samples", type=int, default=10)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the daemon's logs to this directory")
     args = parser.parse_args()
     missing = servers.dovecot_missing()
     if missing:
@@ -256,6 +258,10 @@ def main() -> int:
         if args.latency_samples:
             latency(dovecot, work, args.latency_samples, args.database)
     finally:
+        if args.keep_logs is not None:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in work.glob("*.log"):
+                shutil.copy(log, args.keep_logs / log.name)
         dovecot.stop()
         shutil.rmtree(dovecot.root, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
