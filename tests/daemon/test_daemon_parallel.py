@@ -78,3 +78,40 @@ def test_pool_parses_in_other_processes(pool: ParsePool) -> None:
     outcomes = pool.submit(bounces(40, prefix="where-")).result(timeout=120)
     assert len(outcomes) == 40 and all(isinstance(o, list) and o for o in outcomes)
     assert parallel._parser is None  # nothing was parsed in this process
+
+
+def test_a_parse_worker_does_not_import_the_daemon() -> None:
+    """A spawned worker imports processor.daemon.parallel to find its function: that import must
+    not pull in the scheduler, the store or SQLAlchemy (a second of start-up per worker)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, processor.daemon.parallel; "
+            "print(sorted(m for m in ('processor.daemon.scheduler', 'processor.store', 'sqlalchemy', "
+            "'apscheduler') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    from processor.daemon import Daemon, DaemonError  # the names are still there, on first use
+
+    assert Daemon.__name__ == "Daemon" and issubclass(DaemonError, Exception)
+
+
+def test_warm_starts_every_worker_before_the_first_batch() -> None:
+    """``warm`` returns at once and starts one process per worker, each with its parser built:
+    the first batch finds them ready."""
+    import time
+
+    pool = ParsePool(Settings().parse, 2)
+    try:
+        started = time.monotonic()
+        futures = pool.warm()
+        assert time.monotonic() - started < 1.0 and len(futures) == 2
+        assert [f.result(timeout=120) for f in futures] == [[], []]
+        executor = pool._pool._executor
+        assert executor is not None and len(executor._processes) == 2
+        outcomes = pool.submit(bounces(4, prefix="warm-")).result(timeout=120)
+        assert len(outcomes) == 4 and all(isinstance(o, list) and o for o in outcomes)
+        assert len(executor._processes) == 2  # no process was started for the batch
+    finally:
+        pool.close()
+    assert ParsePool(Settings().parse, 1).warm() == []  # one process: parsed in the daemon, nothing started
