@@ -1455,6 +1455,15 @@ def _smtpd_binary() -> Path:
     return OPENSMTPD_EXTRACTED / "usr/sbin/smtpd"
 
 
+def _root_with_unshare(server: str, why: str) -> str:
+    """Why a server that runs in a private mount namespace cannot start here ("" when it can)."""
+    if os.geteuid() != 0:
+        return f"{server}'s test instance must be started as root"
+    if not shutil.which("unshare"):
+        return f"unshare (util-linux) is needed to {why}"
+    return ""
+
+
 def opensmtpd_missing() -> str:
     """Why OpenSMTPD cannot run here ("" when it can)."""
     if not _smtpd_binary().is_file():
@@ -1467,11 +1476,7 @@ def opensmtpd_missing() -> str:
             pwd.getpwnam(user)
         except KeyError:
             return f"the system user {user!r} that OpenSMTPD needs does not exist (see .ci/run)"
-    if os.geteuid() != 0:
-        return "OpenSMTPD's test instance must be started as root"
-    if not shutil.which("unshare"):
-        return "unshare (util-linux) is needed to give OpenSMTPD private spool and run directories"
-    return ""
+    return _root_with_unshare("OpenSMTPD", "give OpenSMTPD private spool and run directories")
 
 
 @dataclass
@@ -1623,11 +1628,7 @@ def sendmail_missing() -> str:
         )
     if not shutil.which("m4"):
         return "m4 is needed to build Sendmail's configuration (Debian package m4)"
-    if os.geteuid() != 0:
-        return "Sendmail's test instance must be started as root"
-    if not shutil.which("unshare"):
-        return "unshare (util-linux) is needed to give Sendmail its own host name"
-    return ""
+    return _root_with_unshare("Sendmail", "give Sendmail its own host name")
 
 
 @dataclass
@@ -1809,11 +1810,7 @@ def dma_missing() -> str:
         pwd.getpwnam("mail")
     except KeyError:
         return "the system user 'mail' that dma runs its queue as does not exist"
-    if os.geteuid() != 0:
-        return "dma's test instance must be run as root"
-    if not shutil.which("unshare"):
-        return "unshare (util-linux) is needed to give dma its own /etc/dma"
-    return ""
+    return _root_with_unshare("dma", "give dma its own /etc/dma")
 
 
 @dataclass
@@ -1899,11 +1896,7 @@ def courier_missing() -> str:
         grp.getgrnam("courier")
     except KeyError:
         return "the system user and group 'courier' that Courier's queue runs as do not exist (see .ci/run)"
-    if os.geteuid() != 0:
-        return "Courier's test instance must be started as root"
-    if not shutil.which("unshare"):
-        return "unshare (util-linux) is needed to give Courier its own /etc/courier and queue"
-    return ""
+    return _root_with_unshare("Courier", "give Courier its own /etc/courier and queue")
 
 
 @dataclass

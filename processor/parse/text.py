@@ -191,6 +191,20 @@ def find_reply_code(text: str) -> str:
     return ""
 
 
+def command_named(word: str) -> str:
+    """The SMTP command (RCPT, MAIL, DATA, EHLO, else CONN) that a stage word of a report names."""
+    word = word.upper()
+    if word.startswith("RCPT") or word == "PIPELINED":
+        return "RCPT"
+    if word.startswith("MAIL"):
+        return "MAIL"
+    if "DATA" in word or word in ("TEXT", "SENDING DATA BLOCK", "MESSAGE BODY"):
+        return "DATA"
+    if word in ("EHLO", "HELO"):
+        return "EHLO"
+    return "CONN"
+
+
 @lru_cache(maxsize=512)
 def find_command(text: str) -> str:
     """The SMTP command a failure happened at, when the text says so ('' otherwise).
@@ -206,18 +220,7 @@ def find_command(text: str) -> str:
             continue  # (a case-insensitive search over the whole text, at every position, is the cost)
         m = pattern.search(text)
         if m:
-            if command:
-                return command
-            word = m.group(1).upper()
-            if word.startswith("RCPT") or word == "PIPELINED":
-                return "RCPT"
-            if word.startswith("MAIL"):
-                return "MAIL"
-            if "DATA" in word or word in ("TEXT", "SENDING DATA BLOCK", "MESSAGE BODY"):
-                return "DATA"
-            if word in ("EHLO", "HELO"):
-                return "EHLO"
-            return "CONN"
+            return command or command_named(m.group(1))
     return ""
 
 

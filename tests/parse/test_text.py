@@ -14,6 +14,7 @@ from processor.parse.text import (
     _CONTINUED_REPLY,
     REPLY,
     STATUS,
+    command_named,
     find_command,
     find_reply_code,
     find_status,
@@ -141,18 +142,7 @@ def _plain_find_command(text: str) -> str:
     for pattern, command in _COMMANDS:
         m = pattern.search(text)
         if m:
-            if command:
-                return command
-            word = m.group(1).upper()
-            if word.startswith("RCPT") or word == "PIPELINED":
-                return "RCPT"
-            if word.startswith("MAIL"):
-                return "MAIL"
-            if "DATA" in word or word in ("TEXT", "SENDING DATA BLOCK", "MESSAGE BODY"):
-                return "DATA"
-            if word in ("EHLO", "HELO"):
-                return "EHLO"
-            return "CONN"
+            return command or command_named(m.group(1))
     return ""
 
 
