@@ -308,15 +308,7 @@ def test_nxdomain_dns_makes_every_name_unknown_without_leaving_the_machine() -> 
     dns.start()
     try:
         probe = subprocess.run(
-            [
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                f"mount --bind {dns.resolv_conf} /etc/resolv.conf && exec getent ahosts mx.remote.example",
-            ],
+            servers.with_resolv_conf(dns.resolv_conf, ["getent", "ahosts", "mx.remote.example"]),
             capture_output=True,
             text=True,
             timeout=30,
