@@ -44,7 +44,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1206,8 +1206,43 @@ def exim_missing() -> str:
     return ""
 
 
+class _ListeningMta:
+    """What the MTAs that listen on loopback share: a daemon started in the foreground and waited
+    for on its SMTP port, stopped, and offered mail over SMTP."""
+
+    smtp_port: int
+    _daemon: subprocess.Popen[bytes] | None
+
+    def _spawn(self, argv: Sequence[str], output: Path, logs: Callable[[], str]) -> None:
+        """Start ``argv`` (its output appended to ``output``) and wait for the SMTP port; a daemon
+        that does not come up raises with ``logs()``, the tails of its logs."""
+        with output.open("ab") as out:
+            self._daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.smtp_port)
+        except ServerError as exc:
+            raise ServerError(f"{exc}\n{logs()}") from exc
+
+    def stop(self) -> None:
+        stop_daemon(self._daemon, self.smtp_port)
+        self._daemon = None
+
+    def submit(
+        self,
+        mail_from: str,
+        rcpt_to: Sequence[str] | str,
+        message: bytes,
+        *,
+        rcpt_options: Sequence[str] = (),
+        mail_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """Submit a message over SMTP; returns the refused recipients (empty when all accepted)."""
+        return smtp_submit(self.smtp_port, mail_from, rcpt_to, message, rcpt_options=rcpt_options,
+                           mail_options=mail_options)
+
+
 @dataclass
-class Exim:
+class Exim(_ListeningMta):
     """A private Exim instance on loopback with its own configuration file (``exim -C``).
 
     ``routes[domain] = port``: mail for that domain goes over SMTP to 127.0.0.1:port. Addresses
@@ -1402,36 +1437,14 @@ begin rewrite
     def start(self, queue_interval: str = "1s") -> None:
         """Start the daemon (listening, and running the queue every ``queue_interval``)."""
         self.check_config()
-        with (self.root / "daemon.out").open("ab") as out:
-            self._daemon = subprocess.Popen(
-                with_resolv_conf(
-                    self.resolv_conf, [str(self.binary), "-C", str(self.config), "-bdf", f"-q{queue_interval}"]
-                ),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for_port(self.smtp_port)
-        except ServerError as exc:
-            raise ServerError(
-                f"{exc}\n--- paniclog:\n{_tail(self.log_dir / 'paniclog')}\n--- mainlog:\n{_tail(self.mainlog)}"
-            ) from exc
+        self._spawn(
+            with_resolv_conf(
+                self.resolv_conf, [str(self.binary), "-C", str(self.config), "-bdf", f"-q{queue_interval}"]
+            ),
+            self.root / "daemon.out",
+            lambda: f"--- paniclog:\n{_tail(self.log_dir / 'paniclog')}\n--- mainlog:\n{_tail(self.mainlog)}",
+        )
 
-    def stop(self) -> None:
-        stop_daemon(self._daemon, self.smtp_port)
-        self._daemon = None
-
-    def submit(
-        self,
-        mail_from: str,
-        rcpt_to: Sequence[str] | str,
-        message: bytes,
-        *,
-        rcpt_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
-        """Submit a message over SMTP; returns the refused recipients (empty when all accepted)."""
-        return smtp_submit(self.smtp_port, mail_from, rcpt_to, message, rcpt_options=rcpt_options)
 
     def queue_size(self) -> int:
         return int(self._exim("-bpc").strip() or "0")
@@ -1480,7 +1493,7 @@ def opensmtpd_missing() -> str:
 
 
 @dataclass
-class OpenSmtpd:
+class OpenSmtpd(_ListeningMta):
     """A private OpenSMTPD instance on loopback, Debian's binary extracted with ``dpkg -x``.
 
     OpenSMTPD's spool (/var/spool/smtpd), control socket (/run), chroot (/var/lib/opensmtpd) and
@@ -1574,34 +1587,9 @@ class OpenSmtpd:
     def start(self) -> None:
         """Start the daemon in the foreground (``-d``, logging to smtpd.log) and wait for its port."""
         self.check_config()
-        with self.log.open("ab") as out:
-            self._daemon = subprocess.Popen(
-                self._namespace(str(_smtpd_binary()), "-d", "-f", str(self.config)),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for_port(self.smtp_port)
-        except ServerError as exc:
-            raise ServerError(f"{exc}\n--- smtpd.log:\n{_tail(self.log)}") from exc
+        self._spawn(self._namespace(str(_smtpd_binary()), "-d", "-f", str(self.config)), self.log,
+                    lambda: f"--- smtpd.log:\n{_tail(self.log)}")
 
-    def stop(self) -> None:
-        stop_daemon(self._daemon, self.smtp_port)
-        self._daemon = None
-
-    def submit(
-        self,
-        mail_from: str,
-        rcpt_to: Sequence[str] | str,
-        message: bytes,
-        *,
-        rcpt_options: Sequence[str] = (),
-        mail_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
-        """Submit a message over SMTP; returns the refused recipients (empty when all accepted)."""
-        return smtp_submit(self.smtp_port, mail_from, rcpt_to, message, rcpt_options=rcpt_options,
-                           mail_options=mail_options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1632,7 +1620,7 @@ def sendmail_missing() -> str:
 
 
 @dataclass
-class Sendmail:
+class Sendmail(_ListeningMta):
     """A private Sendmail instance on loopback: Debian's binary extracted with ``dpkg -x`` (its
     package conflicts with postfix), a configuration built with m4 from Debian's sendmail-cf, all
     files under ``root``. It runs as a foreground daemon (``-bD``) that also runs the queue every
@@ -1755,31 +1743,8 @@ MAILER(`smtp')dnl
 
     def start(self) -> None:
         """Start the daemon in the foreground (``-bD``, running the queue every second)."""
-        with self.log.open("ab") as out:
-            self._daemon = subprocess.Popen(
-                self._binary("-bD", "-q1s"), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-            )
-        try:
-            wait_for_port(self.smtp_port)
-        except ServerError as exc:
-            raise ServerError(f"{exc}\n--- sendmail.log:\n{_tail(self.log)}") from exc
+        self._spawn(self._binary("-bD", "-q1s"), self.log, lambda: f"--- sendmail.log:\n{_tail(self.log)}")
 
-    def stop(self) -> None:
-        stop_daemon(self._daemon, self.smtp_port)
-        self._daemon = None
-
-    def submit(
-        self,
-        mail_from: str,
-        rcpt_to: Sequence[str] | str,
-        message: bytes,
-        *,
-        rcpt_options: Sequence[str] = (),
-        mail_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
-        """Submit a message over SMTP; returns the refused recipients (empty when all accepted)."""
-        return smtp_submit(self.smtp_port, mail_from, rcpt_to, message, rcpt_options=rcpt_options,
-                           mail_options=mail_options)
 
     def inject(self, mail_from: str, rcpt_to: Sequence[str], message: bytes) -> None:
         """Submit on the command line, as a local program does (``sendmail -f FROM -oi -oem``):
