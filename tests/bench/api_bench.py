@@ -140,10 +140,19 @@ def free_port() -> int:
 @contextmanager
 def api_server(url: str, token: str) -> Iterator[str]:
     """``bounce-processor api`` in its own process, with one read token; yields its base URL."""
+    tokens = json.dumps([{"name": "bench", "hash": hash_token(token), "scopes": ["read"]}])
+    with api_process(url, {"BOUNCE_API__TOKENS": tokens}) as base:
+        yield base
+
+
+@contextmanager
+def api_process(url: str, settings: dict[str, str]) -> Iterator[str]:
+    """``bounce-processor api`` on ``url`` in its own process, configured by the environment
+    variables ``settings`` (no configuration file); yields its base URL once it is ready."""
     port = free_port()
     env = dict(os.environ)
-    env["BOUNCE_API__TOKENS"] = json.dumps([{"name": "bench", "hash": hash_token(token), "scopes": ["read"]}])
     env.pop("BOUNCE_PROCESSOR_CONFIG", None)
+    env.update(settings)
     command = [sys.executable, "-m", "processor", "--log-format", "json", "--log-level", "WARNING", "api",
                "--host", "127.0.0.1", "--port", str(port), "--database", url]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

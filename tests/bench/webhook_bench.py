@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +42,7 @@ from processor.classify import load_classifier
 from processor.config import DatabaseSettings, Settings, WebhookSettings
 from processor.store import MessageRef, open_store
 from processor.webhooks import RECEIVERS, WebhookRequest, ledger_key
+from tests.bench.api_bench import api_process
 from tests.servers import generate_tls
 from tests.webhooks.payloads import TOPIC, Keys, rsa_certificate, sendgrid_headers, sns_envelope
 
@@ -107,44 +105,11 @@ def cert_host(keys: Keys, workdir: Path) -> Iterator[tuple[str, Path]]:
         server.shutdown()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def api_server(url: str, webhooks: dict[str, Any]) -> Iterator[str]:
-    port = free_port()
-    env = dict(os.environ)
-    env.pop("BOUNCE_PROCESSOR_CONFIG", None)
-    env["BOUNCE_WEBHOOKS"] = json.dumps(webhooks)
-    command = [sys.executable, "-m", "processor", "--log-format", "json", "--log-level", "WARNING", "api",
-               "--host", "127.0.0.1", "--port", str(port), "--database", url]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the API server exited: {process.stderr.read() if process.stderr else ''}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the API server did not become ready within 60 s")
-            time.sleep(0.2)
+    """``bounce-processor api`` in its own process, with these webhook receivers; yields its base URL."""
+    with api_process(url, {"BOUNCE_WEBHOOKS": json.dumps(webhooks)}) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def baseline(workdir: Path, run: int, batches: int, size: int) -> float:
