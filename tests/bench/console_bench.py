@@ -17,16 +17,12 @@ which also counts the entries in force by reason (then cached for a minute).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,10 +31,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from processor.api.auth import hash_token, new_token
-from processor.api.server import bind_socket, serve
 from processor.config import ApiSettings, ApiToken, DatabaseSettings, Settings
 from processor.store import Store, open_store
 from processor.store.daily import DEFERRAL, day_of
+from tests.console.helpers import served
 from tests.databases import throwaway_postgres
 
 RCPT_DOMAINS = 5000
@@ -136,40 +132,6 @@ def fill(store: Store, entries: int, events: int) -> dict[str, float]:
         conn.exec_driver_sql("ANALYZE")
     timings["analyze"] = time.perf_counter() - start
     return timings
-
-
-@contextmanager
-def served(settings: Settings, store: Store) -> Iterator[str]:
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    holder: dict[str, Any] = {}
-    started = threading.Event()
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        holder["loop"], holder["stop"] = loop, asyncio.Event()
-        started.set()
-        try:
-            loop.run_until_complete(serve(settings, store, holder["stop"], sock=sock))
-        finally:
-            sock.close()
-            loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started.wait(5)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(f"{url}/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        holder["loop"].call_soon_threadsafe(holder["stop"].set)
-        thread.join(10)
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from bs4 import BeautifulSoup
@@ -14,6 +16,7 @@ from processor.api.auth import hash_token, new_token
 from processor.config import ApiSettings, ApiToken, DatabaseSettings, Settings
 from processor.records import BounceType, Event, EventKind, OriginalMessage, Verdict
 from processor.store import MessageRef, Store
+from tests.api.conftest import start_server
 
 OPERATOR = new_token()
 VIEWER = new_token()
@@ -75,3 +78,16 @@ def soup(html: str) -> BeautifulSoup:
 
 def squash(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
+
+
+
+@contextmanager
+def served(settings: Settings, store: Store) -> Iterator[str]:
+    """The API (with the console) under uvicorn on a free loopback port (tests.api's
+    start_server); yields its base URL and stops the server at the end."""
+    server = start_server(settings, store)
+    try:
+        yield server.base_url
+    finally:
+        server.shutdown()
+    assert not server.errors, server.errors

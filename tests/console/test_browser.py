@@ -4,7 +4,6 @@ each page go to ``$BOUNCE_TEST_ARTIFACTS/console`` (default ``var/test-artifacts
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import os
 import shutil
@@ -18,12 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from processor.api.server import bind_socket, serve
 from processor.config import Settings
 from processor.records import BounceType, EventKind
 from processor.store import Store
 from tests.conftest import PROJECT, require
-from tests.console.helpers import OPERATOR, report
+from tests.console.helpers import OPERATOR, report, served
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -51,34 +49,8 @@ def engine_name() -> str:
 @pytest.fixture
 def live_url(settings: Settings, store: Store) -> Iterator[str]:
     """The API (with the console) under uvicorn on a free loopback port, stopped at the end."""
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    holder: dict[str, Any] = {}
-    started = threading.Event()
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        holder["loop"], holder["stop"] = loop, asyncio.Event()
-        started.set()
-        try:
-            loop.run_until_complete(serve(settings, store, holder["stop"], sock=sock))
-        finally:
-            sock.close()
-            loop.close()
-
-    thread = threading.Thread(target=run, name="console-server", daemon=True)
-    thread.start()
-    started.wait(5)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(f"{url}/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            threading.Event().wait(0.05)
-    yield url
-    holder["loop"].call_soon_threadsafe(holder["stop"].set)
-    thread.join(10)
+    with served(settings, store) as url:
+        yield url
 
 
 @pytest.fixture
