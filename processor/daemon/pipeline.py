@@ -258,16 +258,22 @@ class Pipeline:
         prepared = self.prepare(name, box, uidvalidity, message)
         if prepared.error:
             return None, prepared.error
+        result, error = self._store_one(prepared, advance_mailbox=False)
+        if result is not None:
+            self._account(name, prepared, result)
+        return result, error
+
+    def _store_one(self, item: Prepared, *, advance_mailbox: bool = True) -> tuple[RecordResult | None, str]:
+        """One message in its own transaction: (the result, "") or, when the store raises something
+        other than a database failure (StoreError, which propagates), (None, the error)."""
         try:
-            result = self.store.record_messages([(prepared.ref, list(prepared.verdicts))], advance_mailbox=False)[0]
+            return self.store.record_message(item.ref, list(item.verdicts), advance_mailbox=advance_mailbox), ""
         except StoreError:
             raise
         except Exception as exc:
-            log.error("message.store_raised", mailbox=name, uid=message.uid, source=message.label,
+            log.error("message.store_raised", mailbox=item.ref.mailbox, uid=item.message.uid, source=item.message.label,
                       error=f"{type(exc).__name__}: {exc}", traceback=plain_traceback(exc))
             return None, f"storing raised {type(exc).__name__}: {exc}"
-        self._account(name, prepared, result)
-        return result, ""
 
     def _commit(self, good: list[Prepared], failed: list[Prepared]) -> list[tuple[Prepared, RecordResult]]:
         """Commit the batch in one transaction; if the store raises something other than a
@@ -283,14 +289,11 @@ class Pipeline:
             pass
         committed = []
         for item in good:
-            try:
-                committed.append((item, self.store.record_message(item.ref, list(item.verdicts))))
-            except StoreError:
-                raise
-            except Exception as exc:
-                log.error("message.store_raised", mailbox=item.ref.mailbox, uid=item.message.uid,
-                          error=f"{type(exc).__name__}: {exc}", traceback=plain_traceback(exc))
-                failed.append(replace(item, error=f"storing raised {type(exc).__name__}: {exc}"))
+            result, error = self._store_one(item)
+            if result is not None:
+                committed.append((item, result))
+            else:
+                failed.append(replace(item, error=error))
         return committed
 
     def _account(self, name: str, item: Prepared, result: RecordResult) -> None:
