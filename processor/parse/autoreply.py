@@ -99,7 +99,7 @@ def is_challenge(report: Report) -> bool:
     """A challenge-response message: it asks the sender to prove they are a person, or to confirm
     by a click or reply before the message (held until then) is delivered or the sender is allowed.
     Such messages may look like bounces (a daemon sender, "not delivered" subject); they are not."""
-    text = report.notice[:4000]
+    text = report.prose[:_CHALLENGE_SCAN]  # sentences, however the notice's lines were wrapped
     if not may_match(text, _CHALLENGE_WORDS):
         return False
     if STATUS.search(text):
@@ -137,7 +137,7 @@ def parse(report: Report) -> list[Event] | None:
     if not (
         _header_says_auto(report)
         or _SUBJECT.search(report.subject)
-        or _CHALLENGE_TEXT.search(report.notice[:_CHALLENGE_SCAN])
+        or _CHALLENGE_TEXT.search(report.prose[:_CHALLENGE_SCAN])
     ):
         return None
     return [_auto_reply(strip_address(report.from_header), report.subject)]

@@ -326,8 +326,11 @@ def _fast_text(
     if not raw:
         return ""
     raw = raw[:MAX_TEXT]
-    encoding = headers.get("content-transfer-encoding").strip().lower()
+    declared = headers.get("content-transfer-encoding")
+    encoding = transfer_encoding(declared)
     if encoding in ("base64", "quoted-printable"):
+        if declared.lower() != encoding:  # the engine decodes only the bare word: "base64 " it leaves
+            raw = transfer_decode(raw, encoding)
         return _decode_bytes(raw, charset)
     try:
         text = raw.decode("utf-8")
@@ -336,6 +339,34 @@ def _fast_text(
     if charset and text.isascii() and charset.lower() not in _ASCII_COMPATIBLE:
         return _decode_bytes(raw, charset)  # 7-bit charsets such as ISO-2022-JP
     return text
+
+
+_CTE_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def transfer_encoding(value: str) -> str:
+    """The mechanism a Content-Transfer-Encoding value names, lower-cased: white space around the
+    word and an RFC 822 comment ("base64 (binary)") are not part of it."""
+    if "(" in value:
+        value = _CTE_COMMENT.sub(" ", value)
+    return value.strip().lower()
+
+
+def transfer_decode(raw: bytes, encoding: str) -> bytes:
+    """A base64 or quoted-printable body decoded as leniently as mail readers do (characters
+    outside the base64 alphabet and missing padding are ignored, and so is white space at the end
+    of a quoted-printable line); other encodings unchanged."""
+    if encoding == "base64":
+        try:
+            return base64.b64decode(re.sub(rb"[^A-Za-z0-9+/]", b"", raw) + b"==", validate=False)
+        except (binascii.Error, ValueError):
+            return raw
+    if encoding == "quoted-printable":  # RFC 2045 6.7 (3): white space at a line end was added in transport
+        return quopri.decodestring(_LINE_END_SPACE.sub(b"", raw) if b" \n" in raw or b"\t\n" in raw else raw)
+    return raw
+
+
+_LINE_END_SPACE = re.compile(rb"[ \t]+(?=\r?\n)")
 
 
 _ASCII_COMPATIBLE = frozenset({"us-ascii", "ascii", "utf-8", "utf8", "iso-8859-1", "latin-1", "windows-1252"})
@@ -436,7 +467,13 @@ def _from_stdlib(msg: email.message.Message, depth: int) -> Part:
             ctype = "text/plain"
 
         def load() -> str:
-            raw = msg.get_payload(decode=True)
+            declared = str(msg.get("content-transfer-encoding", ""))
+            encoding = transfer_encoding(declared)
+            if declared.lower() != encoding and encoding in ("base64", "quoted-printable") and isinstance(payload, str):
+                # get_payload(decode=True) decodes only the bare word
+                raw: Any = transfer_decode(payload[: MAX_TEXT * 4 // 3].encode("ascii", "ignore"), encoding)
+            else:
+                raw = msg.get_payload(decode=True)
             if isinstance(raw, bytes):
                 return _decode_bytes(raw[:MAX_TEXT], msg.get_content_charset())
             return str(msg.get_payload())[:MAX_TEXT]
@@ -565,12 +602,5 @@ class _LenientBodies:
         if not isinstance(body, str):
             return ""
         raw = body[: MAX_TEXT * 4 // 3].encode("ascii", "ignore")
-        encoding = str(node.get("content-transfer-encoding", "")).strip().lower()
-        if encoding == "base64":
-            try:
-                raw = base64.b64decode(re.sub(rb"[^A-Za-z0-9+/]", b"", raw) + b"==", validate=False)
-            except (binascii.Error, ValueError):
-                return body[:MAX_TEXT]
-        elif encoding == "quoted-printable":
-            raw = quopri.decodestring(raw)
-        return _decode_bytes(raw[:MAX_TEXT], charset)
+        encoding = transfer_encoding(str(node.get("content-transfer-encoding", "")))
+        return _decode_bytes(transfer_decode(raw, encoding)[:MAX_TEXT], charset)

@@ -13,7 +13,9 @@ from processor.parse.text import first_line_search, html_to_text, strip_address
 
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 
-# A line that introduces the copy of the original message inside a plain-text bounce.
+# A line that introduces the copy of the original message inside a plain-text bounce (a heading,
+# not a sentence that goes on about the message: "The original message was received at ...",
+# "Your original message to <address> could not ..." wrapped short enough to fit the line).
 _ORIGINAL_MARKER = re.compile(
     r"^[ \t]*(?:[-=_*]{2,}[ \t]*)?(?:"
     r"(?:this is a )?copy of (?:the |your )?(?:original |returned )?message"
@@ -29,7 +31,8 @@ _ORIGINAL_MARKER = re.compile(
     r"|returned mail(?: follows)?"
     r"|undelivered message headers?"
     r"|content-type: (?:message/rfc822|text/rfc822-headers)"
-    r")\b[^\n]{0,40}$",
+    r")\b(?![ \t]+(?:was|were|has|had|could|can ?not|can't|that|which|you|to|from|on|at|received|sent)\b)"
+    r"[^\n]{0,40}$",
     re.IGNORECASE | re.MULTILINE,
 )
 _ORIGINAL_MARKER_WORDS = ("copy of", "original", "returned", "unsent", "undeliver", "header", "rfc822")
@@ -193,6 +196,13 @@ class Report:
         return self.text_split[0]
 
     @cached_property
+    def prose(self) -> str:
+        """The notice with each paragraph's lines joined by single spaces (runs of spaces and tabs
+        made one): for patterns over sentences, which a notice wrapped at another width breaks
+        between any two words. Paragraphs stay apart (a line break)."""
+        return unwrap(self.notice)
+
+    @cached_property
     def original_part(self) -> Part | None:
         for part in self.top_parts:
             if part.content_type in ENCLOSING and part.children:
@@ -218,6 +228,16 @@ class Report:
             if m and m.start() < 2000:
                 return parse_header_block(_single_spaced(inline[m.start() :]))
         return Headers([])
+
+
+_WRAPPED_LINE_BREAK = re.compile(r"(?<=\S)[ \t]*\n[ \t]*(?=\S)")
+_SPACE_RUN = re.compile(r"[ \t]{2,}|\t")
+
+
+def unwrap(text: str) -> str:
+    """Each paragraph of ``text`` on one line: a line break between two lines that are not blank
+    becomes a space, runs of spaces and tabs one space; blank lines stay."""
+    return _SPACE_RUN.sub(" ", _WRAPPED_LINE_BREAK.sub(" ", text))
 
 
 _DOUBLE_SPACED = re.compile(r"\n\n[A-Za-z][A-Za-z0-9-]{1,40}:[ \t][^\n]*\n\n[A-Za-z][A-Za-z0-9-]{1,40}:[ \t]")

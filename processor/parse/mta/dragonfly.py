@@ -11,7 +11,8 @@ from processor.records import Event
 
 NAME = "dragonfly"
 
-_RECIPIENT = re.compile(r"There was an error delivering your mail to <([^<>\s]+)>\.?", re.IGNORECASE)
+_RECIPIENT = re.compile(r"There\s+was\s+an\s+error\s+delivering\s+your\s+mail\s+to\s+<([^<>\s]+)>\.?", re.IGNORECASE)
+"""(Any white space between the words: a notice re-wrapped at another width breaks the line anywhere.)"""
 _DID_NOT_LIKE = re.compile(r"did not like our ([A-Z]+(?: [A-Z]+)?|final DATA)", re.IGNORECASE)
 
 
