@@ -41,6 +41,13 @@ _NOT_NOTICE = frozenset({"text/html", *HEADER_PARTS})
 _INLINE_DSN = re.compile(r"^(?:Final-Recipient|Original-Recipient):[ \t]*\S", re.MULTILINE | re.IGNORECASE)
 _INLINE_DSN_END = re.compile(r"^(?:--|Content-Type:)", re.MULTILINE | re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,40}:[ \t]", re.MULTILINE)
+_DSN_FIELDS = re.compile(
+    r"\s*(?:Reporting-MTA|Original-Envelope-Id|Arrival-Date|Received-From-MTA|DSN-Gateway|X-[A-Za-z-]+"
+    r"|Final-Recipient|Original-Recipient)[ \t]*:"
+    r"(?=[\s\S]{0,4000}^(?:Final|Original)-Recipient[ \t]*:)",
+    re.IGNORECASE | re.MULTILINE,
+)
+"""The start of a delivery-status body (RFC 3464 fields), with a recipient's block near."""
 _BOUNCE_SENDER = re.compile(
     r"mailer-daemon|postmaster|mail delivery\b|mdaemon|mail ?administrator|"
     r"double-bounce|bounce|daemon@|noreply-dmarc|system administrator|mailadmin|auto-notify|nobody@",
@@ -131,8 +138,17 @@ class Report:
 
     @cached_property
     def top_parts(self) -> list[Part]:
-        """Every part of the report, not descending into an enclosed original message."""
-        return list(self.root.walk(into_enclosed=False))
+        """Every part of the report, not descending into an enclosed original message. A
+        multipart/report's machine-readable part (RFC 6522: after the notice) that an MTA declared
+        text/plain is read as the delivery-status part its fields show it is."""
+        parts = list(self.root.walk(into_enclosed=False))
+        for part in parts:
+            report_type = part.params.get("report-type", "").lower()
+            if part.content_type == "multipart/report" and "delivery-status" in report_type:
+                for child in part.children[1:]:
+                    if child.content_type == "text/plain" and _DSN_FIELDS.match(child.text):
+                        child.content_type = "message/delivery-status"
+        return parts
 
     def has_part(self, *content_types: str) -> bool:
         return any(p.content_type in content_types for p in self.top_parts)

@@ -249,7 +249,7 @@ def declare_8bit(root: Node) -> bool:
     for node in root.walk():
         if node.parts or node.enclosed is not None or (node is not root and not node.has_head):
             continue
-        if node.cte in ("", "7bit") and (node.content_type.startswith("text/") or node.content_type.startswith("message/")):
+        if node.cte in ("", "7bit") and node.content_type.startswith(("text/", "message/")):
             node.set("Content-Transfer-Encoding", "8bit")
             changed = True
     return changed
@@ -385,6 +385,8 @@ def returned_headers_type(root: Node) -> bool:
     or the other way round."""
     changed = False
     for node in root.walk():
+        if not any(p.content_type in _DSN_TYPES for p in root.walk()):
+            break  # an enclosed message that is no returned original (a forwarded report) stays
         if node.enclosed is not None and node.enclosed.has_head:
             node.set("Content-Type", "text/rfc822-headers")
             node.body = "".join(f + "\n" for f in node.enclosed.fields)
@@ -423,8 +425,13 @@ def nest(root: Node) -> bool:
 _NOT_PROSE = re.compile(
     r"^\s*(?:[!-9;-~]+:[ \t]|[-=_*#~]{2,}|>|<<<|>>>|\||[A-Z][A-Za-z-]+:\s*$)",
 )
+_ASCII_SPACE = re.compile(r"[ \t]+")  # (str.split() would also split at U+0085 in Latin-1-read UTF-8)
+_LABEL = re.compile(r"^\s*[A-Za-z][A-Za-z ]{0,30}:[ \t]+\S")
 _ENDS_WITH_ADDRESS = re.compile(r"\S+@\S+[ \t]*$")
-_HEADER_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:[ \t]")
+_HEADER_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:(?!//)")
+_RECORD = re.compile(r"^\s*(?:<?[^\s@<>]+@[^\s@<>]+>?[:,]?\s|\d{3}[ -]|[{\[]\"|\{)|\"[^\"]*\":|\bsaid:\s*\d{3}\b")
+"""A line that quotes data rather than prose: a per-recipient line that starts with the address,
+a server's reply line (starts with its code), JSON."""
 _LIST_ITEM = re.compile(r"^\s*(?:<[^>\s]+@|[^\s@<>]+@[^\s@]+\.[^\s@]+(?:\s|$)|[-*•]\s|\d+[.)]\s)")
 
 
@@ -440,16 +447,17 @@ def _blocks(lines: list[str]) -> list[list[str]]:
             blocks[-1].append(line)  # a header field's continuation line (the field is no prose)
             continue
         in_field = bool(_HEADER_FIELD.match(line))
-        if in_field or not blocks or not line.strip() or not blocks[-1][-1].strip() or _HEADER_FIELD.match(blocks[-1][0]):
+        starts = in_field or not blocks or not line.strip() or not blocks[-1][-1].strip()
+        if starts or _HEADER_FIELD.match(blocks[-1][0]):
             blocks.append([line])
             continue
         block = blocks[-1]
         prev = block[-1]
         indent = len(line) - len(line.lstrip())
         first_indent = len(block[0]) - len(block[0].lstrip())
-        cont_indent = len(block[1]) - len(block[1].lstrip()) if len(block) > 1 else None
+        cont_indent = block[1][: len(block[1]) - len(block[1].lstrip())] if len(block) > 1 else None
         width = max(len(x) for x in block)
-        first_word = line.split()[0]
+        first_word = _ASCII_SPACE.split(line.strip(" \t"))[0]
         hard = (
             prev.rstrip().endswith(":")
             or _ENDS_WITH_ADDRESS.search(prev) is not None
@@ -457,7 +465,8 @@ def _blocks(lines: list[str]) -> list[list[str]]:
             or _NOT_PROSE.match(line) is not None
             or _NOT_PROSE.match(prev) is not None
             or (cont_indent is None and indent < first_indent)
-            or (cont_indent is not None and indent != cont_indent)
+            or (cont_indent is None and first_indent > 0 and line[:indent] != block[0][:first_indent])
+            or (cont_indent is not None and line[: len(line) - len(line.lstrip())] != cont_indent)
             or len(prev.rstrip()) + 1 + len(first_word) <= min(width, 60) - 1
         )
         if hard:
@@ -471,17 +480,32 @@ def rewrap_text(text: str, width: int) -> str:
     lines = text.split("\n")
     out: list[str] = []
     for block in _blocks(lines):
-        if not block[0].strip() or any(_NOT_PROSE.match(x) for x in block) or len(" ".join(block)) < 20:
+        # a record is re-wrapped only as a wrapper made it: a long first line, a hanging indent
+        record = _RECORD.search(block[0]) is not None and (
+            len(block) == 1 or not block[1][:1].isspace() or len(block[0]) < 70
+        )
+        if (
+            not block[0].strip()
+            or record
+            or any(_NOT_PROSE.match(x) or _LABEL.match(x) or '":' in x for x in block)
+            or len(" ".join(block)) < 20
+            or (len(block) == 1 and block[0][:1] in (" ", "\t"))  # an indented item, no paragraph
+            or block[0].lstrip().startswith("[")
+        ):
             out.extend(block)
             continue
         first = block[0][: len(block[0]) - len(block[0].lstrip())]
         rest = block[1][: len(block[1]) - len(block[1].lstrip())] if len(block) > 1 else first
         if first and not rest and len(block) == 1:
             rest = first
-        words = " ".join(x.strip() for x in block).split()
+        words = _ASCII_SPACE.split(" ".join(x.strip(" \t") for x in block).strip(" \t"))
         wrapped = textwrap.wrap(
-            " ".join(words), width=width, initial_indent=first, subsequent_indent=rest,
-            break_long_words=False, break_on_hyphens=False,
+            " ".join(words),
+            width=width,
+            initial_indent=first,
+            subsequent_indent=rest,
+            break_long_words=False,
+            break_on_hyphens=False,
         )
         out.extend(wrapped or block)
     return "\n".join(out)
@@ -543,9 +567,11 @@ NAMES = (*TEXT_TRANSFORMS, *TREE_TRANSFORMS)
 def variant(data: bytes, name: str) -> bytes | None:
     """The message transformed by ``name``; None when it does not apply (or changes nothing)."""
     text = data.decode("latin-1")
-    crlf = "\r\n" in text and text.count("\r\n") >= text.count("\n") // 2
-    lf = text.replace("\r\n", "\n")
+    crlf = "\r\n" in text and text.count("\r\n") == text.count("\n")
+    lf = text.replace("\r\n", "\n") if crlf else text  # (mixed line ends are kept as they are)
     if name == "line-endings":
+        if "\r" in lf:
+            return None
         out = lf if crlf else lf.replace("\n", "\r\n")
         return out.encode("latin-1") if out != text else None
     if name in TEXT_TRANSFORMS:
@@ -650,7 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total_changed = 0
     for directory in dirs:
         paths = messages(directory)
-        tallies = run(paths, names, judge, directory if (directory / "messages").is_dir() else directory)
+        tallies = run(paths, names, judge, directory)
         print(f"== {directory.name} ({len(paths)} messages)")
         print(f"{'transformation':<20} {'applied':>7} {'invariant':>9} {'rate':>7}  changed")
         for name in names:

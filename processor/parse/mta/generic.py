@@ -189,11 +189,21 @@ def _following(lines: list[str], start: int, count: int = 3) -> str:
 def _named_in_sentence(notice: str, own: set[str]) -> list[Event]:
     lines = notice.split("\n")
     events: list[Event] = []
-    for index, line in enumerate(lines):
+    for index, text in enumerate(lines):
+        line = text
         if _SUCCESS.search(line):
             continue
         delayed = _DELAY_SENTENCE.search(line)
         found = delayed or _SENTENCE.search(line)
+        last = index
+        if not found and index + 1 < len(lines) and lines[index + 1].strip():
+            # a sentence that goes on after a line break (the notice wrapped at another width)
+            joined = f"{line.rstrip()} {lines[index + 1].strip()}"
+            delayed = _DELAY_SENTENCE.search(joined)
+            found = delayed or _SENTENCE.search(joined)
+            if not found or found.start() >= len(line.rstrip()) or _SUCCESS.search(joined):
+                continue
+            line, last = joined, index + 1
         if not found:
             continue
         if delayed:
@@ -202,7 +212,7 @@ def _named_in_sentence(notice: str, own: set[str]) -> list[Event]:
             address = strip_address(found.group("address") or found.group("named") or found.group("foreign"))
         if not _usable(address, own):
             continue
-        said = f"{line.strip()} {_following(lines, index)}".strip()
+        said = f"{line.strip()} {_following(lines, last)}".strip()
         events.append(failure(NAME, address, said, kind=EventKind.DELAY if delayed else EventKind.FAILURE))
     return events
 
