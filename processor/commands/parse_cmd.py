@@ -129,66 +129,100 @@ def _start_worker(sections: tuple[Any, Any], jsonl: bool) -> None:
 
 
 Item = tuple[str, bytes | None]
-"""What the pool is handed: a file for the worker to read (``(path, None)``), or a message that
-only this process could read (``(origin, data)``: standard input)."""
+"""What a worker is handed: a file for it to read (``(path, None)``), or a message that only this
+process could read (``(origin, data)``: standard input)."""
 
 
-Output = tuple[str, str, str]
-"""(stdout text, stderr text, why the run stops here: '' or a file that cannot be read)."""
-
-
-def _work(chunk: list[Item]) -> list[Output]:
-    """The output of each item; a file's messages (a small mbox has several) are joined in
-    order. A file that cannot be read ends the run there, after the output of those before it."""
-    from processor.sources.files import SourceError, read_file
-
-    assert _worker is not None, "the pool's initialiser runs first"
-    out: list[Output] = []
-    for name, data in chunk:
-        if data is not None:
-            out.append((*_worker.lines(name, data), ""))
-            continue
-        texts: list[str] = []
-        errors: list[str] = []
-        try:
-            for message in read_file(Path(name)):
-                text, error = _worker.lines(message.origin, message.data)
-                texts.append(text)
-                errors.append(error)
-        except SourceError as exc:
-            out.append(("".join(texts), "".join(errors), str(exc)))
-            break
-        out.append(("".join(texts), "".join(errors), ""))
-    return out
+Output = tuple[bytes, str, str, str]
+"""(stdout bytes, stderr text, why the run stops here: '' or a file that cannot be read, a big
+file for this process to stream: '' or its path)."""
 
 
 WORKER_READS_BELOW = 64 * 1024
 """Files smaller than this are read by the workers (so that reading is spread over the cores
-too); a bigger one, which may be an mbox of many messages, is streamed from here message by
-message, so that neither its messages nor its output are ever held whole."""
+too); a bigger one, which may be an mbox of many messages, is streamed by this process message by
+message, in its turn, so that neither its messages nor its output are ever held whole."""
 
 
-def _items(paths: list[str]) -> Iterator[Item]:
-    """Every file (small ones by name, for a worker to read; the messages of big ones) and
-    standard input's message, in command-line order."""
-    from processor.sources.files import SourceError, iter_files, read_file
+def _encoding() -> tuple[str, str]:
+    """What standard output encodes text with (the workers hand back bytes ready to write)."""
+    return getattr(sys.stdout, "encoding", None) or "utf-8", getattr(sys.stdout, "errors", None) or "strict"
 
+
+def _work(chunk: list[Item]) -> list[Output]:
+    """The output of each item of a chunk, as bytes; a file's messages (a small mbox has several)
+    are joined in order, and so are the outputs of consecutive items that report no error. A
+    file that cannot be read ends the run there, after the output of those before it."""
+    from processor.sources.files import SourceError, read_file
+
+    assert _worker is not None, "the worker is built before the work starts"
+    encoding, errors = _encoding()
+    out: list[Output] = []
+    texts: list[str] = []
+
+    def flush(error: str = "", fatal: str = "", stream: str = "") -> None:
+        out.append(("".join(texts).encode(encoding, errors), error, fatal, stream))
+        texts.clear()
+
+    for name, data in chunk:
+        if data is not None:
+            text, error = _worker.lines(name, data)
+            texts.append(text)
+            if error:
+                flush(error)
+            continue
+        try:
+            big = os.stat(name).st_size >= WORKER_READS_BELOW
+        except OSError:
+            big = False  # read_file says why, below
+        if big:
+            flush(stream=name)
+            continue
+        file_errors: list[str] = []
+        try:
+            for message in read_file(Path(name)):
+                text, error = _worker.lines(message.origin, message.data)
+                texts.append(text)
+                if error:
+                    file_errors.append(error)
+        except SourceError as exc:
+            flush("".join(file_errors), str(exc))
+            break
+        if file_errors:
+            flush("".join(file_errors))
+    if texts or not out:
+        flush()
+    return out
+
+
+def _items(paths: list[str]) -> tuple[list[Item], str]:
+    """Every file (by name, for a worker to read) and standard input's message, in command-line
+    order; and why the list stops early ('' if it does not: a path that does not exist)."""
+    from processor.sources.files import SourceError, iter_files
+
+    items: list[Item] = []
     for given in paths:
         try:
             for path in iter_files(given):
-                if path is None:
-                    yield "-", sys.stdin.buffer.read()
-                    continue
-                try:
-                    small = os.stat(path).st_size < WORKER_READS_BELOW
-                except OSError:
-                    small = True  # the worker reports it, in its turn
-                if small:
-                    yield str(path), None
-                else:
-                    yield from ((message.origin, message.data) for message in read_file(path))
+                items.append(("-", sys.stdin.buffer.read()) if path is None else (str(path), None))
         except SourceError as exc:
-            raise CommandError(str(exc), exit_code=1) from None
+            return items, str(exc)
+    return items, ""
+
+
+def _stream(path: str) -> Iterator[tuple[bytes, str, str]]:
+    """The output of a big file's messages, read and parsed here one at a time (stdout bytes,
+    stderr text, '' or why the run stops)."""
+    from processor.sources.files import SourceError, read_file
+
+    assert _worker is not None
+    encoding, errors = _encoding()
+    try:
+        for message in read_file(Path(path)):
+            text, error = _worker.lines(message.origin, message.data)
+            yield text.encode(encoding, errors), error, ""
+    except SourceError as exc:
+        yield b"", "", str(exc)
 
 
 def _defaults_only(args: argparse.Namespace) -> bool:
@@ -217,24 +251,39 @@ def _sections(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from processor.workers import OrderedPool, default_jobs
+    from contextlib import closing
+
+    from processor.workers import default_jobs, striped_map
 
     sections = _sections(args)
     jobs = args.jobs or default_jobs()
     _start_worker(sections, args.jsonl)  # rules errors show here, before any worker starts
+    items, stop = _items(args.paths)
     out, err = sys.stdout, sys.stderr
+    write = out.buffer.write if hasattr(out, "buffer") else (lambda data: out.write(data.decode(*_encoding())))
     if jobs > 1:
         import gc
 
-        gc.freeze()  # forked workers share the parent's objects: no collection copies their pages
-    with OrderedPool(_work, jobs, _start_worker, (sections, args.jsonl)) as pool:
-        for text, error, fatal in pool.map(_items(args.paths)):
-            if error:
-                err.write(error)
-            if text:
-                out.write(text)
-            if fatal:
-                out.flush()
-                raise CommandError(fatal, exit_code=1)
+        gc.freeze()  # forked workers share this process's objects: no collection copies their pages
+    with closing(striped_map(_work, items, jobs)) as results:
+        for outputs in results:
+            for text, error, fatal, stream in outputs:
+                if error:
+                    err.write(error)
+                if text:
+                    write(text)
+                for big_text, big_error, big_fatal in _stream(stream) if stream else ():
+                    if big_error:
+                        err.write(big_error)
+                    if big_text:
+                        write(big_text)
+                    if big_fatal:
+                        out.flush()
+                        raise CommandError(big_fatal, exit_code=1)
+                if fatal:
+                    out.flush()
+                    raise CommandError(fatal, exit_code=1)
     out.flush()
+    if stop:
+        raise CommandError(stop, exit_code=1)
     return 0
