@@ -1,6 +1,7 @@
 """Throughput of ``bounce-processor parse --jsonl`` (parse and classify), whole command, against its peers.
 
     python tests/bench/parse_bench.py [CORPUS_DIR] [--messages 5000] [--runs 3] [--extra-rules 1000]
+                                      [--baseline OTHER_CHECKOUT]
 
 The messages of CORPUS_DIR (a directory of .eml files, searched recursively; default:
 ../shared/corpus/sisimai-train/messages when present, else samples/) are replicated into a
@@ -9,7 +10,9 @@ run by run: ``parse --jobs 1``, ``parse`` on all cores, the peers flufl.bounce (
 '.[bench]'``) and Sisimai (Perl; Debian's libsisimai-perl) over the same files, and the MIME
 engine's scan alone (the floor). Prints each median of --runs, and the ratios. With
 --extra-rules N, a rule directory of N synthetic rules (that never match real mail) is loaded
-before the defaults. Also prints the peak RSS of parsing one 50 MB message.
+before the defaults. With --baseline, another checkout (one with its own .venv, such as a git
+worktree of main) runs the same two ``parse`` commands in the same invocation, for a before/after.
+Also prints the peak RSS of parsing one 50 MB message.
 """
 
 from __future__ import annotations
@@ -56,12 +59,12 @@ def synthetic_rules(directory: Path, count: int) -> None:
     (directory / "synthetic.yaml").write_text("\n".join(lines) + "\n")
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, bytes]:
+def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path = PROJECT) -> tuple[float, float, bytes]:
     """Wall time and CPU time (user + system, its children included) of one whole process, and
     what it printed. On a shared machine the CPU time is the steadier figure of work done."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, env=env, check=False, cwd=PROJECT)
+    proc = subprocess.run(argv, capture_output=True, env=env, check=False, cwd=cwd)
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -162,6 +165,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--extra-rules", type=int, default=0)
     parser.add_argument("--big-message-mb", type=int, default=50)
+    parser.add_argument("--baseline", type=Path, help="another checkout with its own .venv, timed alongside")
     args = parser.parse_args()
     corpus = args.corpus or (SHARED if SHARED.is_dir() else PROJECT / "samples")
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,6 +183,15 @@ def main() -> None:
             "bounce-processor parse --jsonl --jobs 1": [*ours, "--jobs", "1", str(files)],
             "bounce-processor parse --jsonl (all cores)": [*ours, str(files)],
         }
+        cwds: dict[str, Path] = {}
+        if args.baseline:
+            base = args.baseline.resolve()
+            theirs = [str(base / ".venv" / "bin" / "python"), "-m", "processor", "parse", "--jsonl"]
+            for label, extra in (("--jobs 1", ["--jobs", "1"]), ("(all cores)", [])):
+                name = f"baseline parse --jsonl {label}"
+                contenders[name], cwds[name] = [*theirs, *extra, str(files)], base
+            compile_base = [theirs[0], "-m", "compileall", "-q", str(base / "processor")]
+            subprocess.run(compile_base, check=True, capture_output=True)
         if have_flufl():
             contenders["flufl.bounce all_failures (peer)"] = [sys.executable, "-c", FLUFL, str(files)]
         else:
@@ -195,11 +208,11 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in contenders}
         cpus: dict[str, list[float]] = {name: [] for name in contenders}
         events = 0
-        for argv in contenders.values():  # warm the page cache and any byte-code
-            timed(argv, env)
+        for name, argv in contenders.items():  # warm the page cache and any byte-code
+            timed(argv, env, cwds.get(name, PROJECT))
         for _ in range(args.runs):  # interleaved, so that a slow spell of the machine hits all alike
             for name, argv in contenders.items():
-                elapsed, cpu, out = timed(argv, env)
+                elapsed, cpu, out = timed(argv, env, cwds.get(name, PROJECT))
                 times[name].append(elapsed)
                 cpus[name].append(cpu)
                 if name.endswith("--jobs 1"):
@@ -217,6 +230,14 @@ def main() -> None:
         one = medians["bounce-processor parse --jsonl --jobs 1"]
         one_cpu = cpu_medians["bounce-processor parse --jsonl --jobs 1"]
         print(f"ratio all cores / --jobs 1 (wall): {one / medians['bounce-processor parse --jsonl (all cores)']:.2f}x")
+        if args.baseline:
+            for label in ("--jobs 1", "(all cores)"):
+                mine, theirs_name = f"bounce-processor parse --jsonl {label}", f"baseline parse --jsonl {label}"
+                print(f"ratio this checkout / baseline, {label}: "
+                      f"wall {medians[theirs_name] / medians[mine]:.2f}x, "
+                      f"CPU {cpu_medians[theirs_name] / cpu_medians[mine]:.2f}x")
+            base_one, base_all = medians["baseline parse --jsonl --jobs 1"], medians["baseline parse --jsonl (all cores)"]
+            print(f"ratio all cores / --jobs 1 (wall), baseline: {base_one / base_all:.2f}x")
         for name, median in medians.items():
             if name.endswith("(peer)"):
                 print(f"ratio --jobs 1 / {name.removesuffix(' (peer)')}: wall {median / one:.2f}x, "
