@@ -236,7 +236,8 @@ def main() -> None:
                 print(f"ratio this checkout / baseline, {label}: "
                       f"wall {medians[theirs_name] / medians[mine]:.2f}x, "
                       f"CPU {cpu_medians[theirs_name] / cpu_medians[mine]:.2f}x")
-            base_one, base_all = medians["baseline parse --jsonl --jobs 1"], medians["baseline parse --jsonl (all cores)"]
+            base_one = medians["baseline parse --jsonl --jobs 1"]
+            base_all = medians["baseline parse --jsonl (all cores)"]
             print(f"ratio all cores / --jobs 1 (wall), baseline: {base_one / base_all:.2f}x")
         for name, median in medians.items():
             if name.endswith("(peer)"):
