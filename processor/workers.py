@@ -43,6 +43,7 @@ def default_jobs() -> int:
 class OrderedPool(Generic[Item, Result]):
     """Runs ``work(chunk) -> results`` over chunks of items in ``jobs`` processes.
 
+    ``work(chunk, *extra)`` gets the ``extra`` arguments given to ``submit`` (none from ``map``);
     ``initializer(*initargs)`` runs once in each worker (and once here, for ``jobs == 1``);
     ``start_method`` is multiprocessing's ("spawn" for a process with threads);
     ``map`` yields one result per item, in the items' order, and keeps at most ``window``
@@ -51,7 +52,7 @@ class OrderedPool(Generic[Item, Result]):
 
     def __init__(
         self,
-        work: Callable[[list[Item]], list[Result]],
+        work: Callable[..., list[Result]],
         jobs: int,
         initializer: Callable[..., None],
         initargs: tuple[object, ...] = (),
@@ -83,11 +84,11 @@ class OrderedPool(Generic[Item, Result]):
             )
         return self._executor
 
-    def _run_here(self, chunk: list[Item]) -> list[Result]:
+    def _run_here(self, chunk: list[Item], *extra: object) -> list[Result]:
         if not self._initialised_here:
             self._initializer(*self._initargs)
             self._initialised_here = True
-        return self._work(chunk)
+        return self._work(chunk, *extra)
 
     def map(self, items: Iterable[Item]) -> Iterator[Result]:
         """One result per item, in order. A short input (one chunk) runs here, unforked."""
@@ -115,22 +116,23 @@ class OrderedPool(Generic[Item, Result]):
         while pending:
             yield from pending.popleft().result()
 
-    def submit(self, items: list[Item]) -> Future[list[Result]]:
+    def submit(self, items: list[Item], *extra: object) -> Future[list[Result]]:
         """The results of one batch, computed in a worker (for callers that overlap their own
-        I/O with the work: the daemon fetches the next batch meanwhile)."""
+        I/O with the work: the daemon fetches the next batch meanwhile); ``extra`` goes with every
+        chunk of it to ``work``."""
         from concurrent.futures import Future
 
         if self.jobs == 1:
             done: Future[list[Result]] = Future()
             try:
-                done.set_result(self._run_here(items))
+                done.set_result(self._run_here(items, *extra))
             except BaseException as exc:
                 done.set_exception(exc)
             return done
         executor = self._start()
         if len(items) <= self._chunk:
-            return executor.submit(self._work, items)
-        parts = [executor.submit(self._work, chunk) for chunk in _chunks(items, -(-len(items) // self.jobs))]
+            return executor.submit(self._work, items, *extra)
+        parts = [executor.submit(self._work, chunk, *extra) for chunk in _chunks(items, -(-len(items) // self.jobs))]
         return _joined(parts)
 
     def close(self) -> None:

@@ -1,26 +1,82 @@
-"""The daemon's parsing on all cores: a batch's messages are parsed in a pool of processes.
+"""The daemon's parsing and classification on all cores: a batch's messages go to a pool of processes.
 
-Parsing is the pipeline's CPU work; classification (whose rules the daemon reloads), the
-return-path guard and the store stay in the daemon. The workers are spawned (the daemon has
-threads and open connections, which a fork would copy half-way) and each builds its parser once.
-A batch comes back in its own order; a message the parser refuses or raises on comes back as
-its error text, exactly as the in-thread path reports it.
+Parsing and classifying are the pipeline's CPU work; the return-path guard, the policy and the store
+stay in the daemon. The workers are spawned (the daemon has threads and open connections, which a
+fork would copy half-way) and each builds its parser once.
+
+The rules travel with the work: each task carries the daemon's current rule set (``ShippedRules``:
+the rules pickled once per rule set, and a digest of them). A worker compiles a rule set the first
+time it sees its digest, so after SIGHUP (a valid reload) the next batch is classified with the new
+rules in every worker, and an invalid rule file, which leaves the daemon's rules as they were,
+leaves the workers' as they were too.
+
+A batch comes back in its own order. Each message's outcome is one of:
+
+- its error text ("cannot parse: ..." or "the parser raised ..."), as the in-thread path reports it;
+- its events (``list[Event]``), when no rules were shipped (the daemon classifies);
+- ``Classified``: its verdicts, and each verdict's recipient normalised as the store does it
+  (the address, or "" and why not), so the daemon does neither;
+- ``ClassifyFailed``: the rules raised on it (the message is quarantined, as in-thread).
 """
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+import traceback
 from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from processor.parse_settings import ParseSettings
-from processor.records import Event
+from processor.records import Event, Verdict
 from processor.workers import OrderedPool, default_jobs
 
-__all__ = ["ParseOutcome", "ParsePool"]
+if TYPE_CHECKING:
+    from processor.classify import CompiledRules
 
-ParseOutcome = list[Event] | str
-"""A message's events, or why it could not be parsed ("cannot parse: ...")."""
+__all__ = ["Classified", "ClassifyFailed", "ParseOutcome", "ParsePool", "ShippedRules", "ship_rules"]
+
+
+class Classified(NamedTuple):
+    """A message parsed and classified in a worker (a tuple: cheap to pickle)."""
+
+    verdicts: list[Verdict]
+    addresses: list[tuple[str, str]] | None
+    """Per verdict: (the normalised recipient, "") or ("", why it is not an address); None when
+    normalising raised something unexpected (the store then normalises, and reports it)."""
+
+
+class ClassifyFailed(NamedTuple):
+    """The rules raised on a message's events."""
+
+    error: str
+    """``TypeName: text``."""
+    traceback: str
+
+
+ParseOutcome = list[Event] | str | Classified | ClassifyFailed
+"""A message's outcome from the pool (see the module's docstring)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedRules:
+    """A rule set as it travels to the workers: pickled once, known by its digest."""
+
+    digest: str
+    blob: bytes
+    lowercase_local: bool
+    """How the store normalises addresses (``[database] lowercase_local_part``)."""
+
+
+def ship_rules(compiled: CompiledRules, *, lowercase_local: bool) -> ShippedRules:
+    blob = pickle.dumps(compiled.rules, protocol=pickle.HIGHEST_PROTOCOL)
+    return ShippedRules(hashlib.blake2b(blob, digest_size=16).hexdigest(), blob, lowercase_local)
+
 
 _parser: object = None
+_rules: tuple[str, object] | None = None
+"""(digest, CompiledRules) of the rule set this worker compiled last."""
 
 
 def _start(settings: ParseSettings) -> None:
@@ -31,18 +87,57 @@ def _start(settings: ParseSettings) -> None:
         _parser = Parser(settings)
 
 
-def _parse_chunk(chunk: list[bytes]) -> list[ParseOutcome]:
+def _compiled(shipped: ShippedRules) -> CompiledRules:
+    global _rules  # noqa: PLW0603 - the worker's current rule set, by design
+    from processor.classify import CompiledRules
+
+    if _rules is None or _rules[0] != shipped.digest:
+        _rules = (shipped.digest, CompiledRules(pickle.loads(shipped.blob)))
+    compiled = _rules[1]
+    assert isinstance(compiled, CompiledRules)
+    return compiled
+
+
+def _addresses(verdicts: list[Verdict], lowercase_local: bool) -> list[tuple[str, str]] | None:
+    from processor.addresses import AddressError, normalise_address
+
+    out: list[tuple[str, str]] = []
+    try:
+        for verdict in verdicts:
+            try:
+                out.append((normalise_address(verdict.event.recipient, lowercase_local=lowercase_local), ""))
+            except AddressError as exc:
+                out.append(("", str(exc)))
+    except Exception:  # the store normalises again, and reports what it raised as it always did
+        return None
+    return out
+
+
+def _parse_chunk(chunk: list[bytes], rules: ShippedRules | None = None) -> list[ParseOutcome]:
     from processor.parse import ParseError, Parser
 
     assert isinstance(_parser, Parser), "the pool's initialiser runs first"
+    compiled = _compiled(rules) if rules is not None and chunk else None
     out: list[ParseOutcome] = []
     for data in chunk:
         try:
-            out.append(_parser.parse(data))
+            events = _parser.parse(data)
         except ParseError as exc:
             out.append(f"cannot parse: {exc}")
+            continue
         except Exception as exc:
             out.append(f"the parser raised {type(exc).__name__}: {exc}")
+            continue
+        if compiled is None or rules is None:
+            out.append(events)
+            continue
+        try:
+            verdicts = [compiled.classify(event) for event in events]
+        except Exception as exc:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=12))
+            out.append(ClassifyFailed(f"{type(exc).__name__}: {exc}", text))
+            continue
+        out.append(Classified(verdicts, _addresses(verdicts, rules.lowercase_local)))
     return out
 
 
@@ -64,9 +159,10 @@ class ParsePool:
         # one empty task per worker: the pool starts a process for each task no idle worker takes
         return [self._pool.submit([]) for _ in range(self.processes)]
 
-    def submit(self, messages: list[bytes]) -> Future[list[ParseOutcome]]:
-        """The outcomes of one batch, in order, computed in the pool."""
-        return self._pool.submit(messages)
+    def submit(self, messages: list[bytes], rules: ShippedRules | None = None) -> Future[list[ParseOutcome]]:
+        """The outcomes of one batch, in order, computed in the pool; with ``rules``, classified
+        too (``Classified``), else the events."""
+        return self._pool.submit(messages, rules)
 
     def close(self) -> None:
         self._pool.close()

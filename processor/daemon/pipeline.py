@@ -21,9 +21,9 @@ from typing import Any
 import structlog
 
 from processor import metrics
-from processor.classify import Classifier
+from processor.classify import Classifier, CompiledRules
 from processor.config import MailboxSettings, Settings
-from processor.daemon.parallel import ParseOutcome, ParsePool
+from processor.daemon.parallel import Classified, ClassifyFailed, ParseOutcome, ParsePool, ShippedRules, ship_rules
 from processor.parse import ParseError, Parser
 from processor.records import Action, BounceType, EventKind, Verdict
 from processor.sources.base import Disposal, FetchedMessage
@@ -48,6 +48,9 @@ class Prepared:
     held: tuple[str, ...] = ()
     """Why verdicts were kept from suppressing (return path not verified, wrong mailbox kind)."""
     error: str = ""
+    addresses: tuple[tuple[str, str], ...] | None = None
+    """Per verdict, its recipient normalised by the parse pool (the address, or "" and why not);
+    None: the store normalises."""
 
 
 @dataclass(slots=True)
@@ -93,6 +96,8 @@ class Pipeline:
         self.parser = Parser(settings.parse)
         self.parse_pool = parse_pool
         """Parses batches on all cores (processor.daemon.parallel); None: in the calling thread."""
+        self._shipped: tuple[CompiledRules, ShippedRules] | None = None
+        """The rules as last shipped to the pool, with the compiled rules they were made from."""
         self._secrets = settings.verp.all_secrets()
         self._max_age = settings.verp.max_age_days
 
@@ -138,6 +143,18 @@ class Pipeline:
             out.append(verdict)
         return out, held
 
+    def _rules_for_pool(self) -> ShippedRules | None:
+        """The classifier's current rules for the pool's workers (pickled again only after a
+        reload), or None when the classifier is not a rule set (then the daemon classifies)."""
+        compiled = getattr(self.classifier, "compiled", None)
+        if not isinstance(compiled, CompiledRules):
+            return None
+        shipped = self._shipped
+        if shipped is None or shipped[0] is not compiled:
+            shipped = (compiled, ship_rules(compiled, lowercase_local=self.store.database.lowercase_local))
+            self._shipped = shipped
+        return shipped[1]
+
     def prepare(
         self,
         name: str,
@@ -146,8 +163,17 @@ class Pipeline:
         message: FetchedMessage,
         parsed: ParseOutcome | None = None,
     ) -> Prepared:
-        """Parse (unless ``parsed`` by the pool already: events, or the error text), classify, guard."""
+        """Parse and classify (unless the pool did: ``parsed`` holds the events, the verdicts or
+        the error text), then guard."""
         ref = MessageRef.for_bytes(message.data, name, uidvalidity, message.uid, message.received_at)
+        if isinstance(parsed, Classified):
+            verdicts, held = self.guard(box, parsed.verdicts)
+            addresses = tuple(parsed.addresses) if parsed.addresses is not None else None
+            return Prepared(message, ref, tuple(verdicts), tuple(held), addresses=addresses)
+        if isinstance(parsed, ClassifyFailed):
+            log.error("message.classifier_raised", mailbox=name, uid=message.uid, source=message.label,
+                      error=parsed.error, traceback=parsed.traceback)
+            return Prepared(message, ref, error=f"classification raised {parsed.error}")
         try:
             if isinstance(parsed, str):
                 if not parsed.startswith("cannot parse"):
@@ -189,7 +215,7 @@ class Pipeline:
             outcome.already = [msg for msg in todo if hashes[msg.key] in known]
             todo = [msg for msg in todo if hashes[msg.key] not in known]
         if self.parse_pool is not None and len(todo) > 1 and not halt.is_set():
-            parsed = self.parse_pool.submit([message.data for message in todo]).result()
+            parsed = self.parse_pool.submit([message.data for message in todo], self._rules_for_pool()).result()
             outcome.prepared.extend(
                 self.prepare(name, box, uidvalidity, message, outcome_of)
                 for message, outcome_of in zip(todo, parsed, strict=True)
@@ -267,7 +293,8 @@ class Pipeline:
         """One message in its own transaction: (the result, "") or, when the store raises something
         other than a database failure (StoreError, which propagates), (None, the error)."""
         try:
-            return self.store.record_message(item.ref, list(item.verdicts), advance_mailbox=advance_mailbox), ""
+            return self.store.record_message(item.ref, list(item.verdicts), advance_mailbox=advance_mailbox,
+                                             addresses=item.addresses), ""
         except StoreError:
             raise
         except Exception as exc:
@@ -281,7 +308,8 @@ class Pipeline:
         if not good:
             return []
         try:
-            results = self.store.record_messages([(p.ref, list(p.verdicts)) for p in good])
+            results = self.store.record_messages([(p.ref, list(p.verdicts)) for p in good],
+                                                 addresses=[p.addresses for p in good])
             return list(zip(good, results, strict=True))
         except StoreError:
             raise

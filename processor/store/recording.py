@@ -62,14 +62,21 @@ def record_messages(
     advance_mailbox: bool = True,
     keep_report_kib: int = 0,
     outbox: Outbox | None = None,
+    addresses: Sequence[Sequence[tuple[str, str]] | None] | None = None,
 ) -> list[RecordResult]:
     """Several messages in ONE transaction (all or none are committed): per message the ledger
     row, an event per verdict (with the policy's decision), the suppression changes, the daily
     counts (``daily.DailyTally``) and the first ``keep_report_kib`` KiB of the message. A
-    duplicate (also within the batch) counts nothing."""
+    duplicate (also within the batch) counts nothing. ``addresses``: see ``Store.record_messages``."""
     at_now = as_utc(now) or utcnow()
     prepared: list[tuple[MessageRef, list[tuple[Verdict, str, str]]]] = []
-    for message, verdicts in messages:
+    for index, (message, verdicts) in enumerate(messages):
+        given = addresses[index] if addresses is not None else None
+        if given is not None:
+            if len(given) != len(verdicts):
+                raise ValueError(f"{len(given)} addresses for {len(verdicts)} verdicts")
+            prepared.append((message, [(v, a, e) for v, (a, e) in zip(verdicts, given, strict=True)]))
+            continue
         normalised: list[tuple[Verdict, str, str]] = []
         for verdict in verdicts:
             try:

@@ -181,12 +181,14 @@ class Store:
         *,
         now: datetime | None = None,
         advance_mailbox: bool = True,
+        addresses: Sequence[tuple[str, str]] | None = None,
     ) -> RecordResult:
         """Record one message in ONE transaction: the ledger row, an event per verdict (with the
         policy's decision) and the suppression changes. A message seen before by either key is a
         duplicate: nothing is written and ``duplicate`` is True. With ``advance_mailbox`` the
         mailbox's last UID moves forward to this UID (when its UIDVALIDITY matches)."""
-        return self.record_messages([(message, verdicts)], now=now, advance_mailbox=advance_mailbox)[0]
+        return self.record_messages([(message, verdicts)], now=now, advance_mailbox=advance_mailbox,
+                                    addresses=[addresses])[0]
 
     def record_messages(
         self,
@@ -194,11 +196,15 @@ class Store:
         *,
         now: datetime | None = None,
         advance_mailbox: bool = True,
+        addresses: Sequence[Sequence[tuple[str, str]] | None] | None = None,
     ) -> list[RecordResult]:
         """``record_message`` for several messages in ONE transaction (all or none are committed):
-        one commit, one fsync, for a batch. A duplicate (also within the batch) counts nothing."""
+        one commit, one fsync, for a batch. A duplicate (also within the batch) counts nothing.
+        ``addresses`` (per message, None or per verdict): each recipient normalised already as
+        this store does it (``normalise_address`` with its ``lowercase_local_part``): the address,
+        or "" and why it is none; the daemon's parse pool does that work off this process."""
         return recording.record_messages(self.database, self.policy, messages, now=now, outbox=self.outbox,
-                                         advance_mailbox=advance_mailbox,
+                                         advance_mailbox=advance_mailbox, addresses=addresses,
                                          keep_report_kib=self.settings.database.keep_report_kib)
 
     # ----------------------------------------------------------------- reads
