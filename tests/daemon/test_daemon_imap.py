@@ -346,3 +346,124 @@ def test_idle_is_renewed(dovecot: Dovecot) -> None:
     # each wait ended by the 1 s renewal, not by the 60 s wait: slowness only adds to the lower
     # bound, and the upper bound is far from both
     assert all(0.9 <= took < 30.0 for _, took in results)
+
+
+# --- the FETCH response reader, fed directly ---------------------------------------------------------
+
+_FETCHED = [(7, b"Subject: (unbalanced\r\n\r\nbody with ) and (( in it\r\n"),
+            (8, b"Subject: plain\r\n\r\n" + b"x" * 40_000 + b"\r\n"),
+            (12, b"Subject: last\r\n\r\n)\r\n")]
+
+
+def _fetch_response(tag: bytes) -> bytes:
+    """A UID FETCH answer: three messages, an unsolicited flag change between them, and parentheses
+    in the bodies (literals: they must not count)."""
+    out = b""
+    for n, (uid, body) in enumerate(_FETCHED, 1):
+        out += (b'* %d FETCH (UID %d INTERNALDATE "17-Jul-2026 02:44:25 +0000" BODY[] {%d}\r\n'
+                % (n, uid, len(body)) + body + b")\r\n")
+        if n == 1:
+            out += b"* 5 FETCH (FLAGS (\\Seen))\r\n"
+    return out + tag + b" OK UID FETCH done\r\n"
+
+
+class _Wire(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = b""
+
+    def write(self, data: Any) -> None:
+        self.sent += bytes(data)
+
+
+async def _fetch_fed(pieces: Any, *, timeout: float = 5.0, fetch_class: Any = None) -> Any:
+    """Runs a UID FETCH through the source's protocol, the server's answer fed by ``pieces``
+    (called with a function that feeds bytes); returns the response."""
+    import aioimaplib
+
+    from processor.sources import imap
+
+    protocol = imap._Protocol(asyncio.get_running_loop(), lambda exc: None)
+    protocol.connection_made(_Wire())
+    protocol.state = aioimaplib.SELECTED
+    command = (fetch_class or imap._FetchCommand)("A001", "1:*", "(UID INTERNALDATE BODY.PEEK[])", prefix="UID",
+                                                  timeout=timeout)
+    running = asyncio.ensure_future(protocol.execute(command))
+    await asyncio.sleep(0)
+    await pieces(protocol.data_received)
+    return await running
+
+
+@pytest.mark.parametrize("step", [1, 5, 333, 1 << 20])
+def test_fetch_response_read_in_any_slicing(step: int) -> None:
+    """However the server's answer is sliced, every message comes back whole with its UID, in
+    order, and the unsolicited FETCH (no body) is left out: as aioimaplib's own FETCH reads it."""
+    import aioimaplib
+
+    from processor.sources.imap import parse_fetch
+
+    answer = _fetch_response(b"A001")
+
+    async def feed(data_received: Any) -> None:
+        for start in range(0, len(answer), step):
+            data_received(answer[start : start + step])
+
+    for fetch_class in (None, aioimaplib.FetchCommand):
+        response = run(_fetch_fed(feed, fetch_class=fetch_class))
+        assert response.result == "OK"
+        fetched = parse_fetch(response.lines)
+        assert [(m.uid, m.data) for m in fetched] == _FETCHED
+        assert all(m.received_at is not None and m.received_at.year == 2026 for m in fetched)
+
+
+def test_fetch_inactivity_timer_is_not_rearmed_per_line() -> None:
+    """A batch's answer is thousands of lines and literal pieces: the inactivity timer is pushed
+    back without a new timer (a heap entry and a cancelled one) for each of them."""
+    answer = _fetch_response(b"A001") * 1  # 3 messages, ~40 KB: hundreds of pieces at 100 bytes
+
+    async def feed(data_received: Any) -> None:
+        loop = asyncio.get_running_loop()
+        armed = []
+        original = loop.call_later
+
+        def counting(delay: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+            armed.append(delay)
+            return original(delay, callback, *args, **kwargs)
+
+        loop.call_later = counting  # type: ignore[method-assign]
+        try:
+            for start in range(0, len(answer), 100):
+                data_received(answer[start : start + 100])
+        finally:
+            loop.call_later = original  # type: ignore[method-assign]
+        assert len(armed) <= 1, f"{len(armed)} timers armed while reading one answer"
+
+    assert run(_fetch_fed(feed)).result == "OK"
+
+
+def test_fetch_times_out_after_silence_not_while_data_trickles() -> None:
+    """The inactivity timeout still holds: an answer that keeps coming, slowly, for longer than the
+    timeout completes; one that stops half-way fails once the timeout has passed since the last
+    piece."""
+    import aioimaplib
+
+    answer = _fetch_response(b"A001")
+
+    async def trickle(data_received: Any) -> None:
+        pieces = [answer[i : i + len(answer) // 8 + 1] for i in range(0, len(answer), len(answer) // 8 + 1)]
+        for piece in pieces:
+            await asyncio.sleep(0.1)
+            data_received(piece)
+
+    started = time.monotonic()
+    assert run(_fetch_fed(trickle, timeout=0.3)).result == "OK"
+    assert time.monotonic() - started > 0.6  # longer than the timeout in all
+
+    async def stall(data_received: Any) -> None:
+        await asyncio.sleep(0.2)
+        data_received(answer[:500])
+
+    started = time.monotonic()
+    with pytest.raises(aioimaplib.CommandTimeout):
+        run(_fetch_fed(stall, timeout=0.3))
+    assert 0.45 < time.monotonic() - started < 2.0
