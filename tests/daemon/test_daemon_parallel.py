@@ -20,7 +20,7 @@ from processor.daemon.service import MailboxWorker, Pipeline, Runtime
 from processor.store import Store, open_store
 from processor.store import models as m
 from tests.conftest import SAMPLES
-from tests.daemon.helpers import bounces
+from tests.daemon.helpers import UNKNOWN_RECIPIENT, UNKNOWN_USER, bounces
 from tests.daemon.memory_source import MemorySource
 
 
@@ -115,3 +115,83 @@ def test_warm_starts_every_worker_before_the_first_batch() -> None:
     finally:
         pool.close()
     assert ParsePool(Settings().parse, 1).warm() == []  # one process: parsed in the daemon, nothing started
+
+
+def _rule(rule_id: str, reason: str) -> str:
+    return (f"rules:\n  - id: {rule_id}\n    description: A test rule for one domain.\n"
+            "    match:\n      recipient_domain: reload.example\n"
+            f"    result:\n      reason: {reason}\n      bounce_type: hard\n")
+
+
+def _bounce_to(address: str) -> bytes:
+    """A genuine Postfix DSN (unknown user) for ``address``, domain included."""
+    return UNKNOWN_USER.read_bytes().replace(UNKNOWN_RECIPIENT, address.encode())
+
+
+def _prepared(pipeline: Pipeline, messages: list[bytes]) -> list[Any]:
+    from processor.sources.base import FetchedMessage
+
+    box = MailboxSettings(source="directory", path=Path("/nonexistent"))
+    fetched = [FetchedMessage(n, n, data, None, f"uid {n}") for n, data in enumerate(messages, 1)]
+    outcome = pipeline.prepare_batch("t/INBOX", box, 1, fetched, threading.Event())
+    assert not outcome.left and all(not p.error for p in outcome.prepared)
+    return outcome.prepared
+
+
+def test_pool_classifies_with_the_rules_of_the_last_valid_reload(tmp_path: Path, pool: ParsePool) -> None:
+    """The workers classify (nothing is classified in this process) with the daemon's rules of the
+    moment: after a valid reload the next batch gets the new rules; an invalid rule file keeps the
+    previous rules in the workers as in the daemon. Verdicts are the daemon's own, field for field."""
+    from processor.daemon import parallel
+    from processor.parse import Parser
+    from processor.parse_settings import RulesSettings
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "local.yaml").write_text(_rule("local-first", "userunknown"))
+    settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'r.db'}"),
+                        rules=RulesSettings(dirs=[rules]))
+    store = open_store(settings)
+    try:
+        classifier = load_classifier(settings.rules)
+        pipeline = Pipeline(settings, store, classifier, pool)
+        messages = [_bounce_to("someone@reload.example"), *bounces(3, prefix="rules-")]
+
+        def verdicts() -> list[Any]:
+            return [v for p in _prepared(pipeline, messages) for v in p.verdicts]
+
+        first = verdicts()
+        assert first[0].rule_id == "local-first" and first[0].reason == "userunknown"
+        parser = Parser(settings.parse)
+        assert first == [classifier.classify(e) for data in messages for e in parser.parse(data)]
+        assert parallel._rules is None  # classified in the workers, not here
+
+        (rules / "local.yaml").write_text(_rule("local-second", "mailboxfull"))
+        assert classifier.reload() == []
+        second = verdicts()
+        assert (second[0].rule_id, second[0].reason) == ("local-second", "mailboxfull")
+        assert second[1:] == first[1:]
+
+        (rules / "local.yaml").write_text("rules: [this is not a rule\n")
+        assert classifier.reload() != []
+        assert verdicts() == second
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_pool_normalises_recipients_as_the_store_does(tmp_path: Path, pool: ParsePool, lowercase: bool) -> None:
+    """The workers hand the store each recipient normalised with the store's own setting
+    (``lowercase_local_part``), and the event rows say the same as without the pool."""
+    settings = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'n.db'}",
+                                                  lowercase_local_part=lowercase))
+    store = open_store(settings)
+    try:
+        pipeline = Pipeline(settings, store, load_classifier(settings.rules), pool)
+        item, _ = _prepared(pipeline, [_bounce_to("Mixed.Case@Reload.EXAMPLE"), *bounces(1)])  # one: no pool
+        expected = "mixed.case@reload.example" if lowercase else "Mixed.Case@reload.example"
+        assert item.addresses == ((expected, ""),)
+        (result,) = store.record_messages([(item.ref, list(item.verdicts))], addresses=[item.addresses])
+        assert [d.address for d in result.decisions] == [expected]
+    finally:
+        store.close()
