@@ -44,3 +44,31 @@ def test_secret_fields_are_redacted() -> None:
 def teardown_module() -> None:
     logging.getLogger().handlers[:] = []
     structlog.reset_defaults()
+
+
+def test_json_events_skip_stdlib_records_and_follow_redirect() -> None:
+    """In JSON, the project's own events are rendered and written straight to the handler's stream
+    (no stdlib record: the daemon logs one per message), the same fields in the same order, at the
+    configured level; libraries' stdlib records still reach the handler; ``redirect`` moves both."""
+    out = io.StringIO()
+    logs.configure("json", "INFO", stream=out)
+    handler = logging.getLogger().handlers[0]
+    through_stdlib: list[str] = []
+    handler.addFilter(lambda record: through_stdlib.append(record.getMessage()) or True)
+    log = structlog.get_logger("processor.test")
+    log.info("message.processed", mailbox="m", uid=7, recipients=["a@example.org"], decisions=["suppress"])
+    log.debug("not shown at INFO")
+    logging.getLogger("some.library").warning("from a library %s", 1)
+    moved = io.StringIO()
+    logs.redirect(moved)
+    log.warning("after the redirect", password="hunter2")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [list(line) for line in lines] == [
+        ["mailbox", "uid", "recipients", "decisions", "event", "level", "timestamp"],
+        ["event", "level", "timestamp"],
+    ]
+    assert lines[0]["recipients"] == ["a@example.org"] and lines[0]["level"] == "info"
+    assert lines[1]["event"] == "from a library 1"
+    assert through_stdlib == ["from a library 1"]
+    assert json.loads(moved.getvalue()) | {"timestamp": ""} == {
+        "event": "after the redirect", "password": "**********", "level": "warning", "timestamp": ""}
