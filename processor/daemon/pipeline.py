@@ -16,7 +16,7 @@ import threading
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -24,11 +24,13 @@ from processor import metrics
 from processor.classify import Classifier, CompiledRules
 from processor.config import MailboxSettings, Settings
 from processor.daemon.parallel import Classified, ClassifyFailed, ParseOutcome, ParsePool, ShippedRules, ship_rules
-from processor.parse import ParseError, Parser
 from processor.records import Action, BounceType, EventKind, Verdict
 from processor.sources.base import Disposal, FetchedMessage
 from processor.store import MessageRef, RecordResult, Store, StoreError
 from processor.verp import verify_return_path
+
+if TYPE_CHECKING:
+    from processor.parse import Parser
 
 __all__ = ["BatchOutcome", "Pipeline", "Prepared", "plain_traceback"]
 
@@ -93,7 +95,7 @@ class Pipeline:
         self.settings = settings
         self.store = store
         self.classifier = classifier
-        self.parser = Parser(settings.parse)
+        self._parser: Parser | None = None
         self.parse_pool = parse_pool
         """Parses batches on all cores (processor.daemon.parallel); None: in the calling thread."""
         self._shipped: tuple[CompiledRules, ShippedRules] | None = None
@@ -143,6 +145,16 @@ class Pipeline:
             out.append(verdict)
         return out, held
 
+    @property
+    def parser(self) -> Parser:
+        """The parser for messages parsed here (no pool, a one-message batch, process-again), built
+        on first use: with a pool, this process need not import the parser at all."""
+        if self._parser is None:
+            from processor.parse import Parser
+
+            self._parser = Parser(self.settings.parse)
+        return self._parser
+
     def _rules_for_pool(self) -> ShippedRules | None:
         """The classifier's current rules for the pool's workers (pickled again only after a
         reload), or None when the classifier is not a rule set (then the daemon classifies)."""
@@ -181,9 +193,11 @@ class Pipeline:
                               error=parsed)
                 return Prepared(message, ref, error=parsed)
             events = self.parser.parse(message.data) if parsed is None else parsed
-        except ParseError as exc:
-            return Prepared(message, ref, error=f"cannot parse: {exc}")
         except Exception as exc:
+            from processor.parse import ParseError
+
+            if isinstance(exc, ParseError):
+                return Prepared(message, ref, error=f"cannot parse: {exc}")
             log.error("message.parser_raised", mailbox=name, uid=message.uid, source=message.label,
                       error=f"{type(exc).__name__}: {exc}", traceback=plain_traceback(exc))
             return Prepared(message, ref, error=f"the parser raised {type(exc).__name__}: {exc}")
