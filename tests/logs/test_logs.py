@@ -72,3 +72,19 @@ def test_json_events_skip_stdlib_records_and_follow_redirect() -> None:
     assert through_stdlib == ["from a library 1"]
     assert json.loads(moved.getvalue()) | {"timestamp": ""} == {
         "event": "after the redirect", "password": "**********", "level": "warning", "timestamp": ""}
+
+
+def test_a_logger_used_before_a_reconfigure_writes_where_the_new_one_says() -> None:
+    """Loggers keep their processors once used: an event still goes to the handler and in the
+    format of the latest ``configure`` (a module-level logger outlives a test's set-up)."""
+    log = structlog.get_logger("processor.test.kept")
+    first, second = io.StringIO(), io.StringIO()
+    logs.configure("json", "INFO", stream=first)
+    log.info("one")
+    logs.configure("json", "INFO", stream=second)
+    log.info("two")
+    logs.configure("console", "INFO", stream=first)
+    log.info("three")
+    assert json.loads(second.getvalue())["event"] == "two"
+    lines = first.getvalue().splitlines()
+    assert json.loads(lines[0])["event"] == "one" and "three" in lines[1] and not lines[1].startswith("{")
