@@ -53,9 +53,6 @@ UNMATCHED_REASON = "undefined"
 MAX_DIAGNOSTIC = 16_384
 """Only this much of a diagnostic is matched (reports put the useful text first)."""
 
-_REGEX_SET_CHUNK = 512
-"""Diagnostic regexes per RE2 set: each set has its own memory budget, so large rule sets stay safe."""
-
 Predicate = Callable[[int], bool]
 
 _SELECTIVITY: dict[str, int] = {
@@ -94,30 +91,40 @@ def _bits(mask: int) -> Iterator[int]:
 
 
 class _RegexSet:
-    """Many RE2 regexes matched in one pass per chunk; ``match`` gives the atom mask of the hits."""
+    """Many RE2 regexes matched against one text; ``match`` gives the atom mask of the hits.
+
+    An RE2 ``Filter`` (FilteredRE2): the literal strings each regex requires are found in one
+    pass, and only the regexes whose literals are all present (plus those without any) run. A
+    single RE2 ``Set`` of every regex gives the same answer, but its combined DFA is built state
+    by state on new text: on replies never seen before it cost about 2.7x more per event
+    (tests/bench/classify_bench.py prints both)."""
 
     def __init__(self, sources: Sequence[str], bits: Sequence[int], anchor: str) -> None:
         import re2
 
-        self._chunks: list[tuple[Any, tuple[int, ...]]] = []
-        for start in range(0, len(sources), _REGEX_SET_CHUNK):
-            compiled = getattr(re2.Set, anchor)(regex_options())
-            for source in sources[start : start + _REGEX_SET_CHUNK]:
-                compiled.Add(source)
-            try:
-                compiled.Compile()
-            except re2.error as exc:
-                raise RulesError(
-                    [RuleProblem(Location("<rules>", 0), f"cannot compile the rule regexes: {exc}")]
-                ) from None
-            self._chunks.append((compiled, tuple(bits[start : start + _REGEX_SET_CHUNK])))
+        self._bits = tuple(bits)
+        self._filter: Any = None
+        if not sources:
+            return
+        options = regex_options()
+        compiled = re2.Filter()
+        try:
+            for source in sources:
+                compiled.Add(source if anchor == "SearchSet" else rf"\A(?:{source})\z", options)
+            compiled.Compile()
+        except re2.error as exc:
+            raise RulesError(
+                [RuleProblem(Location("<rules>", 0), f"cannot compile the rule regexes: {exc}")]
+            ) from None
+        self._filter = compiled
 
     def match(self, text: str) -> int:
-        data = text.encode("utf-8")  # once, not once per chunk
+        if self._filter is None:
+            return 0
         mask = 0
-        for compiled, bits in self._chunks:
-            for index in compiled.Match(data) or ():
-                mask |= bits[index]
+        bits = self._bits
+        for index in self._filter.Match(text.encode("utf-8")) or ():
+            mask |= bits[index]
         return mask
 
 
