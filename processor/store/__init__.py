@@ -15,6 +15,7 @@ from __future__ import annotations
 from processor.config import Settings
 from processor.store.engine import (
     StoreError,
+    at_head,
     create_store_engine,
     current_revision,
     downgrade,
@@ -72,7 +73,9 @@ def open_store(settings: Settings | None = None, *, url: str | None = None, migr
     settings = settings or Settings()
     engine = create_store_engine(settings.database, url=url)
     try:
-        if migrate if migrate is not None else settings.database.migrate_on_start:
+        if at_head(engine):  # one plain query: Alembic is imported only when it has work to do
+            pass
+        elif migrate if migrate is not None else settings.database.migrate_on_start:
             upgrade(engine)
         else:
             found, wanted = current_revision(engine), head_revision()

@@ -15,6 +15,8 @@ starting at once (daemon, API) migrate once.
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,13 @@ __all__ = [
     "ADDRESS_LOCK_CLASS",
     "MIGRATION_LOCK_CLASS",
     "StoreError",
+    "at_head",
     "create_store_engine",
     "current_revision",
     "downgrade",
     "head_revision",
+    "head_revision_of_files",
+    "stored_revision",
     "upgrade",
 ]
 
@@ -142,6 +147,51 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
     return head
+
+
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:None|[\"']([^\"']+)[\"'])", re.M)
+
+
+@functools.cache
+def head_revision_of_files() -> str | None:
+    """The newest migration, read from the migration files' ``revision`` and ``down_revision``
+    lines without importing Alembic (which costs most of a second at start-up); None when the
+    files do not name exactly one head (then only Alembic can tell). ``head_revision`` is the
+    authority; a test checks that the two agree."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        found = dict((key, value) for key, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        if "revision" not in found:
+            continue
+        if not found["revision"]:
+            return None
+        revisions.add(found["revision"])
+        if found.get("down_revision"):
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def stored_revision(engine: Engine) -> str | None:
+    """The database's revision by one plain query on Alembic's version table, without importing
+    Alembic; None when the table is missing or does not hold exactly one revision."""
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(**{READONLY: True})
+            if not engine.dialect.has_table(connection, "alembic_version"):
+                return None
+            rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+    except sa.exc.OperationalError as exc:
+        raise StoreError(f"cannot reach the database: {_reason(exc)}") from None
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the database is at this code's newest migration, known without Alembic (False
+    also when only Alembic can tell: the caller then asks it)."""
+    head = head_revision_of_files()
+    return head is not None and stored_revision(engine) == head
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -12,7 +12,15 @@ from processor.addresses import AddressError
 from processor.config import DatabaseSettings, Settings
 from processor.records import Action, BounceType, EventKind
 from processor.store import EntryFilter, MessageRef, QueryError, Store, StoreError, open_store
-from processor.store.engine import create_store_engine, current_revision, downgrade, head_revision, upgrade
+from processor.store.engine import (
+    create_store_engine,
+    current_revision,
+    downgrade,
+    head_revision,
+    head_revision_of_files,
+    stored_revision,
+    upgrade,
+)
 from processor.store.models import METADATA
 from tests.store.helpers import message, soft, verdict
 
@@ -362,6 +370,58 @@ def test_migration_downgrade_and_upgrade_again(db_url: str) -> None:
         assert upgrade(engine) == (None, head)
     finally:
         engine.dispose()
+
+
+def test_head_read_from_the_files_is_alembics_head() -> None:
+    """The head found without Alembic (for a start-up that skips it) is the one Alembic finds."""
+    assert head_revision_of_files() == head_revision()
+
+
+def test_stored_revision_follows_the_migrations(db_url: str) -> None:
+    """The plain query on the version table tells what Alembic tells: none before the first
+    migration, each revision on the way up."""
+    engine = create_store_engine(url=db_url)
+    try:
+        upgrade(engine)
+        downgrade(engine, "base")
+        assert stored_revision(engine) is None
+        upgrade(engine, "0001")
+        assert stored_revision(engine) == current_revision(engine) == "0001"
+        upgrade(engine)
+        assert stored_revision(engine) == current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_a_migrated_database_opens_without_importing_alembic(tmp_path: Any) -> None:
+    """open_store on a database at head asks Alembic nothing (its import costs most of a second at
+    the daemon's start); on a database behind head it still migrates."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = create_store_engine(url=url)
+    try:
+        upgrade(engine, "0001")
+    finally:
+        engine.dispose()
+    program = (
+        "import sys\n"
+        "from processor.config import DatabaseSettings, Settings\n"
+        "from processor.store import open_store\n"
+        f"store = open_store(Settings(database=DatabaseSettings(url={url!r})))\n"
+        "store.close()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    behind = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert behind.stdout.split()[-1] == "True"  # 0001 -> head: Alembic did the work
+    engine = create_store_engine(url=url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+    at_head = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert at_head.stdout.split()[-1] == "False"
 
 
 def test_unmigrated_database_is_refused_without_migrate(tmp_path: Any) -> None:
