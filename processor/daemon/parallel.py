@@ -117,7 +117,7 @@ def _parse_chunk(chunk: list[bytes], rules: ShippedRules | None = None) -> list[
     from processor.parse import ParseError, Parser
 
     assert isinstance(_parser, Parser), "the pool's initialiser runs first"
-    compiled = _compiled(rules) if rules is not None and chunk else None
+    compiled = _compiled(rules) if rules is not None else None  # an empty chunk with rules: warm-up
     out: list[ParseOutcome] = []
     for data in chunk:
         try:
@@ -150,14 +150,16 @@ class ParsePool:
             _parse_chunk, self.processes, _start, (settings,), chunk=16, start_method="spawn"
         )
 
-    def warm(self) -> list[Future[list[ParseOutcome]]]:
+    def warm(self, rules: ShippedRules | None = None) -> list[Future[list[ParseOutcome]]]:
         """Start every worker now (each imports the parser and builds it: about a second, spent
-        while the daemon opens its database and mailboxes instead of after the first fetch).
-        Returns at once; with one process nothing is started (it would parse here)."""
+        while the daemon opens its database and mailboxes instead of after the first fetch); with
+        ``rules``, each worker also compiles them now rather than in the first batch (called again
+        once the daemon has loaded its rules). Returns at once; with one process nothing is started
+        (it would parse here)."""
         if self.processes == 1:
             return []
         # one empty task per worker: the pool starts a process for each task no idle worker takes
-        return [self._pool.submit([]) for _ in range(self.processes)]
+        return [self._pool.submit([], rules) for _ in range(self.processes)]
 
     def submit(self, messages: list[bytes], rules: ShippedRules | None = None) -> Future[list[ParseOutcome]]:
         """The outcomes of one batch, in order, computed in the pool; with ``rules``, classified

@@ -143,6 +143,17 @@ class Daemon:
         except RulesError as exc:
             raise DaemonError(str(exc)) from None
 
+    def _warm_rules(self) -> None:
+        """The pool's workers compile the rules now, while the database and the mailboxes open,
+        rather than in the first batch (the pipeline ships the same rules: same digest, compiled once)."""
+        from processor.classify import CompiledRules
+        from processor.daemon.parallel import ship_rules
+
+        compiled = getattr(self.classifier, "compiled", None)
+        if self.parse_pool is not None and isinstance(compiled, CompiledRules):
+            lowercase = self.settings.database.lowercase_local_part
+            self.parse_pool.warm(ship_rules(compiled, lowercase_local=lowercase))
+
     def _open_store(self) -> Any:
         from processor.store import open_store
 
@@ -339,6 +350,7 @@ class Daemon:
             self.parse_pool.warm()
         try:
             self._load()
+            self._warm_rules()
             self.store = await self._store_with_retry()
             try:
                 return await self._run_with_store()
