@@ -416,6 +416,28 @@ def test_fetch_response_read_in_any_slicing(step: int) -> None:
         assert all(m.received_at is not None and m.received_at.year == 2026 for m in fetched)
 
 
+@pytest.mark.parametrize("value", [
+    "17-Jul-1996 02:44:25 -0700", " 7-Jul-1996 02:44:25 +0000", "07-jul-1996 23:59:59 +1345",
+    "29-Feb-2024 12:00:00 -0930", "01-DEC-2024 00:00:00 -0000", "31-Feb-2020 00:00:00 +0000",
+    "01-Jan-2024 24:00:00 +0000", "01-Jan-2024 00:00:00 +0160", "01-Foo-2024 00:00:00 +0000",
+    "1-Jan-2024 00:00:00 +0100", "01-Jan-2024  00:00:00 +0100", "01-Jan-2024 00:00:00 +01:00",
+])
+def test_internaldate_read_as_strptime_reads_it(value: str) -> None:
+    """INTERNALDATE, read by hand for speed, gives what strptime gives (the same instant, the same
+    offset; None for what strptime refuses)."""
+    from datetime import datetime
+
+    from processor.sources.imap import _internaldate
+
+    try:
+        wanted: datetime | None = datetime.strptime(value.strip(), "%d-%b-%Y %H:%M:%S %z")
+    except ValueError:
+        wanted = None
+    got = _internaldate(b'1 FETCH (UID 9 INTERNALDATE "' + value.encode() + b'" BODY[] {10}')
+    assert got == wanted
+    assert (got.utcoffset() if got else None) == (wanted.utcoffset() if wanted else None)
+
+
 def test_fetch_inactivity_timer_is_not_rearmed_per_line() -> None:
     """A batch's answer is thousands of lines and literal pieces: the inactivity timer is pushed
     back without a new timer (a heap entry and a cancelled one) for each of them."""
