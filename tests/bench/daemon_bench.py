@@ -109,7 +109,9 @@ def mailbox_config(dovecot: servers.Dovecot, user: servers.MailUser, **extra: ob
 
 
 def run_once(config: Path, log: Path) -> tuple[float, int, float]:
-    """(wall seconds, peak RSS in kB, seconds from the first to the last processed message)."""
+    """(wall seconds, peak RSS in kB, seconds from the first to the last processed message).
+    Also prints the CPU seconds of the command and its parse workers (their sum over the wall
+    time is how many of the cores the daemon kept busy; Dovecot's share is not in it)."""
     env = {**os.environ, "BOUNCE_PROCESSOR_CONFIG": str(config)}
     with log.open("wb") as out:
         started = time.monotonic()
@@ -127,6 +129,8 @@ def run_once(config: Path, log: Path) -> tuple[float, int, float]:
 
     first, last = (datetime.fromisoformat(stamps[0]), datetime.fromisoformat(stamps[-1])) if stamps else (None, None)
     span = (last - first).total_seconds() if first and last else 0.0
+    cpu = usage.ru_utime + usage.ru_stime
+    print(f"    CPU of run --once and its workers: {cpu:.2f}s over {wall:.2f}s wall = {cpu / wall:.2f} cores")
     return wall, usage.ru_maxrss, span
 
 
