@@ -1,7 +1,5 @@
 """``python -m processor`` runs the command line."""
 
-import sys
+from processor.cli import entry
 
-from processor.cli import main
-
-sys.exit(main())
+entry()

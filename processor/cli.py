@@ -47,5 +47,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(code or 0)
 
 
+def entry() -> None:
+    """The ``bounce-processor`` program (and ``python -m processor``): ``main``, then the process
+    ends without tearing the interpreter down module by module (the database, IMAP and web stacks
+    the command imported: ~0.2 s after the work is done). Exit handlers still run and the
+    standard streams are flushed; with a non-daemon thread still running, the interpreter exits
+    as usual (it waits for that thread)."""
+    code = main()
+    import threading
+
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """Run the exit handlers, flush stdout and stderr, and end the process with ``code``."""
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: as at a normal exit, nothing more to write
+            code = code or 120
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

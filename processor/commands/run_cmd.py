@@ -61,26 +61,47 @@ def _exit_now_if_threads_hang(code: int, before: set[threading.Thread]) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from processor.commands import _run_report
     from processor.config import ConfigError
-    from processor.daemon import Daemon, DaemonError
 
     threads_before = set(threading.enumerate())
     settings = settings_from(args)
-    report = _run_report.RunReport(verbose=_debug()) if _run_report.wanted(args) else None
+    # the parse pool's workers start now, before this process imports the daemon, the store and
+    # SQLAlchemy: each worker's start-up (imports, the parser) overlaps those imports
+    pool = _start_parse_pool(settings)
     try:
-        daemon = Daemon(settings, once=args.once, services=[] if args.once else extra_services(settings))
-        if report is None:
-            code = asyncio.run(daemon.run())
-        else:
-            with report:
+        from processor.commands import _run_report
+        from processor.daemon import Daemon, DaemonError
+
+        report = _run_report.RunReport(verbose=_debug()) if _run_report.wanted(args) else None
+        try:
+            daemon = Daemon(settings, once=args.once, services=[] if args.once else extra_services(settings),
+                            parse_pool=pool)
+            if report is None:
                 code = asyncio.run(daemon.run())
-    except (DaemonError, ConfigError) as exc:
-        raise CommandError(str(exc), exit_code=1) from None
+            else:
+                with report:
+                    code = asyncio.run(daemon.run())
+        except (DaemonError, ConfigError) as exc:
+            raise CommandError(str(exc), exit_code=1) from None
+    finally:
+        if pool is not None:  # the daemon closes it; not if it never ran
+            pool.close()
     if report is not None:
         print(report.summary(settings, getattr(args, "config", None), _new_entries(settings, report)))
     _exit_now_if_threads_hang(code, threads_before)
     return code
+
+
+def _start_parse_pool(settings: Any) -> Any:
+    """The daemon's parse pool, its workers starting (None when it parses in-thread)."""
+    processes = settings.daemon.parse_processes
+    if processes == 1:
+        return None
+    from processor.daemon.parallel import ParsePool
+
+    pool = ParsePool(settings.parse, processes)
+    pool.warm()
+    return pool
 
 
 def _debug() -> bool:

@@ -21,6 +21,7 @@ A batch comes back in its own order. Each message's outcome is one of:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pickle
 import traceback
@@ -82,9 +83,27 @@ _rules: tuple[str, object] | None = None
 def _start(settings: ParseSettings) -> None:
     global _parser  # noqa: PLW0603 - one parser per worker process, by design
     if _parser is None:
+        import atexit
+        import multiprocessing
+
         from processor.parse import Parser
 
         _parser = Parser(settings)
+        if multiprocessing.parent_process() is not None:  # a worker, not the daemon (one process)
+            atexit.register(_exit_at_once)
+
+
+def _exit_at_once() -> None:
+    """A spawned worker's last exit handler: its work is done (the pool sent it the sentinel only
+    once nothing was left, and it holds nothing but a parser), so it ends now rather than tearing
+    its interpreter down module by module (~0.1 s that the daemon's shutdown waited for)."""
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 def _compiled(shipped: ShippedRules) -> CompiledRules:

@@ -92,7 +92,10 @@ class Daemon:
         once: bool = False,
         services: Sequence[ExtraService] = (),
         sources: list[tuple[MailSource, MailboxSettings]] | None = None,
+        parse_pool: ParsePool | None = None,
     ) -> None:
+        """``parse_pool``: a pool already started (its workers warming up) for the daemon to use
+        and close; by default the daemon starts one (``daemon.parse_processes``) in ``run``."""
         self.settings = settings
         self.once = once
         self.services = list(services)
@@ -105,7 +108,7 @@ class Daemon:
         )
         self.workers: list[MailboxWorker] = []
         self.leases: Leases | None = None
-        self.parse_pool: ParsePool | None = None
+        self.parse_pool: ParsePool | None = parse_pool
         self.store: Any = None
         self._sender: Any = None
         self.classifier: Any = None
