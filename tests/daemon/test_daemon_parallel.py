@@ -195,3 +195,49 @@ def test_pool_normalises_recipients_as_the_store_does(tmp_path: Path, pool: Pars
         assert [d.address for d in result.decisions] == [expected]
     finally:
         store.close()
+
+
+_WORKER_MAIN = """
+import os, sys
+from pathlib import Path
+
+class Marker:
+    def __init__(self, path, write, getpid):
+        self.path, self.write, self.getpid = path, write, getpid
+    def __del__(self):
+        fd = os.open(f"{self.path}/torn-{self.getpid()}", os.O_CREAT | os.O_WRONLY)
+        os.close(fd)
+
+if __name__ == "__mp_main__":  # each spawned worker: says so if it is torn down module by module
+    marker = Marker(os.environ["BP_TEST_MARK_DIR"], os.write, os.getpid)
+
+if __name__ == "__main__":
+    from processor.config import Settings
+    from processor.daemon.parallel import ParsePool
+
+    pool = ParsePool(Settings().parse, 2)
+    assert [f.result(timeout=120) for f in pool.warm()] == [[], []]
+    pids = sorted(pool._pool._executor._processes)
+    pool.close()
+    print(" ".join(map(str, pids)))
+"""
+
+
+def test_a_parse_worker_ends_at_once_when_the_pool_closes(tmp_path: Path) -> None:
+    """Closing the pool (the daemon's shutdown) does not wait for each worker to tear its
+    interpreter down: a worker's work is done when it gets the pool's sentinel, so it just ends."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+
+    script = tmp_path / "main.py"
+    script.write_text(_WORKER_MAIN)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=PROJECT, timeout=180,
+                          env={**os.environ, "BP_TEST_MARK_DIR": str(marks), "PYTHONPATH": str(PROJECT)})
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.split()) == 2  # two workers ran
+    assert sorted(p.name for p in marks.iterdir()) == []  # neither was torn down
