@@ -21,7 +21,8 @@ marker = Marker(os.write)
 
 def _program(argv: list[str]) -> subprocess.CompletedProcess[str]:
     code = _MARKER + f"sys.argv = ['bounce-processor', *{argv!r}]\nfrom processor.cli import entry\nentry()\n"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT, timeout=120, check=False)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=PROJECT, timeout=120, check=False)
 
 
 def test_the_program_exits_without_teardown_and_keeps_its_output() -> None:
@@ -47,6 +48,7 @@ def test_the_program_waits_for_a_thread_still_running() -> None:
         "processor.cli.main = lambda argv=None: (threading.Thread(target=work).start(), 3)[1]\n"
         "processor.cli.entry()\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT, timeout=120, check=False)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=PROJECT, timeout=120, check=False)
     assert done.returncode == 3
     assert "THREAD-DONE" in done.stdout

@@ -236,7 +236,8 @@ def test_a_parse_worker_ends_at_once_when_the_pool_closes(tmp_path: Path) -> Non
     script.write_text(_WORKER_MAIN)
     marks = tmp_path / "marks"
     marks.mkdir()
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=PROJECT, timeout=180, check=False,
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=PROJECT, timeout=180,
+                          check=False,
                           env={**os.environ, "BP_TEST_MARK_DIR": str(marks), "PYTHONPATH": str(PROJECT)})
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.split()) == 2  # two workers ran
