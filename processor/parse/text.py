@@ -41,6 +41,8 @@ _COMMANDS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(?:in reply to|after)\s+(?:the\s+)?STARTTLS\b", re.I), "STARTTLS"),
     (re.compile(r"\bin reply to\s+(?:the\s+)?(?:AUTH)\b", re.I), "AUTH"),
     (re.compile(r">>>\s*(RCPT)\b", re.I), "RCPT"),
+    # a transcript line naming the command the sending server sent: "hMailServer sent: RCPT TO:<...>"
+    (re.compile(r"\bsent:\s*(RCPT|MAIL|DATA)\b", re.I), ""),
     (re.compile(r"\[RCPT_TO\]"), "RCPT"),
     (re.compile(r"\[MAIL_FROM\]"), "MAIL"),
     (re.compile(r"\[(?:BODY|DATA)\]"), "DATA"),
@@ -65,7 +67,7 @@ _COMMANDS: list[tuple[re.Pattern[str], str]] = [
 ]
 _COMMAND_WORDS: tuple[tuple[str, ...], ...] = (
     ("rcpt",), ("mail",), ("data", "message body"), ("after end of data",), ("bdat",), ("ehlo", "helo", "lhlo"),
-    ("starttls",), ("auth",), (">>>",), ("[rcpt_to]",), ("[mail_from]",), ("[body]", "[data]"), ("smtp:",),
+    ("starttls",), ("auth",), (">>>",), ("sent:",), ("[rcpt_to]",), ("[mail_from]",), ("[body]", "[data]"), ("smtp:",),
     ("smtp:",), ("smtp:",), (">>>",), (">>>",), (">>>",), ("smtp error from remote",),
     ("initial connection", "greeting", "banner", "connect"),
     ("refused to talk to me", "while receiving the initial server greeting", "did not like our"), ("connect",),

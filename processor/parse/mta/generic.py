@@ -15,11 +15,21 @@ sender, a daemon or postmaster sender, or a bounce subject). The general shapes 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import replace
+from email.utils import getaddresses
 
 from processor.parse.mta._common import address_paragraphs, failure, unique
 from processor.parse.report import Report
-from processor.parse.text import ADDRESS, STATUS, addresses, find_reply_code, find_status, strip_address
+from processor.parse.text import (
+    ADDRESS,
+    STATUS,
+    addresses,
+    find_reply_code,
+    find_status,
+    one_line,
+    strip_address,
+)
 from processor.records import Event, EventKind
 
 NAME = "generic"
@@ -33,11 +43,27 @@ _SUBJECT = re.compile(
     r"nicht zugestellt|non distribu|no (?:se )?(?:pudo|ha podido) entregar|n[ãa]o entregue|niet bezorgd",
     re.IGNORECASE,
 )
+_FOREIGN_ERROR_WORDS = (
+    # German, French, Spanish, Portuguese, Italian, Dutch: unknown, does not exist, not found,
+    # full, over quota, disabled
+    r"\b(?:unbekannt|existiert nicht|nicht (?:gefunden|vorhanden|zustellbar)|voll|[uü]berschritten|gesperrt|"
+    r"inconnue?|inexistante?|introuvable|n.existe pas|pleine?|d[ée]pass[ée]e?|d[ée]sactiv[ée]e?|"
+    r"desconocid[oa]|inexistente|no existe|lleno|excedid[oa]|desactivad[oa]|"
+    r"desconhecid[oa]|n[ãa]o existe|cheio|excedid[oa]|desativad[oa]|"
+    r"sconosciut[oa]|inesistente|non esiste|pien[oa]|superat[oa]|disattivat[oa]|"
+    r"onbekend|bestaat niet|niet gevonden|vol|overschreden|geblokkeerd)\b"
+    # Russian, Japanese, Chinese: not found, does not exist, unknown, full
+    r"|не найден|не существует|неизвестн|переполнен|превышен|заблокирован"
+    r"|見つかりません|存在しません|不明|いっぱい|容量|不存在|未知|已满|无效"
+)
+"""Error words of notices in other languages (the address-level failures: unknown, missing,
+full, disabled)."""
 _ERROR_WORDS = re.compile(
     r"\b(?:unknown|not found|no such|does not exist|doesn't exist|invalid|rejected|refused|denied|"
     r"disabled|unavailable|over ?quota|quota|full|failed|failure|error|blocked|unrouteable|"
-    r"unreachable|timed? ?out|expired|not accepted|inactive|suspended|deactivated|unable|"
-    r"could ?n[o']t be (?:found|delivered)|was ?n[o']t found|undeliverable|exceed(?:s|ed)?|(?:size|storage) limit)\b",
+    r"unreachable|timed? ?out|expired|not accepted|inactive|suspended|deactivated|unable|not listed|"
+    r"could ?n[o']t be (?:found|delivered)|was ?n[o']t found|undeliverable|exceed(?:s|ed)?|(?:size|storage) limit)\b"
+    rf"|{_FOREIGN_ERROR_WORDS}",
     re.IGNORECASE,
 )
 _SKIP_LOCAL = re.compile(
@@ -56,7 +82,15 @@ _INTRO = re.compile(
     r"(?:following (?:recipients?|addresse?s?(?:\(es\))?|e-?mail addresses|destinations?|users?)|"
     r"(?:did not reach|could ?n[o']t be delivered to|was ?n[o']t delivered to|failed permanently|"
     r"undeliverable to|permanent errors? (?:for|with)|(?:to|for) these (?:recipients?|addresses|users))"
-    r"(?: the following| these)?(?: recipients?| addresse?s?(?:\(es\))?)?)"
+    r"(?: the following| these)?(?: recipients?| addresse?s?(?:\(es\))?)?|"
+    # the same in other languages: "an folgende Empfänger", "aux destinataires suivants", "a los
+    # siguientes destinatarios", "aos seguintes destinatários", "ai seguenti destinatari", "bij de
+    # volgende ontvangers", "следующим адресатам", "以下のアドレス", "以下收件人"
+    r"(?:folgende[nrs]?|nachstehende[nrs]?) (?:empf[äa]nger|adressen?)|"
+    r"(?:destinataires?|adresses?) suivante?s?|"
+    r"(?:siguientes|seguintes|seguenti) (?:destinat[áa]ri(?:os|o)?|direcciones|endere[çc]os|indirizzi)|"
+    r"volgende (?:ontvangers?|geadresseerden?|adressen)|"
+    r"следующ\w* (?:адресат\w*|получател\w*|адрес\w*)|以下の(?:アドレス|宛先|受信者)|以下(?:的)?(?:收件人|地址))"
     r"[^\n]*?(?::[ \t]*|[ \t.]*(?=\n))",
     re.IGNORECASE,
 )
@@ -75,7 +109,8 @@ style), "<address> (<error>)"."""
 _LINE_ERROR_WORDS = re.compile(
     r"\b(?:unknown|invalid|no such|not (?:found|exist|allowed|permitted|accepted)|does ?n[o']t exist|"
     r"exceed(?:s|ed)?|over ?quota|quota|full|size|disabled|inactive|suspended|refused|rejected|denied|"
-    r"undeliverable|could ?n[o']t|cannot|unable|failed|failure|error|bad|unavailable|unrouteable)\b",
+    r"undeliverable|could ?n[o']t|cannot|unable|failed|failure|error|bad|unavailable|unrouteable)\b"
+    rf"|{_FOREIGN_ERROR_WORDS}",
     re.IGNORECASE,
 )
 _VERDICT = (
@@ -175,11 +210,12 @@ def _error_lines(notice: str, own: set[str]) -> list[Event]:
     return [failure(NAME, address, said) for _, address, said in sorted(found)]
 
 
-def _following(lines: list[str], start: int, count: int = 3) -> str:
-    """The non-blank lines after ``start`` up to the next line naming an address (at most ``count``)."""
+def _following(lines: list[str], start: int, count: int = 3, address: str = "") -> str:
+    """The non-blank lines after ``start`` up to the next line naming another address than
+    ``address`` (at most ``count``): a reply that quotes the address is still about it."""
     after: list[str] = []
     for part in lines[start + 1 : start + 1 + count]:
-        if ADDRESS.search(part) or _STOP.match(part):
+        if _STOP.match(part) or any(strip_address(a).lower() != address.lower() for a in addresses(part)):
             break
         if part.strip():
             after.append(part.strip())
@@ -212,7 +248,7 @@ def _named_in_sentence(notice: str, own: set[str]) -> list[Event]:
             address = strip_address(found.group("address") or found.group("named") or found.group("foreign"))
         if not _usable(address, own):
             continue
-        said = f"{line.strip()} {_following(lines, last)}".strip()
+        said = f"{line.strip()} {_following(lines, last, address=address)}".strip()
         events.append(failure(NAME, address, said, kind=EventKind.DELAY if delayed else EventKind.FAILURE))
     return events
 
@@ -225,20 +261,32 @@ def _introduced_list(notice: str, own: set[str]) -> list[Event]:
     stop = _STOP.search(rest)
     if stop:
         rest = rest[: stop.start()]
-    events: list[Event] = []
+    entries: list[tuple[str, str, bool]] = []
     lines = rest.split("\n")
+    first_line = len(lines)
     for index, line in enumerate(lines):
         found = ADDRESS.search(line)
         if not found:
-            if events and not line.strip() and index + 1 < len(lines) and not ADDRESS.search(lines[index + 1]):
+            if entries and not line.strip() and index + 1 < len(lines) and not ADDRESS.search(lines[index + 1]):
                 break
             continue
         address = strip_address(found.group(1))
         if not _usable(address, own):
             continue
-        said = (line[found.end() :].strip(" :>)") + " " + _following(lines, index)).strip()
-        events.append(failure(NAME, address, said))
-    return events
+        first_line = min(first_line, index)
+        own_line = line[found.end() :].strip(" :>)'\"]")
+        said = (own_line + " " + _following(lines, index, address=address)).strip()
+        entries.append((address, said, bool(own_line)))
+    if entries and not entries[-1][2]:
+        # addresses listed alone, then one reason for all of them: the last one's following text
+        shared = entries[-1][1]
+        entries = [(address, said or shared, own) for address, said, own in entries]
+    # no reason after an address: the introduction, up to the first address listed, may give it
+    # ("could not be delivered because they are not accepting mail from <sender>:")
+    start = notice.rfind("\n\n", 0, m.start()) + 1
+    intro = one_line(notice[start : m.end()] + "\n".join(lines[:first_line]))[:500]
+    entries = [(address, said or intro, own) for address, said, own in entries]
+    return [failure(NAME, address, said) for address, said, _ in entries]
 
 
 def _paragraph_before(lines: list[str], index: int) -> list[str]:
@@ -271,9 +319,11 @@ def _scattered(notice: str, own: set[str]) -> list[Event]:
     return events
 
 
-_REPLY_LINE = re.compile(r"^.*\b[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?![\d.]).*$", re.MULTILINE)
-"""A line with a whole SMTP reply (code and status), preferred to one that only cites a code."""
-_CODE_LINE = re.compile(r"^.*(?:\b[245]\d\d[ -]|(?<![\d.])[245]\.\d{1,3}\.\d{1,3}(?![\d.])).*$", re.MULTILINE)
+_REPLY_LINE = re.compile(r"^.*\b[45]\d\d[ -][45]\.\d{1,3}\.\d{1,3}(?![\d.]).*$", re.MULTILINE)
+"""A line with a whole failure reply (code and status), preferred to one that only cites a code;
+a transcript's 2xx replies (to MAIL FROM, say) are not what failed."""
+_WHOLE_REPLY = re.compile(r"\b([45]\d\d)[ -]([45]\.\d{1,3}\.\d{1,3})(?![\d.])")
+_CODE_LINE = re.compile(r"^.*(?:\b[45]\d\d[ -]|(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?![\d.])).*$", re.MULTILINE)
 
 
 def error_lines(notice: str) -> str:
@@ -299,13 +349,90 @@ _GAVE_UP = re.compile(
 )
 
 
+_CONDITIONAL = re.compile(r"\b(?:if|unless|should)\b[^.;\n]*", re.IGNORECASE)
+"""A condition ("... returned to you if it cannot be delivered within 5 days"): what may happen,
+not what did."""
+
+
 def _is_delay_notice(subject: str, notice: str) -> bool:
     """A warning that delivery is late and being retried, not a final failure: the subject or the
     notice says so, and nothing says that the sender's server gave up."""
-    said = notice[:3000]
+    said = _CONDITIONAL.sub("", notice[:3000])
     if _GAVE_UP.search(said) or _GAVE_UP.search(subject):
         return False
     return bool(_DELAY_SUBJECT.search(subject) or _DELAY_WORDS.search(said))
+
+
+def _original_recipients(report: Report, own: set[str]) -> list[tuple[str, str]]:
+    """(display name, address) of the returned message's To: and Cc: recipients."""
+    values = [*report.original_headers.get_all("to"), *report.original_headers.get_all("cc")]
+    return [
+        (name.strip(), address)
+        for name, address in getaddresses(values)
+        if ADDRESS.fullmatch(address) and _usable(address, own)
+    ]
+
+
+def _rejoined(notice: str, originals: list[tuple[str, str]]) -> str:
+    """The notice with a returned recipient's address that a line wrap split ("...@example.\nnet")
+    made whole again."""
+    for _, address in originals:
+        if address.lower() in notice.lower():
+            continue
+        split = re.compile(r"(?:[ \t]*\n[ \t]*)?".join(re.escape(c) for c in address), re.IGNORECASE)
+        notice = split.sub(address, notice)
+    return notice
+
+
+_FAILED = re.compile(rf"{_VERDICT}|undeliverable|did ?n[o']t reach", re.IGNORECASE)
+
+
+def _returned_recipients(report: Report, notice: str, own: set[str]) -> list[Event]:
+    """A notice that says delivery failed but names no address (only a display name, or nothing):
+    the returned message's recipient, when it has one, or those whose display name the notice
+    names."""
+    originals = _original_recipients(report, own)
+    if len(originals) > 1:
+        lower = notice.lower()
+        originals = [(name, address) for name, address in originals if len(name) > 2 and name.lower() in lower]
+    stop = _STOP.search(notice)
+    said = one_line(notice[: stop.start()] if stop else notice)
+    if not originals or not _FAILED.search(said) or _SUCCESS.search(said):
+        return []
+    return [failure(NAME, address, said[:2000]) for _, address in originals]
+
+
+def _layouts(notice: str, own: set[str]) -> Iterator[list[Event]]:
+    """What each layout finds, in order; a per-address layout that finds only some of the addresses
+    an introduced list names (a wrapped reply line that quotes one of them) gives way to the list."""
+    listed = unique(_introduced_list(notice, own))
+    named = {e.recipient.lower() for e in listed}
+    for layout in (_colon_list, _error_lines):
+        events = unique(layout(notice, own))
+        if events and not {e.recipient.lower() for e in events} < named:
+            yield events
+    yield listed
+    for layout in (_named_in_sentence, _scattered):
+        yield unique(layout(notice, own))
+
+
+def _with_notice_reply(notice: str, event: Event) -> Event:
+    """A notice's lone recipient, with the notice's SMTP reply: a whole reply (code and status) in
+    what the notice says about it, else the notice's first whole reply line (which then leads its
+    diagnostic), else a cited code added when it has none."""
+    own_reply = _WHOLE_REPLY.search(event.diagnostic)
+    if own_reply:
+        codes = {"status": find_status(own_reply.group(2)), "reply_code": own_reply.group(1)}
+        return failure(NAME, event.recipient, event.diagnostic, kind=event.kind, **codes)
+    reply = _REPLY_LINE.search(notice)
+    if reply:
+        line_text = reply.group(0).strip()
+        said = event.diagnostic if line_text in event.diagnostic else f"{line_text} {event.diagnostic}"
+        codes = {"status": find_status(line_text), "reply_code": find_reply_code(line_text)}
+        return failure(NAME, event.recipient, said, kind=event.kind, **codes)
+    if not event.status and (line := _CODE_LINE.search(notice)):
+        return failure(NAME, event.recipient, f"{event.diagnostic} {line.group(0)}", kind=event.kind)
+    return event
 
 
 def parse(report: Report) -> list[Event] | None:
@@ -313,22 +440,14 @@ def parse(report: Report) -> list[Event] | None:
     if not notice.strip():
         return None
     own = _own_addresses(report)
-    for layout in (_colon_list, _error_lines, _introduced_list, _named_in_sentence, _scattered):
-        events = unique(layout(notice, own))
-        if events:
-            if len(events) == 1:
-                # one recipient: the notice's SMTP reply is about it. A whole reply (code and
-                # status) leads its diagnostic; a cited code is added only when it has none.
-                first = events[0]
-                reply = _REPLY_LINE.search(notice)
-                if reply:
-                    line_text = reply.group(0).strip()
-                    said = first.diagnostic if line_text in first.diagnostic else f"{line_text} {first.diagnostic}"
-                    codes = {"status": find_status(line_text), "reply_code": find_reply_code(line_text)}
-                    events = [failure(NAME, first.recipient, said, kind=first.kind, **codes)]
-                elif not first.status and (line := _CODE_LINE.search(notice)):
-                    events = [failure(NAME, first.recipient, f"{first.diagnostic} {line.group(0)}", kind=first.kind)]
-            if _is_delay_notice(report.subject, notice):
-                events = [replace(e, kind=EventKind.DELAY, dsn_action="delayed") for e in events]
-            return events
-    return None
+    notice = _rejoined(notice, _original_recipients(report, own))
+    events = next((found for found in _layouts(notice, own) if found), None)
+    if events is None:
+        events = _returned_recipients(report, notice, own)
+    if not events:
+        return None
+    if len(events) == 1:
+        events = [_with_notice_reply(notice, events[0])]
+    if _is_delay_notice(report.subject, notice):
+        events = [replace(e, kind=EventKind.DELAY, dsn_action="delayed") for e in events]
+    return events
