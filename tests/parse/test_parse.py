@@ -519,3 +519,48 @@ def test_sendmail_canned_user_unknown_gives_way_to_the_remote_reply() -> None:
     assert event.smtp_command == "RCPT"
     assert event.diagnostic == "550 Message refused under rule 17 <alice@example.net>"
     assert load_classifier().classify(event).bounce_type is not BounceType.HARD
+
+
+def _with_returned(body: str, to: str) -> bytes:
+    return (
+        "From: MAILER-DAEMON@mx.example.org\nTo: bounces@sender.example\nSubject: Returned mail\n"
+        'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b"\n\n'
+        f"--b\nContent-Type: text/plain\n\n{body}\n--b\nContent-Type: message/rfc822\n\n"
+        f"From: news@sender.example\nTo: {to}\nSubject: Hello\n\nHi\n--b--\n"
+    ).encode()
+
+
+def test_notice_naming_no_address_reports_the_returned_recipient() -> None:
+    """A notice that says the message failed but names only a display name reports the returned
+    message's recipient with that name (not the other recipients, not the sender)."""
+    body = "Your message to Ann Body could not be delivered.\nThe mailbox does not exist.\n"
+    data = _with_returned(body, "Ann Body <ann.body@example.net>, Bob Other <bob@example.net>")
+    assert [(e.recipient, str(e.kind)) for e in parse(data)] == [("ann.body@example.net", "failure")]
+    assert parse(_with_returned("Thank you, your message was delivered.\n", "ann.body@example.net")) == []
+
+
+def test_address_split_by_a_line_wrap_is_rejoined() -> None:
+    """An address that the notice's line wrap cut in two is reported whole (from the returned
+    message's recipients), not as the piece before or after the break."""
+    body = "Unable to deliver to recipient <long.name@mail.exam\n  ple.org>: 550 5.1.1 unknown user\n"
+    events = parse(_with_returned(body, "long.name@mail.example.org"))
+    assert [(e.recipient, e.status) for e in events] == [("long.name@mail.example.org", "5.1.1")]
+
+
+def test_one_reason_after_a_list_applies_to_each_address() -> None:
+    body = (
+        "Your message was not delivered to the following recipients:\n\n"
+        "  ada@example.com\n  ben@example.com\n\nReason: 550 no such user here\n"
+    )
+    events = parse(_text_notice("Undeliverable", body))
+    assert [(e.recipient, e.reply_code) for e in events] == [("ada@example.com", "550"), ("ben@example.com", "550")]
+
+
+def test_conditional_give_up_sentence_keeps_a_warning_a_delay() -> None:
+    """'will be returned if it cannot be delivered within N days' is what may happen: a warning."""
+    body = (
+        "Your message to cleo@example.com has not been delivered yet: 451 4.4.1 no answer from host.\n"
+        "It will be returned to you if it cannot be delivered within 4 days.\n"
+    )
+    (event,) = parse(_text_notice("Warning: delivery delayed", body))
+    assert (event.recipient, str(event.kind)) == ("cleo@example.com", "delay")
