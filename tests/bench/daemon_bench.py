@@ -11,7 +11,8 @@
    the processing alone (first to last message line), each also as a ratio to ``parse --jsonl
    --jobs 1`` on the same messages (a daemon starts once: the second ratio is its steady state),
    and the command's peak RSS (from wait4). The package's bytecode is compiled first, as an installed
-   package has it. Between runs the messages are moved back to INBOX and the database is new.
+   package has it. The mailbox has the daemon's default batch_size (BP_BENCH_BATCH=N measures
+   another). Between runs the messages are moved back to INBOX and the database is new.
    --sizes repeats the measure for other mailbox sizes, to show that memory does not grow with
    the mailbox (messages are streamed in batches).
 2. Latency: ``bounce-processor run`` (the daemon, in IDLE) on another mailbox; a bounce for a new
@@ -108,6 +109,12 @@ def mailbox_config(dovecot: servers.Dovecot, user: servers.MailUser, **extra: ob
     }
 
 
+def batch_setting() -> dict[str, object]:
+    """The mailbox's batch_size: the daemon's default, or BP_BENCH_BATCH to measure another."""
+    batch = os.environ.get("BP_BENCH_BATCH")
+    return {"batch_size": int(batch)} if batch else {}
+
+
 def run_once(config: Path, log: Path) -> tuple[float, int, float]:
     """(wall seconds, peak RSS in kB, seconds from the first to the last processed message).
     Also prints the CPU seconds of the command and its parse workers (their sum over the wall
@@ -168,7 +175,7 @@ def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, datab
         config = write_config(work / f"bench-{size}-{run}.toml", {
             "database": {"url": url},
             "api": {"enabled": False},
-            "mailboxes.bench": mailbox_config(dovecot, user, batch_size=100),
+            "mailboxes.bench": mailbox_config(dovecot, user, **batch_setting()),
         })
         try:
             wall, peak, span = run_once(config, work / f"run-{size}-{run}.log")

@@ -165,8 +165,12 @@ def test_dovecot_restarted_mid_run_is_reconnected_and_the_run_completes(dovecot:
     sent = bounces(total, prefix=f"r{os.urandom(2).hex()}-")
     dovecot.append_many(user, sent)
     url = sqlite(workdir)
-    # one message per batch: several round trips each, so that the run is still going when Dovecot stops
-    cfg = config(workdir, url, {"bounces": imap_box(dovecot, user, batch_size=1)})
+    # one message per batch: several round trips each, so that the run is still going when Dovecot stops.
+    # run --once retries six times; the backoff spans about a minute, because a Dovecot whose imap
+    # processes were killed mid-command was once seen (full suite, loaded machine) leaving SELECT
+    # unanswered for over 30 s after it came back, which the old 0.2-2 s backoff gave up on.
+    cfg = config(workdir, url, {"bounces": imap_box(dovecot, user, batch_size=1, backoff_initial_seconds=2.0,
+                                                    backoff_max_seconds=20.0)})
     daemon = DaemonProcess(cfg, "--once")
     try:
         daemon.wait_for(lambda d: processed_count(d) >= 5, 60, "the run to get going")
