@@ -56,6 +56,13 @@ def _notify_observers(_: Any, method: str, event_dict: MutableMapping[str, Any])
 _json_lines: tuple[logging.StreamHandler[Any], Any] | None = None
 """(handler, renderer) while the format is JSON: see ``_emit``."""
 
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG, "info": logging.INFO, "msg": logging.INFO, "warning": logging.WARNING,
+    "warn": logging.WARNING, "error": logging.ERROR, "err": logging.ERROR, "exception": logging.ERROR,
+    "critical": logging.CRITICAL, "fatal": logging.CRITICAL,
+}
+"""structlog's method names and the stdlib levels they log at."""
+
 
 def _emit(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
     """The last processor of the project's own events. In JSON, renders the line and writes it to
@@ -67,6 +74,11 @@ def _emit(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any
     current = _json_lines
     if current is None:
         return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method, event_dict)
+    # The level of the latest ``configure``, as stdlib logging would apply it: a logger cached
+    # under an earlier, lower level still filters at its old level only.
+    enabled = getattr(logger, "isEnabledFor", None)
+    if enabled is not None and not enabled(_METHOD_LEVELS.get(method, logging.INFO)):
+        raise structlog.DropEvent
     handler, renderer = current
     line = renderer(logger, method, event_dict)
     handler.acquire()

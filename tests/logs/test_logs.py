@@ -88,3 +88,20 @@ def test_a_logger_used_before_a_reconfigure_writes_where_the_new_one_says() -> N
     assert json.loads(second.getvalue())["event"] == "two"
     lines = first.getvalue().splitlines()
     assert json.loads(lines[0])["event"] == "one" and "three" in lines[1] and not lines[1].startswith("{")
+
+
+def test_a_logger_used_before_a_reconfigure_keeps_to_the_new_level() -> None:
+    """A logger first used at INFO, after a configure at WARNING, writes no INFO line (a command
+    that logs quietly, run after the daemon in one process), in JSON as in the console format."""
+    log = structlog.get_logger("processor.test.level")
+    first, second, third = io.StringIO(), io.StringIO(), io.StringIO()
+    logs.configure("json", "INFO", stream=first)
+    log.info("shown")
+    logs.configure("json", "WARNING", stream=second)
+    log.info("hidden")
+    log.warning("kept")
+    logs.configure("console", "WARNING", stream=third)
+    log.info("hidden too")
+    assert json.loads(first.getvalue())["event"] == "shown"
+    assert [json.loads(line)["event"] for line in second.getvalue().splitlines()] == ["kept"]
+    assert third.getvalue() == ""
