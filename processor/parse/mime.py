@@ -245,7 +245,9 @@ def parse_header_block(text: str) -> Headers:
 # ---------------------------------------------------------------------------------------------
 
 _FIELD_NAME = re.compile(r"[!-9;-~]{1,76}\Z")
-_PARAM = re.compile(r';\s*([!#-\'*+.0-9A-Za-z^_`{|}~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+_PARAM = re.compile(r';\s*([!#-\'*+.0-9A-Za-z^_`{|}~-]+)\s*=\s*("[^"\\]*(?:\\.[^"\\]*)*"|[^;\s]*)')
+r"""A parameter; a quoted value is read a run of plain characters at a time ("(?:[^"\\]|\\.)*", its
+equal, takes a branch per character: 2x the time on a long boundary)."""
 
 
 def content_type_params(value: str) -> dict[str, str]:

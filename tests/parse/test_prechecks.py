@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.parse import autoreply, mime
-from processor.parse.report import _INLINE_DSN, _ORIGINAL_MARKER, _ORIGINAL_MARKER_WORDS
+from processor.parse.report import _INLINE_DSN, _ORIGINAL_MARKER, _ORIGINAL_MARKER_WORDS, unwrap
 from processor.parse.text import first_line_search, folded, may_match
 
 PIECES = [
@@ -74,3 +74,26 @@ def test_line_start_searches_agree_with_the_regexes(data: bytes) -> None:
             found = mime._line_search(pattern, data, data.lower(), start)
             assert (found and found.span()) == (expected and expected.span())
     assert mime._maybe_headerless_part(data) == bool(mime._MAYBE_HEADERLESS_PART.search(data))
+
+
+_PLAIN_WRAPPED_LINE_BREAK = re.compile(r"(?<=\S)[ \t]*\n[ \t]*(?=\S)")
+_PLAIN_SPACE_RUN = re.compile(r"[ \t]{2,}|\t")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b.", " ", "  ", "\t", "\n", "\n\n", " \n", "\t\n ", "\xa0", "\u3000", "\x0b",
+                                  "\x0c", "\x1c", "\u2028", "word "]), max_size=30).map("".join))
+def test_unwrap_is_the_two_regex_substitutions(text: str) -> None:
+    """unwrap joins lines a line at a time: the same text as the two substitutions it stands for."""
+    expected = _PLAIN_SPACE_RUN.sub(" ", _PLAIN_WRAPPED_LINE_BREAK.sub(" ", text))
+    assert unwrap(text) == expected
+
+
+_PLAIN_PARAM = re.compile(r';\s*([!#-\'*+.0-9A-Za-z^_`{|}~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b=", "=", '"', '"x"', "\\", '\\"', ";", "; ", " ", "\t", "\n", "-"]),
+                max_size=20).map("".join))
+def test_param_pattern_reads_what_the_per_character_form_reads(value: str) -> None:
+    assert mime._PARAM.findall(value) == _PLAIN_PARAM.findall(value)
