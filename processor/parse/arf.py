@@ -11,6 +11,8 @@ from processor.parse.text import ADDRESS, may_match, one_line, strip_address
 from processor.records import Event, EventKind
 
 _HOTMAIL_SUBJECT = re.compile(r"complaint about message from|^\s*(?:\[fbl\]|fbl report)", re.IGNORECASE)
+_HOTMAIL_SUBJECT_WORDS = ("complaint about message from", "fbl")
+"""Every subject ``_HOTMAIL_SUBJECT`` matches contains one of these (lower-cased)."""
 _DAEMON = re.compile(r"mailer-daemon|postmaster|mail delivery", re.IGNORECASE)
 _CORRELATION_RCPT = ("x-hmxmroriginalrecipient", "x-original-rcpt-to", "x-rcpt-to", "x-envelope-to")
 
@@ -76,7 +78,8 @@ def _is_complaint(report: Report) -> bool:
         return True
     if report.has_part("message/feedback-report") or _feedback_fields(report) is not None:
         return True
-    if _HOTMAIL_SUBJECT.search(report.subject):
+    subject = report.subject
+    if may_match(subject, _HOTMAIL_SUBJECT_WORDS) and _HOTMAIL_SUBJECT.search(subject):
         original = report.original_headers
         return any(name in original for name in _CORRELATION_RCPT) or bool(original.get("to"))
     return False

@@ -97,3 +97,29 @@ _PLAIN_PARAM = re.compile(r';\s*([!#-\'*+.0-9A-Za-z^_`{|}~-]+)\s*=\s*("(?:[^"\\]
                 max_size=20).map("".join))
 def test_param_pattern_reads_what_the_per_character_form_reads(value: str) -> None:
     assert mime._PARAM.findall(value) == _PLAIN_PARAM.findall(value)
+
+
+_NOTICE_PIECES = [
+    "gave up", "GIVING UP", "permanent error", "Permanently failed", "will not be retried", "will not try",
+    "not be delivered", "couldn't be delivered", "could not be delivered", "undeliverable", "will retry",
+    "will continue to try again", "keep trying", "this is a warning", "only a warning", "do not need to resend",
+    "no action is required", "not yet been delivered", "still trying", "still being retried", "if it fails",
+    "unless", "should", "complaint about message from", "[FBL]", "fbl report", "  ", "\n", ".", ";", "x", " ",
+    "\u017f", "\u212a", "\u0130", "\u0131", "wi", "ll", "gi", "ving",
+]
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.sampled_from(_NOTICE_PIECES), max_size=12).map("".join))
+def test_notice_words_never_hide_a_match(text: str) -> None:
+    from processor.parse import arf
+    from processor.parse.mta import generic
+
+    for pattern, words in (
+        (generic._CONDITIONAL, generic._CONDITIONAL_WORDS),
+        (generic._GAVE_UP, generic._GAVE_UP_WORDS),
+        (generic._DELAY_WORDS, generic._DELAY_WORDS_WORDS),
+        (arf._HOTMAIL_SUBJECT, arf._HOTMAIL_SUBJECT_WORDS),
+    ):
+        if pattern.search(text):
+            assert may_match(text, words), (pattern.pattern, text)

@@ -27,6 +27,7 @@ from processor.parse.text import (
     addresses,
     find_reply_code,
     find_status,
+    may_match,
     one_line,
     strip_address,
 )
@@ -352,15 +353,25 @@ _GAVE_UP = re.compile(
 _CONDITIONAL = re.compile(r"\b(?:if|unless|should)\b[^.;\n]*", re.IGNORECASE)
 """A condition ("... returned to you if it cannot be delivered within 5 days"): what may happen,
 not what did."""
+# Words (lower-case) that each of the patterns above needs in any text it matches: a notice with
+# none of them is not searched (these IGNORECASE alternations are tried at every position).
+_CONDITIONAL_WORDS = ("if", "unless", "should")
+_GAVE_UP_WORDS = ("gave up", "giving up", "permanent", "will not", "not be delivered", "could", "undeliverable")
+_DELAY_WORDS_WORDS = (
+    "will", "keep trying", "warning", "do not need to resend", "no action is required", "not yet been delivered",
+    "still",
+)
 
 
 def _is_delay_notice(subject: str, notice: str) -> bool:
     """A warning that delivery is late and being retried, not a final failure: the subject or the
     notice says so, and nothing says that the sender's server gave up."""
-    said = _CONDITIONAL.sub("", notice[:3000])
-    if _GAVE_UP.search(said) or _GAVE_UP.search(subject):
+    said = notice[:3000]
+    if may_match(said, _CONDITIONAL_WORDS):
+        said = _CONDITIONAL.sub("", said)
+    if (may_match(said, _GAVE_UP_WORDS) and _GAVE_UP.search(said)) or _GAVE_UP.search(subject):
         return False
-    return bool(_DELAY_SUBJECT.search(subject) or _DELAY_WORDS.search(said))
+    return bool(_DELAY_SUBJECT.search(subject) or (may_match(said, _DELAY_WORDS_WORDS) and _DELAY_WORDS.search(said)))
 
 
 def _original_recipients(report: Report, own: set[str]) -> list[tuple[str, str]]:
