@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from processor.parse.report import DSN_TYPES, Report
-from processor.parse.text import STATUS, addresses, may_match, strip_address
+from processor.parse.text import STATUS, addresses, folded, may_match_folded, strip_address
 from processor.records import Event, EventKind
 
 _SUBJECT = re.compile(
@@ -100,17 +100,20 @@ def is_challenge(report: Report) -> bool:
     by a click or reply before the message (held until then) is delivered or the sender is allowed.
     Such messages may look like bounces (a daemon sender, "not delivered" subject); they are not."""
     text = report.prose[:_CHALLENGE_SCAN]  # sentences, however the notice's lines were wrapped
-    if not may_match(text, _CHALLENGE_WORDS):
+    lower = folded(text)  # once, for the five word tests
+    if not may_match_folded(lower, _CHALLENGE_WORDS):
         return False
     if STATUS.search(text):
         return False  # a server's reply with a status code: a bounce that may mention allow lists
     if (
-        (may_match(text, _PROVE_HUMAN_WORDS) and _PROVE_HUMAN.search(text))
-        or (may_match(text, _HELD_UNTIL_WORDS) and _HELD_UNTIL.search(text))
-        or (may_match(text, _CHALLENGE_TERMS_WORDS) and _CHALLENGE_TERMS.search(text))
+        (may_match_folded(lower, _PROVE_HUMAN_WORDS) and _PROVE_HUMAN.search(text))
+        or (may_match_folded(lower, _HELD_UNTIL_WORDS) and _HELD_UNTIL.search(text))
+        or (may_match_folded(lower, _CHALLENGE_TERMS_WORDS) and _CHALLENGE_TERMS.search(text))
     ):
         return True
-    return bool(may_match(text, _ALLOW_LIST_WORDS) and _ALLOW_LIST.search(text) and _CONFIRM_ACTION.search(text))
+    return bool(
+        may_match_folded(lower, _ALLOW_LIST_WORDS) and _ALLOW_LIST.search(text) and _CONFIRM_ACTION.search(text)
+    )
 
 
 def _challenged_address(report: Report) -> str:

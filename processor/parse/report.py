@@ -170,7 +170,7 @@ class Report:
         """Delivery-status fields pasted into a text part (a bounce forwarded as text, or a
         multipart whose structure was lost)."""
         text = self.text
-        m = first_line_search(_INLINE_DSN, text, ("final-recipient:", "original-recipient:"))
+        m = first_line_search(_INLINE_DSN, text, ("final-recipient:", "original-recipient:"), self.text_lower)
         if not m:
             return None
         start = m.start()
@@ -199,9 +199,14 @@ class Report:
         return body.replace("\r", "")
 
     @cached_property
+    def text_lower(self) -> str:
+        """``text.lower()``, made once for the guards and searches that look for words in it."""
+        return self.text.lower()
+
+    @cached_property
     def text_split(self) -> tuple[str, str]:
         """(notification, inline original) for bounces that paste the original into the text."""
-        m = first_line_search(_ORIGINAL_MARKER, self.text, _ORIGINAL_MARKER_WORDS)
+        m = first_line_search(_ORIGINAL_MARKER, self.text, _ORIGINAL_MARKER_WORDS, self.text_lower)
         if not m:
             return self.text, ""
         return self.text[: m.start()], self.text[m.end() :]

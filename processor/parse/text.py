@@ -84,27 +84,35 @@ long s, Kelvin sign); lower() maps no other non-ASCII character to ASCII, and on
 these to two characters."""
 
 
-def folded(text: str) -> str | None:
+def folded(text: str, lower: str | None = None) -> str | None:
     """``text.lower()``, in which a lower-case ASCII word is found exactly where a case-insensitive
     regex would find it (and at the same offsets); None for the rare text where that cannot be
-    promised (one with a letter of ``_FOLDS_ONTO_ASCII``)."""
+    promised (one with a letter of ``_FOLDS_ONTO_ASCII``). ``lower`` is ``text.lower()`` when the
+    caller has it already."""
     if not text.isascii() and any(c in text for c in _FOLDS_ONTO_ASCII):
         return None
-    return text.lower()
+    return text.lower() if lower is None else lower
 
 
 def may_match(text: str, words: tuple[str, ...]) -> bool:
     """False only when a case-insensitive pattern that needs one of ``words`` (lower-case ASCII)
     cannot match ``text``: a cheap test before a costly search."""
-    lower = folded(text)
+    return may_match_folded(folded(text), words)
+
+
+def may_match_folded(lower: str | None, words: tuple[str, ...]) -> bool:
+    """``may_match`` for a text already folded (``folded(text)``): for several word tests of one text."""
     return lower is None or any(word in lower for word in words)
 
 
-def first_line_search(pattern: re.Pattern[str], text: str, words: tuple[str, ...]) -> re.Match[str] | None:
+def first_line_search(
+    pattern: re.Pattern[str], text: str, words: tuple[str, ...], lower: str | None = None
+) -> re.Match[str] | None:
     """``pattern.search(text)`` for a case-insensitive MULTILINE pattern whose matches start at
     a line start and lie within one line that contains one of ``words`` (lower-case ASCII): the
-    pattern is tried only at the start of those lines, in order."""
-    lower = folded(text)
+    pattern is tried only at the start of those lines, in order. ``lower`` is ``text.lower()``
+    when the caller has it already."""
+    lower = folded(text, lower)
     if lower is None:
         return pattern.search(text)
     ahead = [lower.find(word) for word in words]  # the next occurrence of each word

@@ -16,7 +16,7 @@ _START = re.compile(r"^-+\s*Failure Reasons\s*-+\s*$", re.IGNORECASE | re.MULTIL
 
 
 def matches(report: Report) -> bool:
-    return report.subject.lower().startswith("undeliverable message") or "lotus smtp mta" in report.text.lower()
+    return report.subject.lower().startswith("undeliverable message") or "lotus smtp mta" in report.text_lower
 
 
 def parse(report: Report) -> list[Event] | None:
