@@ -89,6 +89,11 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
 
+    def has_any(self, names: frozenset[str]) -> bool:
+        """Whether any of ``names`` (lower-case) is present: ``any(n in self for n in names)`` in
+        one set operation."""
+        return not self._index.keys().isdisjoint(names)
+
     def items(self) -> list[tuple[str, str]]:
         if self._items is None:
             grouped = self._grouped or {}

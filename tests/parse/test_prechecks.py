@@ -105,7 +105,8 @@ _NOTICE_PIECES = [
     "will continue to try again", "keep trying", "this is a warning", "only a warning", "do not need to resend",
     "no action is required", "not yet been delivered", "still trying", "still being retried", "if it fails",
     "unless", "should", "complaint about message from", "[FBL]", "fbl report", "  ", "\n", ".", ";", "x", " ",
-    "\u017f", "\u212a", "\u0130", "\u0131", "wi", "ll", "gi", "ving",
+    "\u017f", "\u212a", "\u0130", "\u0131", "wi", "ll", "gi", "ving", "Loop Alert", "not member", "rejected",
+    "ERROR", ": ", "(", " ML)", "ml",
 ]
 
 
@@ -113,13 +114,24 @@ _NOTICE_PIECES = [
 @given(st.lists(st.sampled_from(_NOTICE_PIECES), max_size=12).map("".join))
 def test_notice_words_never_hide_a_match(text: str) -> None:
     from processor.parse import arf
-    from processor.parse.mta import generic
+    from processor.parse.mta import fml, generic
 
     for pattern, words in (
         (generic._CONDITIONAL, generic._CONDITIONAL_WORDS),
         (generic._GAVE_UP, generic._GAVE_UP_WORDS),
         (generic._DELAY_WORDS, generic._DELAY_WORDS_WORDS),
         (arf._HOTMAIL_SUBJECT, arf._HOTMAIL_SUBJECT_WORDS),
+        (fml._SUBJECT, fml._SUBJECT_WORDS),
     ):
         if pattern.search(text):
             assert may_match(text, words), (pattern.pattern, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["X-Barracuda-Connect", "x-mfilter", "X-HM-Spam", "Subject", "X-Mailer", "to"]),
+                max_size=5))
+def test_has_any_is_any_contains(names: list[str]) -> None:
+    from processor.parse.mta import gateway
+
+    headers = mime.Headers([(name, "v") for name in names])
+    assert headers.has_any(gateway._HEADER_NAMES) == any(name in headers for name in gateway._HEADER_NAMES)

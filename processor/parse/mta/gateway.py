@@ -29,6 +29,11 @@ _PRODUCTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], 
     ("activehunter", (), ("active!hunter",), ()),
     ("gateway", ("x-hm-spam",), (), ("---The following addresses had delivery errors---",)),
 )
+_HEADER_NAMES = frozenset(header for _, names, _, _ in _PRODUCTS for header in names)
+_FRAGMENTS = tuple(fragment for _, _, fragments, _ in _PRODUCTS for fragment in fragments)
+_MARKERS = tuple(marker for _, _, _, markers in _PRODUCTS for marker in markers)
+"""Every header, fragment and marker of ``_PRODUCTS``: when none is there (most messages), no
+product is, and the per-product loop is not run."""
 _DELIVER_TO = re.compile(
     r"(?:Unable to deliver message to|could not be delivered to):?\s*<([^<>\s]+@[^<>\s]+)>(.*)$",
     re.IGNORECASE | re.MULTILINE,
@@ -64,6 +69,12 @@ def _product(report: Report) -> str:
     signature = f"{report.headers.get('x-mailer')} {report.from_header} {boundary}".lower()
     head = report.head
     headers = report.headers
+    if not (
+        headers.has_any(_HEADER_NAMES)
+        or any(fragment in signature for fragment in _FRAGMENTS)
+        or any(marker in head for marker in _MARKERS)
+    ):
+        return ""
     for name, names, fragments, markers in _PRODUCTS:  # plain loops: this runs for most messages
         for header in names:
             if header in headers:
