@@ -2,6 +2,7 @@
 
     python tests/bench/daemon_bench.py [--messages 10000] [--runs 3] [--sizes 2000,10000]
                                        [--database sqlite|postgresql] [--latency-samples 10] [--migrated]
+                                       [--baseline /work/base]
 
 1. Throughput: the .eml files under samples/ are replicated (each copy made unique: its recipients
    renamed and a header added) until there are --messages of them, APPENDed to a Dovecot mailbox,
@@ -13,6 +14,10 @@
    and the command's peak RSS (from wait4). The package's bytecode is compiled first, as an installed
    package has it. The mailbox has the daemon's default batch_size (BP_BENCH_BATCH=N measures
    another). Between runs the messages are moved back to INBOX and the database is new.
+   Also printed: the time from the command's start to its first processed message (start-up and
+   the first batch) and from its last message to its exit (the last batch's move, shutdown), with
+   the load average beside each run. --baseline DIR runs another checkout's command (DIR/.venv)
+   before this one's in every run (A B A B), on the same messages.
    --sizes repeats the measure for other mailbox sizes, to show that memory does not grow with
    the mailbox (messages are streamed in batches).
 2. Latency: ``bounce-processor run`` (the daemon, in IDLE) on another mailbox; a bounce for a new
@@ -36,6 +41,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT))
@@ -115,30 +121,48 @@ def batch_setting() -> dict[str, object]:
     return {"batch_size": int(batch)} if batch else {}
 
 
-def run_once(config: Path, log: Path) -> tuple[float, int, float]:
-    """(wall seconds, peak RSS in kB, seconds from the first to the last processed message).
-    Also prints the CPU seconds of the command and its parse workers (their sum over the wall
-    time is how many of the cores the daemon kept busy; Dovecot's share is not in it)."""
+class Run(NamedTuple):
+    wall: float
+    """Seconds of the whole command (start-up and shutdown included)."""
+    rss: int
+    """Peak RSS in kB."""
+    span: float
+    """Seconds from the first to the last processed message."""
+    first: float
+    """Seconds from the command's start to its first processed message (start-up, first batch)."""
+    tail: float
+    """Seconds from its last processed message to its exit (last batch's move, shutdown)."""
+
+
+def run_once(config: Path, log: Path, python: str = sys.executable) -> Run:
+    """One ``run --once`` with ``python`` (this checkout's, or a baseline's). Also prints the CPU
+    seconds of the command and its parse workers (their sum over the wall time is how many of the
+    cores the daemon kept busy; Dovecot's share is not in it)."""
+    from datetime import datetime
+
     env = {**os.environ, "BOUNCE_PROCESSOR_CONFIG": str(config)}
     with log.open("wb") as out:
-        started = time.monotonic()
         wrap = os.environ.get("BP_BENCH_WRAP", "").split()  # e.g. a profiler: "py-spy record -o x --"
-        proc = subprocess.Popen([*wrap, sys.executable, "-m", "processor", "--log-format", "json", "run", "--once"],
+        clock = time.time()
+        started = time.monotonic()
+        proc = subprocess.Popen([*wrap, python, "-m", "processor", "--log-format", "json", "run", "--once"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=config.parent)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"run --once exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-    stamps = [json.loads(line)["timestamp"] for line in log.read_text().splitlines()
+    stamps = [datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp() for line in log.read_text().splitlines()
               if line.startswith("{") and '"message.processed"' in line]
-    from datetime import datetime
-
-    first, last = (datetime.fromisoformat(stamps[0]), datetime.fromisoformat(stamps[-1])) if stamps else (None, None)
-    span = (last - first).total_seconds() if first and last else 0.0
+    first, last = (stamps[0] - clock, stamps[-1] - clock) if stamps else (0.0, wall)
     cpu = usage.ru_utime + usage.ru_stime
     print(f"    CPU of run --once and its workers: {cpu:.2f}s over {wall:.2f}s wall = {cpu / wall:.2f} cores")
-    return wall, usage.ru_maxrss, span
+    return Run(wall, usage.ru_maxrss, last - first, first, wall - last)
+
+
+def load() -> str:
+    """The machine's load average (1 minute), printed beside each timing: other work skews it."""
+    return f"load {os.getloadavg()[0]:.2f}"
 
 
 def migrate(url: str) -> None:
@@ -153,7 +177,8 @@ def migrate(url: str) -> None:
         engine.dispose()
 
 
-def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, database: str, *, migrated: bool) -> None:
+def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, database: str, *, migrated: bool,
+               baseline: Path | None = None) -> None:
     user = dovecot.new_user("bench")
     messages = replicate(size)
     megabytes = sum(len(m) for m in messages) / 1e6
@@ -164,42 +189,60 @@ def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, datab
     for number, data in enumerate(messages):
         (files / f"{number:06d}.eml").write_bytes(data)
     del messages
-    walls, rss, spans, parses = [], [], [], []
+    # with --baseline, each run is the baseline's command then this checkout's (A B A B ...)
+    sides = {"this checkout": sys.executable}
+    if baseline is not None:
+        sides = {f"baseline {baseline}": str(baseline / ".venv" / "bin" / "python"), **sides}
+    results: dict[str, list[Run]] = {side: [] for side in sides}
+    parses = []
+    moved = False
     for run in range(runs):
         parses.append(parse_jobs_1(files))
-        if run:
-            move_back(dovecot, user)
-        url, name = new_database(database, work, run)
-        if migrated:
-            migrate(url)
-        config = write_config(work / f"bench-{size}-{run}.toml", {
-            "database": {"url": url},
-            "api": {"enabled": False},
-            "mailboxes.bench": mailbox_config(dovecot, user, **batch_setting()),
-        })
-        try:
-            wall, peak, span = run_once(config, work / f"run-{size}-{run}.log")
-        finally:
-            drop_database(name)
-        left = len(dovecot.uids(user))
-        if left:
-            raise RuntimeError(f"{left} messages left in INBOX after run --once")
-        walls.append(wall)
-        rss.append(peak)
-        spans.append(span)
-        print(f"  run {run + 1}: {wall:.2f}s, {size / wall:.0f} messages/s end to end, "
-              f"{size / span if span else float('nan'):.0f} messages/s processing, peak RSS {peak / 1024:.0f} MB")
-    wall, peak, span = statistics.median(walls), statistics.median(rss), statistics.median(spans)
-    schema = "migrated before the run" if migrated else "new, migrated by the daemon at start"
-    print(f"run --once, {size} messages, {database} (schema {schema}): median {wall:.2f}s of {runs} runs = "
-          f"{size / wall:.0f} messages/s end to end ({size / span:.0f}/s processing, start-up excluded); "
-          f"peak RSS median {peak / 1024:.0f} MB (runs: {', '.join(f'{r / 1024:.0f}' for r in rss)} MB)")
+        for side, python in sides.items():
+            if moved:
+                move_back(dovecot, user)
+            moved = True
+            url, name = new_database(database, work, sum(len(done) for done in results.values()))
+            if migrated:
+                migrate(url)
+            config = write_config(work / f"bench-{size}-{run}.toml", {
+                "database": {"url": url},
+                "api": {"enabled": False},
+                "mailboxes.bench": mailbox_config(dovecot, user, **batch_setting()),
+            })
+            label = "" if baseline is None else f" ({side})"
+            try:
+                one = run_once(config, work / f"run-{size}-{run}{'-base' if python != sys.executable else ''}.log",
+                               python)
+            finally:
+                drop_database(name)
+            left = len(dovecot.uids(user))
+            if left:
+                raise RuntimeError(f"{left} messages left in INBOX after run --once")
+            results[side].append(one)
+            print(f"  run {run + 1}{label}: {one.wall:.2f}s, {size / one.wall:.0f} messages/s end to end, "
+                  f"{size / one.span if one.span else float('nan'):.0f} messages/s processing, first message "
+                  f"after {one.first:.2f}s, exit {one.tail:.2f}s after the last, peak RSS {one.rss / 1024:.0f} MB; "
+                  f"{load()}")
     parse = statistics.median(parses)
+    schema = "migrated before the run" if migrated else "new, migrated by the daemon at start"
+    for side, done in results.items():
+        label = "" if baseline is None else f" [{side}]"
+        wall, peak = statistics.median(r.wall for r in done), statistics.median(r.rss for r in done)
+        span = statistics.median(r.span for r in done)
+        print(f"run --once{label}, {size} messages, {database} (schema {schema}): median {wall:.2f}s of {runs} runs "
+              f"= {size / wall:.0f} messages/s end to end ({size / span:.0f}/s processing, start-up excluded); "
+              f"first message after {statistics.median(r.first for r in done):.2f}s, exit "
+              f"{statistics.median(r.tail for r in done):.2f}s after the last; peak RSS median {peak / 1024:.0f} MB "
+              f"(runs: {', '.join(f'{r.rss / 1024:.0f}' for r in done)} MB)")
     print(f"parse --jsonl --jobs 1, same {size} messages as files, interleaved: median {parse:.2f}s = "
           f"{size / parse:.0f} messages/s")
-    print(f"ratio daemon end to end (whole command, start-up included) / parse --jobs 1 = {parse / wall:.2f}; "
-          f"ratio daemon processing (first to last message, start-up excluded) / parse --jobs 1 = "
-          f"{parse / span if span else float('nan'):.2f}")
+    for side, done in results.items():
+        label = "" if baseline is None else f" [{side}]"
+        wall, span = statistics.median(r.wall for r in done), statistics.median(r.span for r in done)
+        print(f"ratio{label} daemon end to end (whole command, start-up included) / parse --jobs 1 = "
+              f"{parse / wall:.2f}; ratio daemon processing (first to last message, start-up excluded) / "
+              f"parse --jobs 1 = {parse / span if span else float('nan'):.2f}")
     shutil.rmtree(files, ignore_errors=True)
 
 
@@ -275,6 +318,9 @@ def main() -> int:
     parser.add_argument("--migrated", action="store_true",
                         help="migrate each new database before the timed run (as a deployment's `db upgrade` "
                         "does); default: the daemon migrates it at start, inside the timed command")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout of another version with its own .venv (e.g. /work/base): each throughput "
+                        "run is then its command and this checkout's, one after the other (A B A B)")
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the daemon's logs to this directory")
     args = parser.parse_args()
     missing = servers.dovecot_missing()
@@ -293,7 +339,8 @@ def main() -> int:
     try:
         if not args.skip_throughput:
             for size in sizes:
-                throughput(dovecot, work, size, args.runs, args.database, migrated=args.migrated)
+                throughput(dovecot, work, size, args.runs, args.database, migrated=args.migrated,
+                           baseline=args.baseline)
         if args.latency_samples:
             latency(dovecot, work, args.latency_samples, args.database)
     finally:
