@@ -372,7 +372,9 @@ class MailboxSettings(BaseModel):
     """Messages fetched, parsed and committed together (one transaction, then one MOVE). Larger
     batches keep the parse pool busier (tests/bench/daemon_bench.py, 10,000 messages: 100 drained
     about 0.6x as fast as ``parse --jobs 1``, 250 about 0.7-0.8x); each batch is held in memory
-    whole, so lower it for mailboxes of very large messages."""
+    whole, so lower it for mailboxes of very large messages. A long pass starts and ends with
+    smaller batches (32, 64, ... up to this; processor.daemon.mailbox_worker.batch_plan), so that
+    the parse pool starts sooner and the pass ends sooner after its last fetch."""
     processed: Literal["folder", "seen", "delete", "keep"] = "folder"
     """Where processed messages go: ``processed_folder`` (default), flagged \\Seen, deleted, or
     left as they are (IMAP "seen"/"keep": the last UID stored per folder skips them later)."""

@@ -27,7 +27,7 @@ from processor.daemon.pipeline import BatchOutcome, Pipeline, plain_traceback
 from processor.sources.base import Disposal, MailSource, SourceError
 from processor.store import Store, StoreError
 
-__all__ = ["LeaseLost", "MailboxWorker", "Runtime"]
+__all__ = ["FIRST_BATCH", "LeaseLost", "MailboxWorker", "Runtime", "batch_plan"]
 
 log = structlog.get_logger("processor.daemon.service")
 T = TypeVar("T")
@@ -35,6 +35,31 @@ T = TypeVar("T")
 
 STORE_RETRY_MAX_SECONDS = 5.0
 """The longest wait before the database is tried again after a store error."""
+
+FIRST_BATCH = 32
+"""The size of a long pass's first batch; the next ones double up to ``batch_size`` (and its last
+ones halve down to this again): see ``batch_plan``."""
+
+
+def batch_plan(count: int, size: int, first: int = FIRST_BATCH) -> list[int]:
+    """The sizes of the batches that read ``count`` messages, at most ``size`` each.
+
+    A pass is a pipeline of three stages (fetch, parse, commit and move): nothing is parsed
+    before the first batch is fetched, and nothing is left to overlap the last batch's commit
+    and move. So a pass long enough for it starts with a small batch (``first``) and doubles it
+    up to ``size``, and ends the same way in reverse: the parse pool gets its first work after
+    32 messages are fetched rather than ``size``, and the pass ends soon after its last fetch.
+    The batches in between are ``size`` (the last of them smaller: the remainder)."""
+    if count <= 0:
+        return []
+    ramp: list[int] = []
+    step = max(1, min(first, size))
+    while step < size and 2 * (sum(ramp) + step) <= count:
+        ramp.append(step)
+        step *= 2
+    middle = count - 2 * sum(ramp)
+    full, rest = divmod(middle, size)
+    return ramp + [size] * full + ([rest] if rest else []) + ramp[::-1]
 
 
 class LeaseLost(Exception):
@@ -140,18 +165,19 @@ class MailboxWorker:
             log.info("mailbox.draining", mailbox=self.name, candidates=len(keys))
         handled = 0
         before = dict(self.totals)
-        size = self.box.batch_size
         # Three batches at once: one fetched (IMAP), the one before it parsed (the parse pool),
         # the one before that committed (the database) and then moved.
         parsing: _InFlight | None = None
         in_flight: _InFlight | None = None
+        start = 0
         try:
-            for start in range(0, len(keys), size):
+            for size in batch_plan(len(keys), self.box.batch_size):
                 if runtime.stop.is_set():
                     break
                 if not runtime.holds(self.name):
                     raise LeaseLost(self.name, runtime.lease_problem(self.name))
                 chunk = keys[start : start + size]
+                start += size
                 fetched = await self._prepare(chunk, uidvalidity)  # its parse starts in the background
                 if parsing is not None:
                     await parsing.parsed()

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from processor.classify import load_classifier
 from processor.config import DatabaseSettings, MailboxSettings, Settings, VerpSettings
 from processor.daemon import Daemon
+from processor.daemon.mailbox_worker import FIRST_BATCH, batch_plan
 from processor.daemon.service import MailboxWorker, Pipeline, Runtime
 from processor.records import Event, Verdict
 from processor.sources.base import SourceError
@@ -391,3 +392,53 @@ def test_signed_return_paths_need_a_secret(sqlite_url: str) -> None:
     daemon = Daemon(settings_for(sqlite_url, mailboxes={"b": box(require_signed_return_path=True)}), once=True)
     with pytest.raises(DaemonError, match=r"require signed return paths, but no verp\.secrets"):
         asyncio.run(daemon.run())
+
+
+@pytest.mark.parametrize(("count", "size"), [(0, 250), (1, 250), (63, 250), (64, 250), (100, 50), (500, 250),
+                                             (3000, 250), (10_000, 250), (10_000, 400), (7, 3), (1000, 1)])
+def test_batch_plan_covers_every_message_once_within_the_batch_size(count: int, size: int) -> None:
+    plan = batch_plan(count, size)
+    assert sum(plan) == count
+    assert all(0 < n <= size for n in plan)
+
+
+def test_batch_plan_starts_and_ends_small_on_a_long_pass() -> None:
+    """A long pass starts with FIRST_BATCH messages and doubles up to the batch size (the parse
+    pool starts on the first 32 messages fetched), and ends the same way in reverse."""
+    assert batch_plan(3000, 250) == [32, 64, 128] + [250] * 10 + [52] + [128, 64, 32]
+    assert batch_plan(100, 250) == [32, 36, 32]
+    assert batch_plan(10, 250) == [10]  # a short pass (mail that just arrived): one batch
+    assert batch_plan(7, 3) == [3, 3, 1]  # batch_size below FIRST_BATCH: batches as configured
+    assert FIRST_BATCH == 32
+
+
+class BatchRecorder(MemorySource):
+    """Records each fetch's size, and whether each disposed message was in the ledger by then."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+        self.batches: list[int] = []
+        self.disposed_uncommitted: list[int] = []
+
+    async def fetch(self, keys: Any) -> Any:
+        self.batches.append(len(keys))
+        return await super().fetch(keys)
+
+    async def dispose(self, keys: Any, disposal: Any) -> None:
+        recorded = self.store.recorded_uids(self.name, self.uidvalidity, list(keys))
+        self.disposed_uncommitted.extend(k for k in keys if k not in recorded)
+        await super().dispose(keys, disposal)
+
+
+def test_a_long_pass_is_read_in_growing_then_shrinking_batches_each_moved_after_its_commit(store: Store) -> None:
+    source = BatchRecorder(store)
+    for data in bounces(100):
+        source.append(data)
+    h = Harness(store, source, box(batch_size=50))
+    assert h.drain() == 100
+    assert source.batches == [32, 36, 32]
+    assert h.ledger() == 100 and not source.inbox and len(source.folders["processed"]) == 100
+    assert source.disposed_uncommitted == []
+    position = store.get_mailbox_state(source.name)
+    assert position is not None and position.last_uid == 100
