@@ -12,7 +12,27 @@ import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any, Literal
 
-import structlog
+
+def _import_structlog_without_rich() -> None:
+    """Import structlog with rich hidden from it, when neither is loaded yet (a command's start).
+
+    structlog imports rich whenever it is installed, for what this project never uses: rich
+    tracebacks (``configure`` asks for plain ones: rich's print every frame's local variables,
+    and one can hold a password) and rich reprs of locals in dict tracebacks. That import was
+    ~40 ms of every command's start (the daemon's among them). rich itself stays importable: it
+    is hidden only while structlog loads (the run report's progress display imports it later)."""
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]  # "import rich" raises ImportError
+    try:
+        import structlog  # noqa: F401
+    finally:
+        del sys.modules["rich"]
+
+
+_import_structlog_without_rich()
+
+import structlog  # noqa: E402
 
 LogFormat = Literal["console", "json", "auto"]
 

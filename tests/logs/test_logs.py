@@ -105,3 +105,22 @@ def test_a_logger_used_before_a_reconfigure_keeps_to_the_new_level() -> None:
     assert json.loads(first.getvalue())["event"] == "shown"
     assert [json.loads(line)["event"] for line in second.getvalue().splitlines()] == ["kept"]
     assert third.getvalue() == ""
+
+
+def test_a_command_does_not_import_rich_for_structlog() -> None:
+    """A fresh process that sets up logging loads structlog without rich (its tracebacks are
+    never used here); rich can still be imported afterwards (the run report uses it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from processor import logs\n"
+        "logs.configure('console', 'INFO')\n"
+        "import structlog.dev\n"
+        "print('rich' in sys.modules, structlog.dev.rich is None)\n"
+        "import rich.console\n"
+        "print(rich.console.Console.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "Console"]
