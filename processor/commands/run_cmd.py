@@ -99,9 +99,19 @@ def _start_parse_pool(settings: Any) -> Any:
         return None
     from processor.daemon.parallel import ParsePool
 
-    pool = ParsePool(settings.parse, processes)
+    pool = ParsePool(settings.parse, processes, start_method=pool_start_method())
     pool.warm()
     return pool
+
+
+def pool_start_method() -> str:
+    """How the parse pool's workers start: forked while this process has no other thread yet (the
+    command's start: no database or mailbox is open either, so a worker inherits only the imports
+    and the settings), else spawned (a caller's threads would be copied half-way)."""
+    import multiprocessing
+
+    alone = all(t is threading.main_thread() for t in threading.enumerate())
+    return "fork" if alone and "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def _debug() -> bool:

@@ -242,3 +242,57 @@ def test_a_parse_worker_ends_at_once_when_the_pool_closes(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.split()) == 2  # two workers ran
     assert sorted(p.name for p in marks.iterdir()) == []  # neither was torn down
+
+
+_FORKED_POOL = """
+import multiprocessing, sys
+from processor.commands.run_cmd import _start_parse_pool, pool_start_method
+from processor.config import Settings
+from processor.parse import Parser
+from tests.daemon.helpers import bounces
+
+if __name__ == "__main__":
+    settings = Settings()
+    assert pool_start_method() == "fork"
+    pool = _start_parse_pool(settings)
+    try:
+        messages = bounces(40, prefix="forked-")
+        outcomes = pool.submit(messages).result(timeout=120)
+        executor = pool._pool._executor
+        print(executor._mp_context.get_start_method(), len(executor._processes),
+              outcomes == [Parser(settings.parse).parse(m) for m in messages], multiprocessing.active_children() != [])
+    finally:
+        pool.close()
+"""
+
+
+def test_the_run_command_forks_its_parse_workers_before_it_has_threads(tmp_path: Path) -> None:
+    """``bounce-processor run`` starts its pool before any thread or connection: the workers are
+    forked (they inherit the imports), and parse as a spawned worker or this process does."""
+    import os
+    import subprocess
+    import sys
+
+    from processor.workers import default_jobs
+    from tests.conftest import PROJECT
+
+    if default_jobs() < 2:
+        pytest.skip("one CPU: the daemon parses in its own threads, no pool is started")
+    script = tmp_path / "forked_pool.py"
+    script.write_text(_FORKED_POOL)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True,
+                         cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)}).stdout
+    assert out.split() == ["fork", str(default_jobs()), "True", "True"]
+
+
+def test_a_process_with_threads_spawns_its_parse_workers() -> None:
+    from processor.commands.run_cmd import pool_start_method
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert pool_start_method() == "spawn"
+    finally:
+        stop.set()
+        other.join()
