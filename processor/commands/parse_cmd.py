@@ -139,9 +139,10 @@ file for this process to stream: '' or its path)."""
 
 
 WORKER_READS_BELOW = 64 * 1024
-"""Files smaller than this are read by the workers (so that reading is spread over the cores
-too); a bigger one, which may be an mbox of many messages, is streamed by this process message by
-message, in its turn, so that neither its messages nor its output are ever held whole."""
+"""mbox files smaller than this are read by the workers, as is every file of one message, whatever
+its size (its output is a few lines); a bigger mbox, which may hold many messages, is streamed by
+this process message by message, in its turn, so that neither its messages nor its output are
+ever held whole."""
 
 
 def _encoding() -> tuple[str, str]:
@@ -153,7 +154,7 @@ def _work(chunk: list[Item]) -> list[Output]:
     """The output of each item of a chunk, as bytes; a file's messages (a small mbox has several)
     are joined in order, and so are the outputs of consecutive items that report no error. A
     file that cannot be read ends the run there, after the output of those before it."""
-    from processor.sources.files import SourceError, read_file
+    from processor.sources.files import SourceError, is_mbox, read_file
 
     assert _worker is not None, "the worker is built before the work starts"
     encoding, errors = _encoding()
@@ -172,7 +173,7 @@ def _work(chunk: list[Item]) -> list[Output]:
                 flush(error)
             continue
         try:
-            big = os.stat(name).st_size >= WORKER_READS_BELOW
+            big = os.stat(name).st_size >= WORKER_READS_BELOW and is_mbox(name)
         except OSError:
             big = False  # read_file says why, below
         if big:

@@ -87,6 +87,16 @@ def read_file(path: Path) -> Iterator[RawMessage]:
     return _iter_file(path)
 
 
+def is_mbox(path: str | Path) -> bool:
+    """Whether a file starts as an mbox does ('From '), so that it may hold many messages; False
+    for a file that cannot be read (``read_file`` says why)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(_MBOX_START)) == _MBOX_START
+    except OSError:
+        return False
+
+
 def _iter_file(path: Path) -> Iterator[RawMessage]:
     try:
         with open(path, "rb") as fh:  # opened once: an .eml is read whole from here

@@ -135,6 +135,26 @@ def test_jobs_read_mbox_files_and_keep_their_order(tmp_path: Path) -> None:
     assert sources.index(f"{tmp_path / '0059.eml'}") < sources.index(streamed + "0") < sources.index(streamed + "59")
 
 
+def test_a_big_message_is_read_by_a_worker_and_only_a_big_mbox_by_the_parent(tmp_path: Path) -> None:
+    """A file of one message goes to a worker whatever its size (its output is a few lines); only
+    an mbox of WORKER_READS_BELOW or more is handed back, for the parent to stream."""
+    message = QMAIL.read_bytes()
+    padding = b"x" * 76 + b"\n"
+    big_eml = tmp_path / "big.eml"
+    big_eml.write_bytes(message.rstrip(b"\n") + b"\n\n" + padding * (parse_cmd.WORKER_READS_BELOW // len(padding) + 1))
+    envelope = b"From MAILER-DAEMON Thu Jan  1 00:00:00 2026\n"
+    big_mbox = tmp_path / "big.mbox"
+    big_mbox.write_bytes(envelope + big_eml.read_bytes() + b"\n" + envelope + message)
+    assert big_eml.stat().st_size >= parse_cmd.WORKER_READS_BELOW
+    parse_cmd._start_worker((None, None), True)
+    outputs = parse_cmd._work([(str(big_eml), None), (str(big_mbox), None), (str(QMAIL), None)])
+    # (the output before a streamed file goes with it: the big .eml's, then the mbox for the parent)
+    assert [(error, fatal, stream) for _, error, fatal, stream in outputs] == [("", "", str(big_mbox)), ("", "", "")]
+    sources = [[json.loads(line)["source"] for line in text.decode().splitlines()] for text, *_ in outputs]
+    assert sources[0] and set(sources[0]) == {str(big_eml)}
+    assert sources[1] and set(sources[1]) == {str(QMAIL)}
+
+
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.upper().startswith("BOUNCE_")}
 
