@@ -4,11 +4,13 @@
 parser's and the rules' compilation) is paid once per worker by an initialiser, never per
 message; messages travel in chunks so that the cost of handing work to a process is paid per chunk.
 
-``striped_map`` (a single-threaded command that knows its items up front, such as ``parse``):
-the workers are forked once everything is built, so their start-up is free; worker ``k`` takes
-chunks ``k``, ``k + jobs``, ... of the list it inherited, so nothing is sent to a worker, and
-each hands its results back through its own pipe, read here in the chunks' order. This process
-only reads and writes: no queue threads, no per-item hand-off.
+``forked_map`` (a single-threaded command that knows its items up front, such as ``parse``):
+the workers are forked once everything is built, so their start-up is free; this process works
+too (``jobs`` processes in all, one per core, none only relaying); each process takes the next
+chunk's number from a shared pipe when it is free, so the work is shared by speed, not in fixed
+parts, and nothing but that number is sent to a worker; a worker hands its results back through
+its own pipe, and this process yields them in the chunks' order. No queue threads, no per-item
+hand-off.
 
 With one job nothing is forked: the same function runs in this process, so ``--jobs 1`` and
 ``--jobs N`` print the same thing by construction.
@@ -20,7 +22,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, BinaryIO, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
 
 if TYPE_CHECKING:  # imported when a pool is used: a one-file run never needs them
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -185,71 +187,140 @@ class WorkerError(RuntimeError):
     """A forked worker failed (its exception could not be handed back as it was) or ended early."""
 
 
-_FRAME_HEAD = 9
-"""A result frame: one byte (1: the result, 0: an exception), the payload's length (8 bytes,
-big-endian), then the pickled payload."""
+_FRAME_HEAD = 13
+"""A result frame: one byte (1: the result, 0: an exception), the chunk's number (4 bytes), the
+payload's length (8 bytes; all big-endian), then the pickled payload."""
+
+_TOKEN = 4
+"""A chunk's number in the pipe of chunks not yet taken (big-endian)."""
+
+AHEAD = 16
+"""How many chunks past the next one due this process may work on before it waits for the
+workers' results: a bound on what it holds (its own results that are not due yet)."""
+
+_PIPE_BYTES = 1 << 20
+"""The pipe size asked for (Linux's default cap for an unprivileged process): room for the
+pending chunks' numbers, and for a worker's results to queue while this process works a chunk."""
 
 
-def striped_map(
-    work: Callable[[list[Item]], Result], items: Sequence[Item], jobs: int, *, chunk: int = CHUNK
+def forked_map(
+    work: Callable[[list[Item]], Result],
+    items: Sequence[Item],
+    jobs: int,
+    *,
+    chunk: int = CHUNK,
+    ahead: int = AHEAD,
 ) -> Generator[Result, None, None]:
-    """``work(chunk)`` for each chunk of ``items``, in order, in ``jobs`` forked processes.
+    """``work(chunk)`` for each chunk of ``items``, in order, in ``jobs`` processes: this one and
+    ``jobs - 1`` forked from it.
 
-    Chunk ``i`` is computed by worker ``i % jobs`` and by no other, so each item is worked once;
-    the results are read back in the chunks' order, so the output keeps the input's order. A
-    worker that is ahead blocks on its full pipe until its turn comes, so results are streamed,
-    not held. An exception in a worker is raised here at that chunk's place in the order (as
-    itself when it can be pickled, else as ``WorkerError`` with the worker's traceback).
+    The chunks' numbers wait in a pipe that every process reads (a read takes one number, and
+    the kernel gives each number to one reader only), so each chunk is worked once, and a process
+    that is faster, or less disturbed by the rest of the machine, takes more of them: nobody
+    waits on a fixed share. A worker hands its results back through its own pipe, in the order it
+    took its chunks; this process reads them when it is not working a chunk itself, and yields
+    every result in the chunks' order. It works a chunk only when that chunk is less than ``ahead``
+    past the one due, and reads only the first waiting result of each worker, so what is held is
+    bounded (a worker that is ahead blocks on its full pipe): results are streamed, not held.
+    An exception is raised here at that chunk's place in the order (a worker's as itself when it
+    can be pickled, else as ``WorkerError`` with the worker's traceback); a worker that ends
+    before handing back a chunk it took raises ``WorkerError`` at that chunk's place.
 
-    Fork only from a single-threaded process (a command, not the daemon). Use it as a context
-    manager or close it (``contextlib.closing``): closing before the end stops the workers.
+    With one job or one chunk nothing is forked. Fork only from a single-threaded process (a
+    command, not the daemon). Use it as a context manager or close it (``contextlib.closing``):
+    closing before the end stops the workers.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
-    chunks = [list(items[start : start + chunk]) for start in range(0, len(items), chunk)]
-    if jobs == 1 or len(chunks) <= 1:
-        for one in chunks:
-            yield work(one)
+    if ahead < 1:
+        raise ValueError(f"ahead must be at least 1, not {ahead}")
+    if jobs == 1 or len(items) <= chunk:
+        for start in range(0, len(items), chunk):
+            yield work(list(items[start : start + chunk]))
         return
     import contextlib
+    import fcntl
     import pickle
     import signal
     import sys
+    import termios
 
-    jobs = min(jobs, len(chunks))
     for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written twice
         if stream is not None:
             stream.flush()
+    tokens_read, tokens_write = os.pipe()
     pids: list[int] = []
-    readers: list[BinaryIO] = []
+    readers: list[int] = []  # one per worker, in pids' order
     finished = False
     try:
-        for k in range(jobs):
+        with contextlib.suppress(OSError):  # (the default size then: 16,384 numbers, chunks grow to fit)
+            fcntl.fcntl(tokens_write, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        room = fcntl.fcntl(tokens_write, fcntl.F_GETPIPE_SZ) // _TOKEN
+        chunk = max(chunk, -(-len(items) // room))
+        chunks = [list(items[start : start + chunk]) for start in range(0, len(items), chunk)]
+        count = len(chunks)
+        numbers = memoryview(b"".join(number.to_bytes(_TOKEN, "big") for number in range(count)))
+        while numbers:  # (they fit: nothing reads them yet)
+            numbers = numbers[os.write(tokens_write, numbers) :]
+        os.close(tokens_write)  # once the numbers are taken, a read finds the end
+        tokens_write = -1
+        jobs = min(jobs, count)
+        for _ in range(jobs - 1):
             read_fd, write_fd = os.pipe()
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child's side (its results are what the tests check)
                 os.close(read_fd)
                 for reader in readers:
-                    reader.close()
-                _serve(work, chunks[k::jobs], write_fd)
+                    os.close(reader)
+                _serve(work, chunks, tokens_read, write_fd)
             os.close(write_fd)
             pids.append(pid)
-            readers.append(os.fdopen(read_fd, "rb"))
-        for index in range(len(chunks)):
-            reader = readers[index % jobs]
-            head = reader.read(_FRAME_HEAD)
-            size = int.from_bytes(head[1:], "big") if len(head) == _FRAME_HEAD else -1
-            payload = reader.read(size) if size >= 0 else b""
-            if size < 0 or len(payload) != size:
-                raise WorkerError(f"worker {pids[index % jobs]} ended before its chunk {index} of {len(chunks)}")
-            value = pickle.loads(payload)
-            if head[0] != 1:
-                raise value
-            yield value
+            readers.append(read_fd)
+        held: dict[int, tuple[bool, object, int]] = {}  # number -> (is a result, it or the exception, reader or -1)
+        waiting = set(readers)  # live workers whose first waiting result is not held yet
+        size = bytearray(4)
+        due = 0
+        while due < count:
+            if due in held:
+                ok, value, reader = held.pop(due)
+                if reader >= 0:
+                    waiting.add(reader)  # its next result may be read now
+                due += 1
+                if not ok:
+                    raise value  # type: ignore[misc]
+                yield value  # type: ignore[misc]
+                continue
+            ready = _readable(waiting, 0) if waiting else []
+            if not ready:
+                fcntl.ioctl(tokens_read, termios.FIONREAD, size)
+                untaken = count - int.from_bytes(size, sys.byteorder) // _TOKEN
+                token = os.read(tokens_read, _TOKEN) if untaken < min(count, due + ahead) else b""
+                if token:  # work a chunk here while the workers work theirs
+                    number = int.from_bytes(token, "big")
+                    try:
+                        held[number] = (True, work(chunks[number]), -1)
+                    except Exception as exc:
+                        held[number] = (False, exc, -1)
+                    continue
+                if not waiting:
+                    raise WorkerError(f"a worker ended before handing back chunk {due} of {count}")
+                ready = _readable(waiting, None)
+            for reader in ready:
+                frame = _read_frame(reader)
+                waiting.discard(reader)
+                if frame is None:  # the end: it took no more chunks, or it died
+                    continue
+                ok, number, payload = frame
+                held[number] = (ok, pickle.loads(payload), reader)
         finished = True
     finally:
         for reader in readers:
-            reader.close()
+            os.close(reader)
+        os.close(tokens_read)
+        if tokens_write >= 0:
+            os.close(tokens_write)
         for pid in pids:
             if not finished:
                 with contextlib.suppress(ProcessLookupError):  # (already gone)
@@ -257,18 +328,60 @@ def striped_map(
             os.waitpid(pid, 0)
 
 
-def _serve(work: Callable[[list[Item]], Result], chunks: list[list[Item]], fd: int) -> NoReturn:  # pragma: no cover
-    """A forked worker: the result of each of its chunks, framed, to ``fd``; then it ends
-    without running this process's exit handlers (they belong to the parent)."""
+def _readable(fds: set[int], timeout: int | None) -> list[int]:
+    """Those of ``fds`` with something to read (or at their end), waiting up to ``timeout`` ms
+    (None: until one has)."""
+    import select
+
+    poll = select.poll()
+    for fd in fds:
+        poll.register(fd, select.POLLIN)
+    return [fd for fd, _ in poll.poll(timeout)]
+
+
+def _read_frame(fd: int) -> tuple[bool, int, bytes] | None:
+    """The next frame from a worker's pipe; None at its end (or at a frame it did not finish)."""
+    head = _read_exactly(fd, _FRAME_HEAD)
+    if len(head) < _FRAME_HEAD:
+        return None
+    size = int.from_bytes(head[5:], "big")
+    payload = _read_exactly(fd, size)
+    if len(payload) < size:
+        return None
+    return head[0] == 1, int.from_bytes(head[1:5], "big"), payload
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    data = os.read(fd, size)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        data = os.read(fd, size - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+def _serve(  # pragma: no cover - the child's side
+    work: Callable[[list[Item]], Result], chunks: list[list[Item]], tokens: int, fd: int
+) -> NoReturn:
+    """A forked worker: takes chunks' numbers until none is left, hands each chunk's result back
+    framed to ``fd`` (stops after an exception); then it ends without running this process's exit
+    handlers (they belong to the parent)."""
     import pickle
     import traceback
 
     code = 0
     try:
         with os.fdopen(fd, "wb") as out:
-            for one in chunks:
+            while token := os.read(tokens, _TOKEN):
+                number = int.from_bytes(token, "big")
                 try:
-                    payload, kind = pickle.dumps(work(one), pickle.HIGHEST_PROTOCOL), 1
+                    payload, kind = pickle.dumps(work(chunks[number]), pickle.HIGHEST_PROTOCOL), 1
                 except Exception as exc:
                     try:
                         payload = pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
@@ -276,7 +389,7 @@ def _serve(work: Callable[[list[Item]], Result], chunks: list[list[Item]], fd: i
                     except Exception:
                         payload = pickle.dumps(WorkerError(traceback.format_exc()), pickle.HIGHEST_PROTOCOL)
                     kind, code = 0, 1
-                out.write(bytes((kind,)) + len(payload).to_bytes(_FRAME_HEAD - 1, "big"))
+                out.write(bytes((kind,)) + token + len(payload).to_bytes(_FRAME_HEAD - 1 - _TOKEN, "big"))
                 out.write(payload)
                 out.flush()
                 if kind == 0:

@@ -254,7 +254,7 @@ def _sections(args: argparse.Namespace) -> tuple[Any, Any]:
 def run(args: argparse.Namespace) -> int:
     from contextlib import closing
 
-    from processor.workers import default_jobs, striped_map
+    from processor.workers import default_jobs, forked_map
 
     sections = _sections(args)
     jobs = args.jobs or default_jobs()
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
         import gc
 
         gc.freeze()  # forked workers share this process's objects: no collection copies their pages
-    with closing(striped_map(_work, items, jobs)) as results:
+    with closing(forked_map(_work, items, jobs)) as results:
         for outputs in results:
             for text, error, fatal, stream in outputs:
                 if error:
