@@ -38,9 +38,14 @@ def _fail_on_seven(chunk: list[int]) -> list[int]:
     return chunk
 
 
+def _square_with_pid_slowly(chunk: list[int]) -> list[tuple[int, int, int]]:
+    time.sleep(0.005)  # (instant chunks may all go to the first worker when the machine is busy)
+    return _square_with_pid(chunk)
+
+
 def test_map_keeps_order_and_uses_several_processes() -> None:
     """Every item comes back once, in order, and the work is spread over the workers."""
-    with OrderedPool(_square_with_pid, 2, _set_up, chunk=5) as pool:
+    with OrderedPool(_square_with_pid_slowly, 2, _set_up, chunk=5) as pool:
         results = list(pool.map(range(200)))
     assert [(item, square) for item, square, _ in results] == [(i, i * i) for i in range(200)]
     assert len({pid for _, _, pid in results}) == 2
