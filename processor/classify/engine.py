@@ -25,6 +25,7 @@ from typing import Any
 
 from processor.classify.loader import PHRASES_DIRECTORY, load_rules, rule_files
 from processor.classify.schema import (
+    FIELD_GETTERS,
     FIELDS,
     AnyOf,
     Condition,
@@ -37,7 +38,6 @@ from processor.classify.schema import (
     RulesError,
     code_variants,
     domain_regex,
-    field_value,
     regex_options,
 )
 from processor.records import BounceType, Event, Verdict
@@ -52,8 +52,13 @@ def _log() -> Any:
 UNMATCHED_REASON = "undefined"
 MAX_DIAGNOSTIC = 16_384
 """Only this much of a diagnostic is matched (reports put the useful text first)."""
+MEMO_ENTRIES = 4096
+MEMO_CHARACTERS = 2048
+"""Each regex set remembers the atoms of up to MEMO_ENTRIES texts of at most MEMO_CHARACTERS
+characters (a few MB at most): a server's reply, once masked, is the same for every recipient."""
 
 Predicate = Callable[[int], bool]
+Reader = Callable[[Event], str]
 
 _SELECTIVITY: dict[str, int] = {
     "diagnostic": 1,
@@ -97,12 +102,19 @@ class _RegexSet:
     pass, and only the regexes whose literals are all present (plus those without any) run. A
     single RE2 ``Set`` of every regex gives the same answer, but its combined DFA is built state
     by state on new text: on replies never seen before it cost about 1.9x more per event
-    (173 against 93 µs; tests/bench/classify_bench.py prints the "unseen replies" cost)."""
+    (173 against 93 µs; tests/bench/classify_bench.py prints the "unseen replies" cost).
+
+    The masks of recent texts are remembered (``MEMO_ENTRIES`` texts of up to ``MEMO_CHARACTERS``).
+    The texts are what the rules read, with the per-recipient parts already masked where the field
+    has them (``diagnostic``: addresses, hosts, IPs and URLs; ``remote_mta``: a server's name), so
+    a stream of bounces repeats them whenever a server gives the same reply to many recipients.
+    The memo belongs to one compiled rule set: a reload starts a new one."""
 
     def __init__(self, sources: Sequence[str], bits: Sequence[int], anchor: str) -> None:
         import re2
 
         self._bits = tuple(bits)
+        self._memo: dict[str, int] = {}
         self._filter: Any = None
         if not sources:
             return
@@ -121,10 +133,18 @@ class _RegexSet:
     def match(self, text: str) -> int:
         if self._filter is None:
             return 0
+        memo = self._memo
+        mask = memo.get(text)
+        if mask is not None:
+            return mask
         mask = 0
         bits = self._bits
         for index in self._filter.Match(text.encode("utf-8")) or ():
             mask |= bits[index]
+        if len(text) <= MEMO_CHARACTERS:
+            if len(memo) >= MEMO_ENTRIES:
+                memo.clear()  # cheaper than an LRU's book-keeping on every hit; refills at once
+            memo[text] = mask
         return mask
 
 
@@ -144,10 +164,10 @@ class CompiledRules:
         for rule in self.rules:
             self._collect(rule.condition)
 
-        self._codes: list[tuple[str, Callable[[str], tuple[str, ...]], dict[str, int]]] = []
-        self._words: list[tuple[str, dict[str, int]]] = []
-        self._domains: list[tuple[str, dict[str, int], _RegexSet | None]] = []
-        self._texts: list[tuple[str, _RegexSet]] = []
+        self._codes: list[tuple[Reader, Callable[[str], tuple[str, ...]], dict[str, int]]] = []
+        self._words: list[tuple[Reader, dict[str, int]]] = []
+        self._domains: list[tuple[Reader, dict[str, int], _RegexSet | None]] = []
+        self._texts: list[tuple[Reader, _RegexSet]] = []
         self._build_tables()
 
         self._predicates: list[Predicate] = []
@@ -191,8 +211,9 @@ class CompiledRules:
             by_field.setdefault(atom.field, []).append((index, atom.pattern))
         for field, atoms in by_field.items():
             kind = FIELDS[field]
+            read = FIELD_GETTERS[field]
             if kind is FieldKind.REGEX:
-                self._texts.append((field, _RegexSet([p for _, p in atoms], [1 << i for i, _ in atoms], "SearchSet")))
+                self._texts.append((read, _RegexSet([p for _, p in atoms], [1 << i for i, _ in atoms], "SearchSet")))
                 continue
             exact: dict[str, int] = {}
             wild: list[tuple[int, str]] = []
@@ -202,18 +223,18 @@ class CompiledRules:
                 else:
                     exact[pattern] = exact.get(pattern, 0) | 1 << index
             if kind is FieldKind.STATUS:
-                self._codes.append((field, _status_variants, exact))
+                self._codes.append((read, _status_variants, exact))
             elif kind is FieldKind.REPLY:
-                self._codes.append((field, _reply_variants, exact))
+                self._codes.append((read, _reply_variants, exact))
             elif kind is FieldKind.DOMAIN:
                 globs = (
                     _RegexSet([domain_regex(p) for _, p in wild], [1 << i for i, _ in wild], "FullMatchSet")
                     if wild
                     else None
                 )
-                self._domains.append((field, exact, globs))
+                self._domains.append((read, exact, globs))
             else:
-                self._words.append((field, exact))
+                self._words.append((read, exact))
 
     def _mask(self, test: FieldTest) -> int:
         mask = 0
@@ -268,21 +289,21 @@ class CompiledRules:
     def atom_mask(self, event: Event) -> int:
         """The atoms that hold for ``event``, as bits."""
         mask = 0
-        for field, variants, table in self._codes:
-            code = field_value(event, field)
+        for read, variants, table in self._codes:
+            code = read(event)
             if code:
                 for variant in variants(code):
                     mask |= table.get(variant, 0)
-        for field, table in self._words:
-            mask |= table.get(field_value(event, field), 0)
-        for field, table, globs in self._domains:
-            name = field_value(event, field)
+        for read, table in self._words:
+            mask |= table.get(read(event), 0)
+        for read, table, globs in self._domains:
+            name = read(event)
             if name:
                 mask |= table.get(name, 0)
                 if globs is not None:
                     mask |= globs.match(name)
-        for field, regexes in self._texts:
-            text = field_value(event, field)
+        for read, regexes in self._texts:
+            text = read(event)
             if text:
                 mask |= regexes.match(text[:MAX_DIAGNOSTIC])
         return mask

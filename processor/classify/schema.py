@@ -10,6 +10,7 @@ cover another (used to find shadowed rules), live here as well, so that the load
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -275,43 +276,37 @@ def _domain(value: str) -> str:
     return value.strip().strip("[]").rstrip(".").lower()
 
 
+def _names_recipient_value(event: Event) -> str:
+    return "true" if _names_recipient(event.recipient.lower(), event.diagnostic.lower()) else "false"
+
+
+FIELD_GETTERS: dict[str, Callable[[Event], str]] = {
+    "status": lambda event: event.status,
+    "reply_code": lambda event: event.reply_code,
+    "smtp_command": lambda event: event.smtp_command.upper(),
+    "diagnostic": lambda event: split_reply(event.diagnostic).text,
+    "mentioned_hosts": lambda event: split_reply(event.diagnostic).mentioned_hosts,
+    "notice": lambda event: event.notice,
+    "diagnostic_type": lambda event: event.diagnostic_type.lower(),
+    "remote_mta": lambda event: _domain(event.remote_mta or split_reply(event.diagnostic).remote_host),
+    "reporting_mta": lambda event: _domain(event.reporting_mta),
+    "recipient_domain": lambda event: _domain(event.recipient_domain),
+    "kind": lambda event: str(event.kind),
+    "feedback_type": lambda event: event.feedback_type.lower(),
+    "mta": lambda event: event.mta.lower(),
+    "dsn_action": lambda event: event.dsn_action.lower(),
+    "provider": lambda event: event.provider.lower(),
+    "provider_category": lambda event: event.provider_category.lower(),
+    "names_recipient": _names_recipient_value,
+}
+"""How to read each field of ``FIELDS`` from an event, normalised the way patterns are: the rule
+engine looks its readers up once, when it compiles the rules, rather than per event."""
+
+
 def field_value(event: Event, field: str) -> str:
-    """The text of ``field`` in ``event``, normalised the way patterns are."""
-    if field == "status":
-        return event.status
-    if field == "reply_code":
-        return event.reply_code
-    if field == "smtp_command":
-        return event.smtp_command.upper()
-    if field == "diagnostic":
-        return split_reply(event.diagnostic).text
-    if field == "mentioned_hosts":
-        return split_reply(event.diagnostic).mentioned_hosts
-    if field == "notice":
-        return event.notice
-    if field == "diagnostic_type":
-        return event.diagnostic_type.lower()
-    if field == "remote_mta":
-        return _domain(event.remote_mta or split_reply(event.diagnostic).remote_host)
-    if field == "reporting_mta":
-        return _domain(event.reporting_mta)
-    if field == "recipient_domain":
-        return _domain(event.recipient_domain)
-    if field == "kind":
-        return str(event.kind)
-    if field == "feedback_type":
-        return event.feedback_type.lower()
-    if field == "mta":
-        return event.mta.lower()
-    if field == "dsn_action":
-        return event.dsn_action.lower()
-    if field == "provider":
-        return event.provider.lower()
-    if field == "provider_category":
-        return event.provider_category.lower()
-    if field == "names_recipient":
-        return "true" if _names_recipient(event.recipient.lower(), event.diagnostic.lower()) else "false"
-    raise KeyError(field)
+    """The text of ``field`` in ``event``, normalised the way patterns are (KeyError for a field
+    that is not in ``FIELDS``)."""
+    return FIELD_GETTERS[field](event)
 
 
 def _names_recipient(recipient: str, diagnostic: str) -> bool:
