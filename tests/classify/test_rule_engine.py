@@ -292,3 +292,29 @@ def _default_rules() -> CompiledRules:
         assert problems == []
         _CACHE["default"] = CompiledRules(rules)
     return _CACHE["default"]
+
+
+def test_regex_memo_gives_the_matched_answer_and_stays_bounded(
+    rule_dir: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply seen before (for another recipient) is answered from the memo with what matching
+    gives; the memo never holds more than MEMO_ENTRIES texts, nor a text over MEMO_CHARACTERS."""
+    from processor.classify import engine
+
+    monkeypatch.setattr(engine, "MEMO_ENTRIES", 3)
+    monkeypatch.setattr(engine, "MEMO_CHARACTERS", 200)
+    rules = RuleSet([rule_dir(one_rule("diagnostic: 'user (unknown|gone)'"))])
+    compiled = rules.compiled
+    texts = [entry for _, entry in compiled._texts]
+    assert len(texts) == 1
+    memo = texts[0]._memo
+    for i in range(10):
+        event = make_event(diagnostic=f"550 <user{i}@example.org>: user unknown", recipient=f"user{i}@example.org")
+        assert rules.classify(event).rule_id == "probe"
+        assert rules.classify(make_event(diagnostic=f"550 mailbox {i} full")).rule_id == ""
+        assert len(memo) <= 3
+    assert "550 <address>: user unknown" in memo  # the masked reply, not one recipient's
+    long = "550 " + "x" * 300 + " user gone"
+    assert rules.classify(make_event(diagnostic=long)).rule_id == "probe"
+    assert rules.classify(make_event(diagnostic=long)).rule_id == "probe"
+    assert all(len(text) <= 200 for text in memo)
