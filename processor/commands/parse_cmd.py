@@ -60,6 +60,10 @@ def event_record(source: str, verdict: Any) -> dict[str, Any]:
     }
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False)
+"""What ``json.dumps(record, ensure_ascii=False)`` uses, built once rather than per line."""
+
+
 def _human(record: dict[str, Any]) -> str:
     bits = [
         record["source"],
@@ -109,12 +113,13 @@ class _Worker:
             error = f"bounce-processor: {source}: cannot parse: {exc}\n"
             if self.jsonl:
                 record = {"source": source, "bounce_type": "none", "error": str(exc)}
-                return json.dumps(record, ensure_ascii=False) + "\n", error
+                return _JSON.encode(record) + "\n", error
             return "", error
         out: list[str] = []
+        classify = self.classifier.classify
+        line = _JSON.encode if self.jsonl else _human
         for event in events:
-            record = event_record(source, self.classifier.classify(event))
-            out.append(json.dumps(record, ensure_ascii=False) if self.jsonl else _human(record))
+            out.append(line(event_record(source, classify(event))))
         return ("\n".join(out) + "\n" if out else ""), ""
 
 
@@ -154,7 +159,7 @@ def _work(chunk: list[Item]) -> list[Output]:
     """The output of each item of a chunk, as bytes; a file's messages (a small mbox has several)
     are joined in order, and so are the outputs of consecutive items that report no error. A
     file that cannot be read ends the run there, after the output of those before it."""
-    from processor.sources.files import SourceError, is_mbox, read_file
+    from processor.sources.files import SourceError, is_mbox, read_file, read_small
 
     assert _worker is not None, "the worker is built before the work starts"
     encoding, errors = _encoding()
@@ -173,15 +178,17 @@ def _work(chunk: list[Item]) -> list[Output]:
                 flush(error)
             continue
         try:
-            big = os.stat(name).st_size >= WORKER_READS_BELOW and is_mbox(name)
-        except OSError:
-            big = False  # read_file says why, below
-        if big:
+            messages = read_small(name, WORKER_READS_BELOW)
+        except SourceError as exc:
+            flush("", str(exc))
+            break
+        if messages is None and is_mbox(name):  # a big mbox: the parent streams it
             flush(stream=name)
             continue
         file_errors: list[str] = []
         try:
-            for message in read_file(Path(name)):
+            # a big file of one message is read here too, whatever its size
+            for message in read_file(Path(name)) if messages is None else messages:
                 text, error = _worker.lines(message.origin, message.data)
                 texts.append(text)
                 if error:
@@ -205,7 +212,7 @@ def _items(paths: list[str]) -> tuple[list[Item], str]:
     for given in paths:
         try:
             for path in iter_files(given):
-                items.append(("-", sys.stdin.buffer.read()) if path is None else (str(path), None))
+                items.append(("-", sys.stdin.buffer.read()) if path is None else (path, None))
         except SourceError as exc:
             return items, str(exc)
     return items, ""

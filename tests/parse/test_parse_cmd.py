@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from processor.commands import parse_cmd
 from tests.conftest import PROJECT, SAMPLES
 
@@ -210,3 +212,53 @@ def test_a_file_that_cannot_be_read_ends_the_run_after_the_files_before_it(tmp_p
     assert one.stderr == two.stderr and one.stderr.count(b"\n") == 1 and b"0050b.eml" in one.stderr
     sources = {event["source"] for event in events(two)}
     assert sources == {str(tmp_path / f"{i:04d}.eml") for i in range(51)}
+
+
+def test_small_files_read_in_one_go_match_read_file(tmp_path: Path) -> None:
+    """``read_small`` (the workers' one-open read) gives what ``read_file`` gives: an .eml whole, a
+    one-message mbox under the file's own name, each message of a longer mbox with '>From '
+    unquoted; and None for a file of the size limit or more (streamed instead)."""
+    from processor.sources.files import read_file, read_small
+
+    eml = tmp_path / "a.eml"
+    eml.write_bytes(QMAIL.read_bytes())
+    one = tmp_path / "one.mbox"
+    one.write_bytes(b"From a@b.example Mon\nSubject: x\n\nhi\n")
+    two = tmp_path / "two.mbox"
+    two.write_bytes(b"From a@b.example Mon\nSubject: x\n\nhi\n\nFrom c@d.example Tue\nSubject: y\n\n>From here\n")
+    short = tmp_path / "short"
+    short.write_bytes(b"Fro")
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    for path in (eml, one, two, short, empty):
+        assert read_small(str(path)) == list(read_file(path)), path
+    assert [m.origin for m in read_small(str(two)) or []] == [f"{two}#0", f"{two}#1"]
+    assert (read_small(str(two)) or [])[1].data.endswith(b"\nFrom here\n")
+    assert read_small(str(eml), below=eml.stat().st_size) is None
+    assert read_small(str(eml), below=eml.stat().st_size + 1) is not None
+
+
+def test_a_missing_small_file_is_a_source_error(tmp_path: Path) -> None:
+    from processor.sources.files import SourceError, read_small
+
+    with pytest.raises(SourceError, match="No such file or directory"):
+        read_small(str(tmp_path / "gone.eml"))
+
+
+def test_file_names_are_the_paths_of_iter_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``iter_files`` names each file as ``str(path)`` of ``iter_directory``'s Path, whatever
+    spelling of the directory was given ("./d/", "d//", an absolute path, a Maildir)."""
+    from processor.sources.files import iter_directory, iter_files
+
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("d/b.eml", "d/a.eml", "d/sub/c.eml", "d/.hidden"):
+        (tmp_path / name).write_bytes(b"x")
+    for box in ("cur", "new", "tmp"):
+        (tmp_path / "md" / box).mkdir(parents=True)
+    (tmp_path / "md" / "new" / "1.eml").write_bytes(b"x")
+    (tmp_path / "md" / "cur" / "2.eml").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    for given in ("d", "./d/", "d//", "d/sub/..", str(tmp_path / "d"), "md", "./md/", "."):
+        names = list(iter_files(given))
+        assert names == [str(p) for p in iter_directory(Path(given))], given
+    assert list(iter_files("d")) == ["d/a.eml", "d/b.eml", "d/sub/c.eml"]
