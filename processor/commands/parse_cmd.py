@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,32 @@ def event_record(source: str, verdict: Any) -> dict[str, Any]:
 
 _JSON = json.JSONEncoder(ensure_ascii=False)
 """What ``json.dumps(record, ensure_ascii=False)`` uses, built once rather than per line."""
+_quote: Callable[[str], str] = encode_basestring
+"""A str as a JSON string, as ``json.dumps(..., ensure_ascii=False)`` writes it."""
+
+
+def jsonl_line(source: str, verdict: Any) -> str:
+    """``json.dumps(event_record(source, verdict), ensure_ascii=False)``, written out: the same
+    characters (the standard encoder's string quoting, its separators, the record's key order)
+    at a third of the cost, without the dict and the encoder set up per line. A test holds the
+    two equal over the samples: a field added to ``event_record`` must be added here too."""
+    event = verdict.event
+    original = event.original
+    correlation = dict(original.correlation)
+    pairs = ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in correlation.items()) if correlation else ""
+    q = _quote
+    return (
+        f'{{"source": {q(source)}, "recipient": {q(event.recipient)}, '
+        f'"original_recipient": {q(event.original_recipient)}, "kind": {q(event.kind)}, '
+        f'"action": {q(event.dsn_action)}, "status": {q(event.status)}, "reply_code": {q(event.reply_code)}, '
+        f'"smtp_command": {q(event.smtp_command)}, "diagnostic": {q(event.diagnostic)}, '
+        f'"reason": {q(verdict.reason)}, "bounce_type": {q(verdict.bounce_type)}, "rule_id": {q(verdict.rule_id)}, '
+        f'"feedback_type": {q(event.feedback_type)}, "remote_mta": {q(event.remote_mta)}, '
+        f'"reporting_mta": {q(event.reporting_mta)}, "mta": {q(event.mta)}, "message_id": {q(original.message_id)}, '
+        f'"subject": {q(original.subject)}, "source_ip": {q(event.source_ip)}, '
+        f'"arrival_date": {q(event.arrival_date)}, "last_attempt": {q(event.last_attempt)}, '
+        f'"correlation": {{{pairs}}}}}'
+    )
 
 
 def _human(record: dict[str, Any]) -> str:
@@ -115,11 +142,11 @@ class _Worker:
                 record = {"source": source, "bounce_type": "none", "error": str(exc)}
                 return _JSON.encode(record) + "\n", error
             return "", error
-        out: list[str] = []
         classify = self.classifier.classify
-        line = _JSON.encode if self.jsonl else _human
-        for event in events:
-            out.append(line(event_record(source, classify(event))))
+        if self.jsonl:
+            out = [jsonl_line(source, classify(event)) for event in events]
+        else:
+            out = [_human(event_record(source, classify(event))) for event in events]
         return ("\n".join(out) + "\n" if out else ""), ""
 
 

@@ -262,3 +262,37 @@ def test_file_names_are_the_paths_of_iter_directory(tmp_path: Path, monkeypatch:
         names = list(iter_files(given))
         assert names == [str(p) for p in iter_directory(Path(given))], given
     assert list(iter_files("d")) == ["d/a.eml", "d/b.eml", "d/sub/c.eml"]
+
+
+def test_jsonl_line_is_json_dumps_of_the_record() -> None:
+    """The written-out JSON line of ``parse --jsonl`` is ``json.dumps(event_record(...),
+    ensure_ascii=False)`` character for character: over every sample message, and over an event
+    with quotes, backslashes, control and non-ASCII characters and repeated correlation headers."""
+    from processor.classify import load_classifier
+    from processor.parse import ParseError, Parser
+    from processor.records import BounceType, Event, EventKind, OriginalMessage, Verdict
+    from processor.sources.files import iter_path
+
+    parser, rules = Parser(), load_classifier()
+    checked = 0
+    for message in iter_path(str(SAMPLES)):
+        try:
+            found = parser.parse(message.data)
+        except ParseError:
+            continue
+        for event in found:
+            verdict = rules.classify(event)
+            expected = json.dumps(parse_cmd.event_record(message.origin, verdict), ensure_ascii=False)
+            assert parse_cmd.jsonl_line(message.origin, verdict) == expected, message.origin
+            checked += 1
+    assert checked > 300
+    odd = 'a "quoted" \\ back\tslash\n\x00\x1f\x7f é 日本 \u2028 \ud83d'
+    event = Event(
+        EventKind.FAILURE,
+        recipient=odd,
+        diagnostic=odd,
+        remote_mta=odd,
+        original=OriginalMessage(subject=odd, correlation=(("x-a", odd), ("x-b", "1"), ("x-a", "2"))),
+    )
+    verdict = Verdict(event, "undefined", BounceType.UNDETERMINED, odd)
+    assert parse_cmd.jsonl_line(odd, verdict) == json.dumps(parse_cmd.event_record(odd, verdict), ensure_ascii=False)
