@@ -12,8 +12,33 @@ from collections.abc import Sequence
 
 from processor.commands import COMMAND_MODULES, CommandError
 
+_GLOBAL_VALUED = ("--config", "-c", "--log-format", "--log-level")
+"""The options before the command that take a value (the ones ``build_parser`` declares)."""
+_QUICK_COMMANDS = ("parse", "suppress")
+"""Commands scripts run once per item: when the command line names one, only its arguments are
+declared (the other commands' parsers cost about 4 ms of every start, mostly argparse's help-text
+look-ups)."""
 
-def build_parser() -> argparse.ArgumentParser:
+
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names, when it is plain to see: the first word after the global
+    options, each given whole (``--config X``, ``-c X``, ``--config=X``...). None when in doubt
+    (an abbreviated option, ``--``, ``-h``): the full parser then decides."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word in _GLOBAL_VALUED:
+            index += 2
+        elif word.startswith(("--config=", "--log-format=", "--log-level=")):
+            index += 1
+        else:
+            return None if word.startswith("-") else word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command-line parser; given the arguments, and when they name a command of
+    ``_QUICK_COMMANDS``, only that command's arguments are declared (same parse, same errors)."""
     parser = argparse.ArgumentParser(
         prog="bounce-processor",
         description="Bounce and feedback-loop processor: parse, classify and suppress.",
@@ -23,13 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in COMMAND_MODULES:
+    modules = COMMAND_MODULES
+    command = command_named(argv) if argv is not None else None
+    if command in _QUICK_COMMANDS:
+        modules = [m for m in COMMAND_MODULES if m.__name__ == f"processor.commands.{command}_cmd"]
+    for module in modules:
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if getattr(args, "configure_logging", True):
         from processor import logs

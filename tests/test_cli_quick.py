@@ -1,0 +1,69 @@
+"""The command-line parser declares only the command a quick command line names (``parse``,
+``suppress``): what it parses, and every error it reports, are the full parser's."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+
+from processor import cli
+
+ARGVS = [
+    ["parse", "x.eml"],
+    ["parse", "--jsonl", "-j", "2", "a", "b"],
+    ["--config", "c.toml", "parse", "--jsonl", "x"],
+    ["-c", "parse", "parse", "x"],
+    ["--log-level=DEBUG", "--log-format", "json", "parse", "x"],
+    ["--config=parse", "suppress", "check", "someone@example.org"],
+    ["suppress", "list"],
+    ["parse"],
+    ["parse", "--bogus", "x"],
+    ["parse", "--jobs", "0", "x"],
+    ["parse", "-h"],
+    ["suppress", "--help"],
+    ["--log-format", "bad", "parse", "x"],
+    ["--conf", "c.toml", "parse", "x"],
+    ["pars", "x"],
+    ["rules", "check"],
+    ["-h"],
+    [],
+]
+
+
+def _outcome(parser_argv: list[str] | None, argv: list[str]) -> tuple[object, str, str, int | str | None]:
+    parser = cli.build_parser(parser_argv)
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = None
+    args = None
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            args = vars(parser.parse_args(argv))
+        except SystemExit as exc:
+            code = exc.code
+    if args is not None:
+        args = {k: getattr(v, "__qualname__", v) for k, v in args.items()}  # handlers by name
+    return args, out.getvalue(), err.getvalue(), code
+
+
+@pytest.mark.parametrize("argv", ARGVS, ids=lambda a: " ".join(a) or "(none)")
+def test_quick_parser_parses_and_fails_as_the_full_one(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    assert _outcome(argv, argv) == _outcome(None, argv)
+
+
+def test_the_command_is_named_only_when_plain() -> None:
+    assert cli.command_named(["parse", "x"]) == "parse"
+    assert cli.command_named(["-c", "parse", "--log-level", "DEBUG", "suppress"]) == "suppress"
+    assert cli.command_named(["--config=x", "parse"]) == "parse"
+    assert cli.command_named(["--conf", "x", "parse"]) is None
+    assert cli.command_named(["-cx", "parse"]) is None
+    assert cli.command_named(["--", "parse"]) is None
+    assert cli.command_named(["--config"]) is None
+
+
+def test_a_quick_parser_declares_only_its_command() -> None:
+    parser = cli.build_parser(["parse", "x"])
+    choices = next(a for a in parser._actions if a.dest == "command").choices
+    assert choices is not None and list(choices) == ["parse"]
