@@ -33,10 +33,12 @@ from processor.classify.schema import (
     FieldTest,
     Location,
     Not,
+    PatternError,
     Rule,
     RuleProblem,
     RulesError,
     code_variants,
+    compile_regex,
     domain_regex,
     regex_options,
 )
@@ -236,6 +238,11 @@ class CompiledRules:
             else:
                 self._words.append((read, exact))
 
+    def regexes(self) -> set[str]:
+        """The regexes the text fields' RE2 sets compiled (each with ``regex_options``, as
+        ``compile_regex`` does)."""
+        return {atom.pattern for atom in self.atoms if FIELDS[atom.field] is FieldKind.REGEX}
+
     def _mask(self, test: FieldTest) -> int:
         mask = 0
         for pattern in test.patterns:
@@ -373,6 +380,20 @@ class RuleSet:
         self._fingerprint = fingerprint
 
     def _build(self) -> CompiledRules:
+        # Compiling the rules compiles their regexes: read the files without compiling each regex
+        # on its own first, then check alone only those the rules do not use (a phrase family no
+        # rule cites, a default rule an operator's replaces). Should RE2 refuse any, the files
+        # are read again with every check, for the same problems at the same file:line.
+        unchecked: set[str] = set()
+        rules, problems = load_rules(self.directories, unchecked=unchecked)
+        if not problems:
+            try:
+                compiled = CompiledRules(rules)
+                for pattern in unchecked - compiled.regexes():
+                    compile_regex(pattern)
+                return compiled
+            except (RulesError, PatternError):
+                pass
         rules, problems = load_rules(self.directories)
         if problems:
             raise RulesError(problems)

@@ -186,8 +186,10 @@ def valid_rule_id(value: str) -> bool:
     return bool(_RULE_ID.match(value))
 
 
-def normalise_pattern(field: str, raw: str) -> str:
-    """The canonical form of one pattern for ``field``; PatternError if it is not valid."""
+def normalise_pattern(field: str, raw: str, *, check_regex: bool = True) -> str:
+    """The canonical form of one pattern for ``field``; PatternError if it is not valid. With
+    ``check_regex`` False a regex is taken as written, for the caller to check (see
+    ``load_rules``'s ``unchecked``)."""
     kind = FIELDS[field]
     value = raw.strip()
     if not value:
@@ -203,7 +205,8 @@ def normalise_pattern(field: str, raw: str) -> str:
             raise PatternError("expected an SMTP reply code such as 550, 55x or 4xx")
         return value.replace("x", "*").replace("X", "*")
     if kind is FieldKind.REGEX:
-        compile_regex(value)
+        if check_regex:
+            compile_regex(value)
         return value
     if kind is FieldKind.DOMAIN:
         value = value.lower().rstrip(".")

@@ -318,3 +318,50 @@ def test_regex_memo_gives_the_matched_answer_and_stays_bounded(
     assert rules.classify(make_event(diagnostic=long)).rule_id == "probe"
     assert rules.classify(make_event(diagnostic=long)).rule_id == "probe"
     assert all(len(text) <= 200 for text in memo)
+
+
+def _problems(directories: list[Path]) -> list[str]:
+    with pytest.raises(RulesError) as caught:
+        RuleSet(directories)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_regexes_checked_by_compiling_report_what_the_full_check_reports(
+    rule_dir: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``RuleSet`` reads the files without compiling each regex alone (the rule engine compiles
+    them): a regex RE2 refuses is still reported as ``load_rules`` reports it, at its file:line,
+    whether a rule uses it, an operator's rule replaces the rule that has it, or it is in a phrase
+    family that no rule cites; with the other problems of the files."""
+    broken = rule_dir(one_rule("diagnostic: 'a(b'"))
+    problems = _problems([broken])
+    assert problems == [str(p) for p in load_rules([broken])[1]] and len(problems) == 1
+    assert "rules.yaml:5: rule 'probe': invalid diagnostic pattern 'a(b'" in problems[0]
+
+    replaced = rule_dir(one_rule("status: '5.1.1'"))
+    problems = _problems([replaced, broken])
+    assert problems == [str(p) for p in load_rules([replaced, broken])[1]] and len(problems) == 1
+
+    both = rule_dir(one_rule("diagnostic: 'a(b'\nstatus: '5.1'"))
+    problems = _problems([both])
+    assert problems == [str(p) for p in load_rules([both])[1]] and len(problems) == 2
+
+    uncited = rule_dir(one_rule("status: '5.1.1'"))
+    (uncited / "phrases").mkdir()
+    (uncited / "phrases" / "odd.yaml").write_text(
+        "family: odd\ndescription: d\nphrases:\n  - 'fine'\n  - 'user(?= unknown)'\n", encoding="utf-8"
+    )
+    problems = _problems([uncited])
+    assert problems == [str(p) for p in load_rules([uncited])[1]] and len(problems) == 1
+    assert "odd.yaml:5:" in problems[0] and "invalid diagnostic pattern 'user(?= unknown)'" in problems[0]
+
+    fine = rule_dir(one_rule("diagnostic: 'user (unknown|gone)'"))
+    (fine / "phrases").mkdir()
+    (fine / "phrases" / "spare.yaml").write_text("family: spare\ndescription: d\nphrases: ['spare (one|two)']\n")
+    assert RuleSet([fine]).classify(make_event(diagnostic="550 user gone")).rule_id == "probe"
+
+
+def test_unchecked_regexes_are_collected_not_compiled(rule_dir: Callable[..., Path]) -> None:
+    unchecked: set[str] = set()
+    rules, problems = load_rules([rule_dir(one_rule("diagnostic: ['a(b', 'c d']"))], unchecked=unchecked)
+    assert problems == [] and unchecked == {"a(b", "c d"} and len(rules) == 1
