@@ -54,10 +54,11 @@ def _log() -> Any:
 UNMATCHED_REASON = "undefined"
 MAX_DIAGNOSTIC = 16_384
 """Only this much of a diagnostic is matched (reports put the useful text first)."""
-MEMO_ENTRIES = 4096
+MEMO_ENTRIES = 2048
 MEMO_CHARACTERS = 2048
 """Each regex set remembers the atoms of up to MEMO_ENTRIES texts of at most MEMO_CHARACTERS
-characters (a few MB at most): a server's reply, once masked, is the same for every recipient."""
+characters: a server's reply, once masked, is the same for every recipient. At most 4 MB of ASCII
+text per set (replies are mostly under 300 characters, notices under 900: about 1 MB in all)."""
 
 Predicate = Callable[[int], bool]
 Reader = Callable[[Event], str]
