@@ -161,6 +161,10 @@ def read_small(name: str, below: int = _SMALL) -> list[RawMessage] | None:
         raise SourceError(f"{name}: {exc.strerror or exc}") from exc
     if not data.startswith(_MBOX_START):
         return [RawMessage(data, name)]
+    if b"\nFrom " not in data and b"\n>" not in data:
+        # one message after its envelope line, nothing quoted: what the line-by-line reading gives
+        body = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
+        return [RawMessage(body, name)] if body else []
     messages = list(_mbox_messages(io.BytesIO(data), name))
     if len(messages) == 1:
         return [RawMessage(messages[0].data, name)]  # one message with an envelope line

@@ -230,7 +230,18 @@ def test_small_files_read_in_one_go_match_read_file(tmp_path: Path) -> None:
     short.write_bytes(b"Fro")
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
-    for path in (eml, one, two, short, empty):
+    envelope_only = tmp_path / "envelope-only.mbox"
+    envelope_only.write_bytes(b"From a@b.example Mon\n")
+    no_newline = tmp_path / "no-newline.mbox"
+    no_newline.write_bytes(b"From a@b.example Mon")
+    crlf = tmp_path / "crlf.mbox"
+    crlf.write_bytes(b"From a@b.example Mon\r\nSubject: x\r\n\r\nhi\r\n")
+    quoted = tmp_path / "quoted.mbox"
+    quoted.write_bytes(b"From a@b.example Mon\nSubject: x\n\n>From here\n>>From there\n> quoted\n")
+    not_split = tmp_path / "not-split.mbox"
+    not_split.write_bytes(b"From a@b.example Mon\nSubject: x\nFrom c@d.example Tue\n\nhi\n")
+    cases = (eml, one, two, short, empty, envelope_only, no_newline, crlf, quoted, not_split)
+    for path in cases:
         assert read_small(str(path)) == list(read_file(path)), path
     assert [m.origin for m in read_small(str(two)) or []] == [f"{two}#0", f"{two}#1"]
     assert (read_small(str(two)) or [])[1].data.endswith(b"\nFrom here\n")
