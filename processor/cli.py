@@ -10,14 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from processor.commands import COMMAND_MODULES, CommandError
+from processor.commands import QUICK_COMMANDS, CommandError, command_module
 
 _GLOBAL_VALUED = ("--config", "-c", "--log-format", "--log-level")
 """The options before the command that take a value (the ones ``build_parser`` declares)."""
-_QUICK_COMMANDS = ("parse", "suppress")
-"""Commands scripts run once per item: when the command line names one, only its arguments are
-declared (the other commands' parsers cost about 4 ms of every start, mostly argparse's help-text
-look-ups)."""
 
 
 def command_named(argv: Sequence[str]) -> str | None:
@@ -38,7 +34,7 @@ def command_named(argv: Sequence[str]) -> str | None:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The command-line parser; given the arguments, and when they name a command of
-    ``_QUICK_COMMANDS``, only that command's arguments are declared (same parse, same errors)."""
+    ``QUICK_COMMANDS``, only that command is imported and declared (same parse, same errors)."""
     parser = argparse.ArgumentParser(
         prog="bounce-processor",
         description="Bounce and feedback-loop processor: parse, classify and suppress.",
@@ -48,10 +44,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    modules = COMMAND_MODULES
     command = command_named(argv) if argv is not None else None
-    if command in _QUICK_COMMANDS:
-        modules = [m for m in COMMAND_MODULES if m.__name__ == f"processor.commands.{command}_cmd"]
+    if command in QUICK_COMMANDS:
+        modules = [command_module(command)]
+    else:
+        from processor import commands
+
+        modules = commands.COMMAND_MODULES
     for module in modules:
         module.register(sub)
     return parser

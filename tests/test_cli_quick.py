@@ -67,3 +67,25 @@ def test_a_quick_parser_declares_only_its_command() -> None:
     parser = cli.build_parser(["parse", "x"])
     choices = next(a for a in parser._actions if a.dest == "command").choices
     assert choices is not None and list(choices) == ["parse"]
+
+
+def test_a_quick_command_imports_no_other_command_module() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom processor import cli\ncli.build_parser(['parse', 'x'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('processor.commands.')))\n"
+        "from processor import commands\nprint(len(commands.COMMAND_MODULES))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "['processor.commands.parse_cmd']"
+    assert out[1] == "11"
+
+
+def test_command_module_is_only_for_quick_commands() -> None:
+    from processor import commands
+
+    assert commands.command_module("suppress").__name__ == "processor.commands.suppress_cmd"
+    with pytest.raises(KeyError):
+        commands.command_module("rules")
