@@ -365,3 +365,11 @@ def test_unchecked_regexes_are_collected_not_compiled(rule_dir: Callable[..., Pa
     unchecked: set[str] = set()
     rules, problems = load_rules([rule_dir(one_rule("diagnostic: ['a(b', 'c d']"))], unchecked=unchecked)
     assert problems == [] and unchecked == {"a(b", "c d"} and len(rules) == 1
+
+
+def test_every_field_has_a_reader() -> None:
+    from processor.classify.schema import FIELD_GETTERS, FIELDS, field_value
+
+    assert set(FIELD_GETTERS) == set(FIELDS)
+    with pytest.raises(KeyError):
+        field_value(make_event(), "no_such_field")
