@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from processor.addresses import address_domain, normalise_address
 from processor.store import models as m
+from processor.store._sql import insert_rows
 from processor.store.engine import ADDRESS_LOCK_CLASS, IMMEDIATE, READONLY, StoreError
 from processor.store.types import Entry, EventRecord, QueryError
 from processor.timestamps import raw_time
@@ -272,6 +273,10 @@ class Database:
     def mark(self, count: int = 1) -> str:
         """``count`` placeholders in the driver's style."""
         return ", ".join(["%s" if self.pg else "?"] * count)
+
+    def insert_many(self, cursor: Any, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+        """``_sql.insert_rows`` in this database's dialect."""
+        insert_rows(cursor, self.pg, head, rows, tail)
 
     def bulk_insert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         """Insert many rows on the driver's cursor: COPY on PostgreSQL, executemany on SQLite."""

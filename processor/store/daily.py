@@ -28,6 +28,7 @@ from sqlmodel import Field, SQLModel
 
 from processor.addresses import address_domain
 from processor.records import BounceType, Decision, EventKind
+from processor.store._sql import insert_rows
 
 __all__ = [
     "CATEGORIES",
@@ -87,13 +88,8 @@ def sender_domain(from_addr: str) -> str:
     return text.rpartition("@")[2].strip().strip(">").lower()[:253]
 
 
-_UPSERT = {
-    pg: "INSERT INTO daily_count (dimension, category, day, key, n) VALUES ({m}) "
-    "ON CONFLICT (dimension, category, day, key) DO UPDATE SET n = daily_count.n + excluded.n".format(
-        m=", ".join(["%s" if pg else "?"] * 5)
-    )
-    for pg in (False, True)
-}
+_INSERT = "INSERT INTO daily_count (dimension, category, day, key, n)"
+_ON_CONFLICT = "ON CONFLICT (dimension, category, day, key) DO UPDATE SET n = daily_count.n + excluded.n"
 
 
 class DailyTally:
@@ -141,8 +137,7 @@ class DailyTally:
     def flush(self, cursor: Any, pg: bool) -> None:
         """Add the counts inside the caller's transaction (``cursor`` is its DB-API cursor)."""
         rows = sorted((*key, n) for key, n in self._counts.items() if n)  # one lock order for all writers
-        if rows:
-            cursor.executemany(_UPSERT[pg], rows)
+        insert_rows(cursor, pg, _INSERT, rows, _ON_CONFLICT)  # the keys are distinct: one row each
         self._counts.clear()
 
     def flush_on(self, conn: sa.Connection, pg: bool) -> None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from processor.store._sql import insert_rows
+
 if TYPE_CHECKING:
     from processor.store.types import MessageRef
 
@@ -32,11 +34,8 @@ class KeptMessage(SQLModel, table=True):
 
 kept_message: sa.Table = KeptMessage.__table__  # type: ignore[attr-defined]
 
-_INSERT = {
-    pg: "INSERT INTO kept_message (content_hash, size, data, recorded_at) VALUES ({m}) "
-    "ON CONFLICT (content_hash) DO NOTHING".format(m=", ".join(["%s" if pg else "?"] * 4))
-    for pg in (False, True)
-}
+_INSERT = "INSERT INTO kept_message (content_hash, size, data, recorded_at)"
+_ON_CONFLICT = "ON CONFLICT (content_hash) DO NOTHING"
 
 
 class KeptReports:
@@ -57,7 +56,7 @@ class KeptReports:
         """Insert inside the caller's transaction (``cursor`` is its DB-API cursor)."""
         if self._rows:
             rows = self._rows if pg else [(h, n, d, t.isoformat(" ", "microseconds")) for h, n, d, t in self._rows]
-            cursor.executemany(_INSERT[pg], rows)
+            insert_rows(cursor, pg, _INSERT, rows, _ON_CONFLICT)
             self._rows.clear()
 
     def write_one(self, conn: sa.Connection, message: MessageRef, now: datetime, pg: bool) -> None:

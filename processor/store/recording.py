@@ -3,12 +3,19 @@
 ``record_messages`` runs in ONE transaction per batch (one commit, one fsync); inside it each
 verdict is decided from the address's history (``processor.decide.decide``) under the
 address's lock, so two writers recording the same address count exactly.
+
+The batch makes a fixed number of statements, not a few per message (on PostgreSQL each is a
+round trip): the ledger rows in one INSERT; the history of every (address, scope) of the batch
+read at once (two queries); the verdicts decided in order in memory, each seeing the events and
+suppression changes of the verdicts before it in the batch as if they had been written; then one
+write per table (events, new and changed suppressions, outbox, daily counts, kept messages, the
+mailbox's position).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,21 +43,62 @@ from processor.store.outbox import Change, Outbox
 from processor.store.types import Entry, MessageRef, RecordResult, StoreKind
 from processor.timestamps import raw_time
 
-_INSERT_EVENT_SQL = {
-    pg: f"INSERT INTO event ({', '.join(EVENT_INSERT_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s' if pg else '?'] * len(EVENT_INSERT_COLUMNS))}) RETURNING id"
-    for pg in (False, True)
-}
+_LEDGER_COLUMNS = ("mailbox", "uidvalidity", "uid", "content_hash", "received_at", "recorded_at", "event_count")
+_LEDGER_KEY = "mailbox, uidvalidity, uid, content_hash"
+_INSERT_EVENT_SQL = f"INSERT INTO event ({', '.join(EVENT_INSERT_COLUMNS)}) VALUES ({{marks}}) RETURNING id"
+_HISTORY_COLUMNS = "kind, received_at, expires_at, counted"
+_HISTORY_WHERE = (f"(counted = {{t}} AND received_at > {{lo}} AND received_at < {{hi}}) "
+                  f"OR kind = '{StoreKind.MANUAL_REMOVE}'")
+_UPDATE_SET = (
+    "source = {v}source, reason = {v}reason, bounce_type = {v}bounce_type, last_seen = {v}last_seen, "
+    "expires_at = {v}expires_at, last_event_id = {v}last_event_id, "
+    "first_seen = CASE WHEN {v}restart THEN {v}first_seen ELSE {s}first_seen END, "
+    "note = CASE WHEN {v}restart THEN '' ELSE {s}note END, "
+    "event_count = CASE WHEN {v}restart THEN {v}added ELSE {s}event_count + {v}added END"
+)
+_UPDATE_FIELDS = ("source", "reason", "bounce_type", "last_seen", "expires_at", "last_event_id", "restart",
+                  "first_seen", "added")
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
-    """The message a verdict being recorded belongs to."""
+@dataclass(slots=True)
+class _Row:
+    """A suppression entry as the batch has left it so far (``Entry`` before the batch's changes)."""
 
-    message: MessageRef
-    ledger_id: int
-    received: datetime
-    now: datetime
+    id: int | None
+    """The row in the database when the batch started (None: the batch inserts it)."""
+    source: str
+    reason: str
+    bounce_type: str
+    first_seen: datetime
+    last_seen: datetime
+    expires_at: datetime | None
+    event_count: int
+    note: str
+    last_event: int = -1
+    """Index (in the batch's events) of the event that changed it last; -1: none of the batch."""
+    restart: bool = False
+    """The batch found it expired and began it anew (first_seen, note and the count reset)."""
+    added: int = 0
+    """Events of the batch counted into it (since the restart, if any)."""
+
+    def active(self, now: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+    @classmethod
+    def of(cls, entry: Entry) -> _Row:
+        return cls(entry.id, entry.source, entry.reason, entry.bounce_type, entry.first_seen, entry.last_seen,
+                   entry.expires_at, entry.event_count, entry.note)
+
+
+@dataclass(slots=True)
+class _Key:
+    """What the batch knows of one (address, scope): its entry and the events that count."""
+
+    row: _Row | None = None
+    changed: bool = False
+    events: list[tuple[str, datetime, datetime | None]] = field(default_factory=list)
+    """(kind, received_at, expires_at) of the counted events and manual removals near the batch's
+    times, the batch's own counted events included."""
 
 
 def record_messages(
@@ -84,47 +132,12 @@ def record_messages(
             except AddressError as exc:
                 normalised.append((verdict, "", str(exc)))
         prepared.append((message, normalised))
-    q = db.mark()
 
     def work(conn: Connection) -> list[RecordResult | None]:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             db.lock(conn, (a for _, items in prepared for _, a, _ in items))
-            tally, kept = DailyTally(), KeptReports(keep_report_kib)
-            results: list[RecordResult | None] = []
-            for message, items in prepared:
-                received = as_utc(message.received_at) or at_now
-                cursor.execute(
-                    "INSERT INTO processed_message (mailbox, uidvalidity, uid, content_hash, received_at, "
-                    f"recorded_at, event_count) VALUES ({db.mark(7)}) ON CONFLICT DO NOTHING RETURNING id",
-                    (message.mailbox, message.uidvalidity, message.uid, message.content_hash,
-                     db.ts(message.received_at) if message.received_at else None, db.ts(at_now),
-                     len(items)),
-                )
-                inserted = cursor.fetchone()
-                if inserted is None:
-                    results.append(None)
-                    continue
-                context = _Context(message, inserted[0], received, at_now)
-                kept.add(message, at_now)
-                decisions: list[Decision] = []
-                event_ids: list[int] = []
-                for verdict, address, error in items:
-                    decision, event_id = _record_verdict(
-                        db, policy, cursor, verdict, address=address, error=error, context=context, outbox=outbox)
-                    tally.add(decision, received)
-                    decisions.append(decision)
-                    event_ids.append(event_id)
-                if advance_mailbox and message.uid is not None and message.uidvalidity is not None:
-                    cursor.execute(
-                        f"UPDATE mailbox_state SET last_uid = {q}, updated_at = {q} "
-                        f"WHERE mailbox = {q} AND uidvalidity = {q} AND last_uid < {q}",
-                        (message.uid, db.ts(at_now), message.mailbox, message.uidvalidity, message.uid),
-                    )
-                results.append(RecordResult(False, inserted[0], tuple(decisions), tuple(event_ids)))
-            tally.flush(cursor, db.pg)
-            kept.flush(cursor, db.pg)
-            return results
+            return _Batch(db, policy, cursor, at_now, outbox).record(prepared, advance_mailbox, keep_report_kib)
         finally:
             cursor.close()
 
@@ -140,133 +153,294 @@ def record_messages(
     return final
 
 
-def _record_verdict(
-    db: Database, policy: PolicySettings, cursor: Any, verdict: Verdict, *, address: str, error: str, context: _Context,
-    outbox: Outbox | None = None,
-) -> tuple[Decision, int]:
-    received, now = context.received, context.now
-    scope = scope_for(verdict, policy)
-    if not address:
-        why = error or "the report names no recipient"
-        decision = Decision(verdict, "", Action.IGNORE, scope, explanation=why)
-        return decision, _insert_event(db, cursor, decision, context)
-    history, row = _history(db, policy, cursor, address, scope=scope, at=received, now=now)
-    decision = decide(verdict, history, policy, now, received_at=received)
-    event_id = _insert_event(db, cursor, decision, context)
-    if decision.action is Action.SUPPRESS:
-        _suppress(db, cursor, decision, row=row, event_id=event_id, now=now)
-        if outbox is not None and outbox.enabled and (row is None or not row.active(now)):
-            change = Change("added", address, scope, decision.source or Source.BOUNCE, verdict.reason,
-                            str(verdict.bounce_type), now, decision.expires_at)
-            outbox.enqueue_raw(cursor, [change], placeholder=db.mark(), ts=db.ts)
-    return decision, event_id
+class _Batch:
+    """One ``record_messages`` transaction on the driver's cursor."""
 
+    def __init__(self, db: Database, policy: PolicySettings, cursor: Any, now: datetime,
+                 outbox: Outbox | None) -> None:
+        self.db, self.policy, self.cursor, self.now, self.outbox = db, policy, cursor, now, outbox
+        self.stamp = db.ts(now)
+        self.events: list[list[Any]] = []
+        self.keys: dict[tuple[str, str], _Key] = {}
+        self.changes: list[Change] = []
 
-def _history(
-    db: Database, policy: PolicySettings, cursor: Any, address: str, *, scope: str, at: datetime, now: datetime
-) -> tuple[History, Entry | None]:
-    """The address's entry in the scope (even if expired) and the policy's view of its history."""
-    q = db.mark()
-    cursor.execute(f"{RAW_SELECT} WHERE address = {q} AND scope = {q}", (address, scope))
-    found = cursor.fetchone()
-    row = raw_entry(found) if found is not None else None
-    entry = None
-    if row is not None and row.active(now):
-        entry = ActiveEntry(row.source, row.reason, row.bounce_type, row.expires_at)
-    window = timedelta(days=policy.soft_window_days)
-    cursor.execute(
-        f"SELECT kind, received_at, expires_at FROM event WHERE address = {q} AND scope = {q} AND "
-        f"((counted = {q} AND received_at > {q} AND received_at < {q}) OR kind = '{StoreKind.MANUAL_REMOVE}')",
-        (address, scope, True, db.ts(at - window), db.ts(at + window)),
-    )
-    soft: list[datetime] = []
-    removed_at: datetime | None = None
-    allow_until: datetime | None = None
-    for kind, received_at, expires_at in cursor.fetchall():
-        when = raw_time(received_at)
-        assert when is not None
-        if kind == StoreKind.MANUAL_REMOVE:
-            if removed_at is None or when > removed_at:
-                removed_at, allow_until = when, raw_time(expires_at)
-        else:
-            soft.append(when)
-    history = History(address, scope, entry, tuple(soft), removed_at, allow_until)
-    return history, row
-
-
-def _insert_event(db: Database, cursor: Any, decision: Decision, context: _Context) -> int:
-    message = context.message
-    verdict = decision.verdict
-    event = verdict.event
-    ts = db.ts
-    values = {
-        "message_ref": context.ledger_id,
-        "kind": str(event.kind),
-        "address": decision.address,
-        "domain": address_domain(decision.address),
-        "recipient": event.recipient,
-        "scope": decision.scope,
-        "mailbox": message.mailbox,
-        "uidvalidity": message.uidvalidity,
-        "uid": message.uid,
-        "original_message_id": event.original.message_id,
-        "original_from": event.original.from_addr,
-        "dsn_action": event.dsn_action,
-        "status": event.status,
-        "reply_code": event.reply_code,
-        "smtp_command": event.smtp_command,
-        "diagnostic": event.diagnostic,
-        "diagnostic_type": event.diagnostic_type,
-        "remote_mta": event.remote_mta,
-        "reporting_mta": event.reporting_mta,
-        "mta": event.mta,
-        "feedback_type": event.feedback_type,
-        "reason": verdict.reason,
-        "bounce_type": str(verdict.bounce_type),
-        "rule_id": verdict.rule_id,
-        "decision": str(decision.action),
-        "counted": decision.counted,
-        "expires_at": ts(decision.expires_at) if decision.expires_at is not None else None,
-        "explanation": decision.explanation,
-        "actor": "",
-        "received_at": ts(context.received),
-        "recorded_at": ts(context.now),
-    }
-    cursor.execute(_INSERT_EVENT_SQL[db.pg], tuple(clean(values[name]) for name in EVENT_INSERT_COLUMNS))
-    event_id: int = cursor.fetchone()[0]
-    return event_id
-
-
-def _suppress(
-    db: Database, cursor: Any, decision: Decision, *, row: Entry | None, event_id: int, now: datetime
-) -> None:
-    verdict = decision.verdict
-    q = db.mark()
-    ts = db.ts
-    source, reason, bounce_type = decision.source or Source.BOUNCE, clean(verdict.reason), str(verdict.bounce_type)
-    expires = ts(decision.expires_at) if decision.expires_at is not None else None
-    if row is not None:
-        if row.active(now):
-            current = ActiveEntry(row.source, row.reason, row.bounce_type, row.expires_at)
-            if not outranks(source, bounce_type, current):
-                source, reason, bounce_type = row.source, row.reason, row.bounce_type
-            cursor.execute(
-                f"UPDATE suppression SET source = {q}, reason = {q}, bounce_type = {q}, last_seen = {q}, "
-                f"expires_at = {q}, event_count = event_count + 1, last_event_id = {q} WHERE id = {q}",
-                (source, reason, bounce_type, ts(now), expires, event_id, row.id),
+    def record(
+        self, prepared: list[tuple[MessageRef, list[tuple[Verdict, str, str]]]], advance_mailbox: bool,
+        keep_report_kib: int,
+    ) -> list[RecordResult | None]:
+        db, policy, now = self.db, self.policy, self.now
+        ledger = self._insert_ledger(prepared)
+        received_of = [as_utc(message.received_at) or now for message, _ in prepared]
+        windows: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+        for (_, items), ledger_row, received in zip(prepared, ledger, received_of, strict=True):
+            if ledger_row is None:
+                continue
+            for verdict, address, _ in items:
+                if address:
+                    key = (address, scope_for(verdict, policy))
+                    lo, hi = windows.get(key, (received, received))
+                    windows[key] = (min(lo, received), max(hi, received))
+        self._read_histories(windows)
+        tally, kept = DailyTally(), KeptReports(keep_report_kib)
+        outcome: list[tuple[int, list[Decision], list[int]] | None] = []
+        positions: dict[tuple[str, int], int] = {}
+        for (message, items), ledger_row, received in zip(prepared, ledger, received_of, strict=True):
+            if ledger_row is None:
+                outcome.append(None)
+                continue
+            kept.add(message, now)
+            stamp = db.ts(received)
+            decisions: list[Decision] = []
+            indexes: list[int] = []
+            for verdict, address, error in items:
+                decision = self._decide(verdict, address, error, received)
+                indexes.append(self._event(decision, message, ledger_row, stamp))
+                if address:
+                    self._apply(decision, received, indexes[-1])
+                tally.add(decision, received)
+                decisions.append(decision)
+            if advance_mailbox and message.uid is not None and message.uidvalidity is not None:
+                place = (message.mailbox, message.uidvalidity)
+                positions[place] = max(positions.get(place, message.uid), message.uid)
+            outcome.append((ledger_row, decisions, indexes))
+        event_ids = self._insert_events()
+        self._write_suppressions(event_ids)
+        if self.changes and self.outbox is not None:
+            self.outbox.enqueue_raw(self.cursor, self.changes, placeholder=db.mark(), ts=db.ts)
+        tally.flush(self.cursor, db.pg)
+        kept.flush(self.cursor, db.pg)
+        q = db.mark()
+        for (mailbox, uidvalidity), uid in positions.items():
+            self.cursor.execute(
+                f"UPDATE mailbox_state SET last_uid = {q}, updated_at = {q} "
+                f"WHERE mailbox = {q} AND uidvalidity = {q} AND last_uid < {q}",
+                (uid, self.stamp, mailbox, uidvalidity, uid),
             )
-        else:
-            cursor.execute(
-                f"UPDATE suppression SET source = {q}, reason = {q}, bounce_type = {q}, first_seen = {q}, "
-                f"last_seen = {q}, expires_at = {q}, event_count = 1, last_event_id = {q}, note = '' "
-                f"WHERE id = {q}",
-                (source, reason, bounce_type, ts(now), ts(now), expires, event_id, row.id),
-            )
-        if cursor.rowcount:
+        return [
+            None if done is None else RecordResult(False, done[0], tuple(done[1]), tuple(event_ids[i] for i in done[2]))
+            for done in outcome
+        ]
+
+    # ----------------------------------------------------------------- reads
+
+    def _insert_ledger(self, prepared: list[tuple[MessageRef, list[Any]]]) -> list[int | None]:
+        """The ledger rows, ON CONFLICT DO NOTHING: each message's new row id, None for a duplicate
+        (the inserted rows are told apart by their key: the content hash is unique in the table)."""
+        db, ts, stamp = self.db, self.db.ts, self.stamp
+        rows = [(m.mailbox, m.uidvalidity, m.uid, m.content_hash, ts(m.received_at) if m.received_at else None, stamp,
+                 len(items)) for m, items in prepared]
+        head = f"INSERT INTO processed_message ({', '.join(_LEDGER_COLUMNS)}) VALUES "
+        tail = f" ON CONFLICT DO NOTHING RETURNING id, {_LEDGER_KEY}"
+        one = f"({db.mark(len(_LEDGER_COLUMNS))})"
+        found: dict[tuple[Any, ...], int] = {}
+        step = 1000
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            self.cursor.execute(head + ", ".join([one] * len(chunk)) + tail, [v for row in chunk for v in row])
+            for row_id, *key in self.cursor.fetchall():
+                found[tuple(key)] = row_id
+        result: list[int | None] = []
+        for row in rows:
+            result.append(found.pop(row[:4], None))  # a second copy within the batch is the duplicate
+        return result
+
+    def _read_histories(self, windows: dict[tuple[str, str], tuple[datetime, datetime]]) -> None:
+        """The entry of each (address, scope) and its counted events near the batch's times (and
+        its manual removals): two queries on PostgreSQL, two per key on SQLite (in process)."""
+        if not windows:
             return
-    cursor.execute(
-        f"INSERT INTO suppression ({', '.join(SUPPRESSION_INSERT_COLUMNS)}, last_event_id) "
-        f"VALUES ({db.mark(len(SUPPRESSION_INSERT_COLUMNS) + 1)})",
-        (decision.address, address_domain(decision.address), decision.scope, source, reason, bounce_type,
-         ts(now), ts(now), expires, 1, "", event_id),
-    )
+        db, cursor, keys = self.db, self.cursor, self.keys
+        window = timedelta(days=self.policy.soft_window_days)
+        for key in windows:
+            keys[key] = _Key()
+        names = sorted(windows)  # index probes in key order
+        if db.pg:
+            cursor.execute(
+                f"SELECT s.* FROM unnest(%s::varchar[], %s::varchar[]) AS q(a, sc) "
+                f"CROSS JOIN LATERAL ({RAW_SELECT} WHERE address = q.a AND scope = q.sc) AS s",
+                ([a for a, _ in names], [s for _, s in names]),
+            )
+            entries = cursor.fetchall()
+            cursor.execute(
+                f"SELECT q.a, q.sc, e.* FROM unnest(%s::varchar[], %s::varchar[], %s::timestamp[], %s::timestamp[]) "
+                f"AS q(a, sc, lo, hi) CROSS JOIN LATERAL (SELECT {_HISTORY_COLUMNS} FROM event "
+                f"WHERE address = q.a AND scope = q.sc AND ({_HISTORY_WHERE.format(t='true', lo='q.lo', hi='q.hi')})"
+                f") AS e",
+                ([a for a, _ in names], [s for _, s in names], [db.ts(windows[k][0] - window) for k in names],
+                 [db.ts(windows[k][1] + window) for k in names]),
+            )
+            events = cursor.fetchall()
+        else:
+            entries, events = [], []
+            where = _HISTORY_WHERE.format(t="?", lo="?", hi="?")
+            for address, scope in names:
+                lo, hi = windows[(address, scope)]
+                cursor.execute(f"{RAW_SELECT} WHERE address = ? AND scope = ?", (address, scope))
+                entries.extend(cursor.fetchall())
+                cursor.execute(f"SELECT ?, ?, {_HISTORY_COLUMNS} FROM event WHERE address = ? AND scope = ? AND "
+                               f"({where})", (address, scope, address, scope, True, db.ts(lo - window),
+                                              db.ts(hi + window)))
+                events.extend(cursor.fetchall())
+        for found in entries:
+            entry = raw_entry(found)
+            keys[(entry.address, entry.scope)].row = _Row.of(entry)
+        for address, scope, kind, received_at, expires_at, _ in events:
+            when = raw_time(received_at)
+            assert when is not None
+            keys[(address, scope)].events.append((kind, when, raw_time(expires_at)))
+
+    # ----------------------------------------------------------------- the policy
+
+    def _decide(self, verdict: Verdict, address: str, error: str, received: datetime) -> Decision:
+        scope = scope_for(verdict, self.policy)
+        if not address:
+            return Decision(verdict, "", Action.IGNORE, scope, explanation=error or "the report names no recipient")
+        known = self.keys[(address, scope)]
+        row, now = known.row, self.now
+        entry = None
+        if row is not None and row.active(now):
+            entry = ActiveEntry(row.source, row.reason, row.bounce_type, row.expires_at)
+        window = timedelta(days=self.policy.soft_window_days)
+        soft: list[datetime] = []
+        removed_at: datetime | None = None
+        allow_until: datetime | None = None
+        for kind, when, expires_at in known.events:
+            if kind == StoreKind.MANUAL_REMOVE:
+                if removed_at is None or when > removed_at:
+                    removed_at, allow_until = when, expires_at
+            elif received - window < when < received + window:
+                soft.append(when)
+        history = History(address, scope, entry, tuple(soft), removed_at, allow_until)
+        return decide(verdict, history, self.policy, now, received_at=received)
+
+    def _apply(self, decision: Decision, received: datetime, index: int) -> None:
+        """What the event and its suppression change do to the history of later verdicts."""
+        known = self.keys[(decision.address, decision.scope)]
+        if decision.counted:
+            known.events.append((str(decision.verdict.event.kind), received, decision.expires_at))
+        if decision.action is not Action.SUPPRESS:
+            return
+        verdict, now, row = decision.verdict, self.now, known.row
+        source, reason, bounce_type = decision.source or Source.BOUNCE, clean(verdict.reason), str(verdict.bounce_type)
+        outbox = self.outbox
+        if outbox is not None and outbox.enabled and (row is None or not row.active(now)):
+            self.changes.append(Change("added", decision.address, decision.scope, source, verdict.reason,
+                                       str(verdict.bounce_type), now, decision.expires_at))
+        known.changed = True
+        if row is None:
+            known.row = _Row(None, source, reason, bounce_type, now, now, decision.expires_at, 1, "", index, False, 1)
+            return
+        if row.active(now):
+            if not outranks(source, bounce_type, ActiveEntry(row.source, row.reason, row.bounce_type, row.expires_at)):
+                source, reason, bounce_type = row.source, row.reason, row.bounce_type
+            row.event_count += 1
+            row.added += 1
+        else:
+            row.first_seen, row.event_count, row.note, row.restart, row.added = now, 1, "", True, 1
+        row.source, row.reason, row.bounce_type = source, reason, bounce_type
+        row.last_seen, row.expires_at, row.last_event = now, decision.expires_at, index
+
+    # ----------------------------------------------------------------- writes
+
+    def _event(self, decision: Decision, message: MessageRef, ledger_row: int, received: Any) -> int:
+        """Queue the event row of a decision; its index in the batch's events."""
+        verdict = decision.verdict
+        event = verdict.event
+        values = {
+            "message_ref": ledger_row,
+            "kind": str(event.kind),
+            "address": decision.address,
+            "domain": address_domain(decision.address),
+            "recipient": event.recipient,
+            "scope": decision.scope,
+            "mailbox": message.mailbox,
+            "uidvalidity": message.uidvalidity,
+            "uid": message.uid,
+            "original_message_id": event.original.message_id,
+            "original_from": event.original.from_addr,
+            "dsn_action": event.dsn_action,
+            "status": event.status,
+            "reply_code": event.reply_code,
+            "smtp_command": event.smtp_command,
+            "diagnostic": event.diagnostic,
+            "diagnostic_type": event.diagnostic_type,
+            "remote_mta": event.remote_mta,
+            "reporting_mta": event.reporting_mta,
+            "mta": event.mta,
+            "feedback_type": event.feedback_type,
+            "reason": verdict.reason,
+            "bounce_type": str(verdict.bounce_type),
+            "rule_id": verdict.rule_id,
+            "decision": str(decision.action),
+            "counted": decision.counted,
+            "expires_at": self.db.ts(decision.expires_at) if decision.expires_at is not None else None,
+            "explanation": decision.explanation,
+            "actor": "",
+            "received_at": received,
+            "recorded_at": self.stamp,
+        }
+        self.events.append([clean(values[name]) for name in EVENT_INSERT_COLUMNS])
+        return len(self.events) - 1
+
+    def _insert_events(self) -> list[int]:
+        """Insert the batch's events in order; their ids. PostgreSQL: the ids drawn from the
+        table's sequence in one query, then one COPY; SQLite: an INSERT each (in process)."""
+        db, cursor, rows = self.db, self.cursor, self.events
+        if not rows:
+            return []
+        if db.pg:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence('event', 'id')) FROM generate_series(1, %s)",
+                           (len(rows),))
+            ids = sorted(int(found[0]) for found in cursor.fetchall())
+            db.bulk_insert(cursor, "event", ("id", *EVENT_INSERT_COLUMNS),
+                           [(i, *r) for i, r in zip(ids, rows, strict=True)])
+            return ids
+        ids = []
+        sql = _INSERT_EVENT_SQL.format(marks=db.mark(len(EVENT_INSERT_COLUMNS)))
+        for row in rows:
+            cursor.execute(sql, row)
+            ids.append(int(cursor.fetchone()[0]))
+        return ids
+
+    def _write_suppressions(self, event_ids: list[int]) -> None:
+        """The batch's new entries in one INSERT, its changed ones in one UPDATE (PostgreSQL; an
+        UPDATE each on SQLite). An entry gone meanwhile is inserted as the batch left it."""
+        db, cursor, ts = self.db, self.cursor, self.db.ts
+        new: list[tuple[tuple[str, str], _Row]] = []
+        changed: list[tuple[tuple[str, str], _Row]] = []
+        for key, known in self.keys.items():
+            if known.changed and known.row is not None:
+                (changed if known.row.id is not None else new).append((key, known.row))
+        if changed:
+            values = [{"id": row.id, "source": row.source, "reason": row.reason, "bounce_type": row.bounce_type,
+                       "last_seen": ts(row.last_seen),
+                       "expires_at": ts(row.expires_at) if row.expires_at is not None else None,
+                       "last_event_id": event_ids[row.last_event], "restart": row.restart,
+                       "first_seen": ts(row.first_seen), "added": row.added} for _, row in changed]
+            updated: set[int] = set()
+            if db.pg:
+                types = ("bigint", "varchar", "varchar", "varchar", "timestamp", "timestamp", "bigint", "boolean",
+                         "timestamp", "integer")
+                cursor.execute(
+                    f"UPDATE suppression AS s SET {_UPDATE_SET.format(v='v.', s='s.')} FROM unnest("
+                    + ", ".join(f"%s::{t}[]" for t in types)
+                    + f") AS v(id, {', '.join(_UPDATE_FIELDS)}) WHERE s.id = v.id RETURNING s.id",
+                    [[v[name] for v in values] for name in ("id", *_UPDATE_FIELDS)],
+                )
+                updated = {int(found[0]) for found in cursor.fetchall()}
+            else:
+                set_sql = _UPDATE_SET.format(v=":", s="")
+                for v in values:
+                    cursor.execute(f"UPDATE suppression SET {set_sql} WHERE id = :id", v)
+                    if cursor.rowcount:
+                        updated.add(v["id"])
+            for key, row in changed:
+                if row.id not in updated:
+                    row.first_seen, row.event_count, row.note = self.now, row.added, ""
+                    new.append((key, row))
+        db.insert_many(
+            cursor, f"INSERT INTO suppression ({', '.join(SUPPRESSION_INSERT_COLUMNS)}, last_event_id)",
+            [(address, address_domain(address), scope, row.source, row.reason, row.bounce_type, ts(row.first_seen),
+              ts(row.last_seen), ts(row.expires_at) if row.expires_at is not None else None, row.event_count, row.note,
+              event_ids[row.last_event]) for (address, scope), row in new],
+        )
