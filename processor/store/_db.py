@@ -40,6 +40,17 @@ RAW_SELECT = f"SELECT {', '.join(Entry.__dataclass_fields__)} FROM suppression"
 SUPPRESSION_INSERT_COLUMNS = ("address", "domain", "scope", "source", "reason", "bounce_type", "first_seen",
                               "last_seen", "expires_at", "event_count", "note")
 EVENT_INSERT_COLUMNS = tuple(c.name for c in E.columns if c.name != "id")
+_PG_TYPES = {str: "text", int: "bigint", bool: "boolean", datetime: "timestamp", bytes: "bytea"}
+
+
+def pg_types(table: sa.Table, columns: Sequence[str]) -> tuple[str, ...]:
+    """The PostgreSQL type of each column, for arrays sent to ``unnest`` (an integer column gets
+    bigint: the INSERT casts it)."""
+    types = [table.c[name].type for name in columns]
+    return tuple(_PG_TYPES[(t.impl_instance if isinstance(t, sa.TypeDecorator) else t).python_type] for t in types)
+
+
+EVENT_INSERT_TYPES = pg_types(E, ("id", *EVENT_INSERT_COLUMNS))
 
 
 def utcnow() -> datetime:
@@ -274,9 +285,11 @@ class Database:
         """``count`` placeholders in the driver's style."""
         return ", ".join(["%s" if self.pg else "?"] * count)
 
-    def insert_many(self, cursor: Any, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+    def insert_many(
+        self, cursor: Any, head: str, types: Sequence[str], rows: Sequence[Sequence[Any]], *, tail: str = ""
+    ) -> None:
         """``_sql.insert_rows`` in this database's dialect."""
-        insert_rows(cursor, self.pg, head, rows, tail)
+        insert_rows(cursor, self.pg, head, types, rows, tail=tail)
 
     def bulk_insert(self, cursor: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         """Insert many rows on the driver's cursor: COPY on PostgreSQL, executemany on SQLite."""

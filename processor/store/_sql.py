@@ -6,25 +6,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-MAX_PARAMETERS = 30_000
-"""Parameters in one statement (PostgreSQL's protocol allows 65,535)."""
 
-
-def insert_rows(cursor: Any, pg: bool, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
-    """``head`` (``INSERT INTO t (a, b)``) VALUES each row, then ``tail`` (e.g. an ON CONFLICT
-    clause), on the driver's cursor: a multi-row INSERT per chunk on PostgreSQL (one statement
-    and one round trip, where executemany sends a statement per row), executemany on SQLite (in
-    process, where a long statement only costs parsing)."""
+def insert_rows(
+    cursor: Any, pg: bool, head: str, types: Sequence[str], rows: Sequence[Sequence[Any]], *, tail: str = ""
+) -> None:
+    """``head`` (``INSERT INTO t (a, b)``) with each row, then ``tail`` (e.g. an ON CONFLICT
+    clause), on the driver's cursor. PostgreSQL: ONE statement, its columns sent as binary arrays
+    of the given ``types`` (``INSERT ... SELECT * FROM unnest(%b::text[], ...)``): the rows go in
+    their order; the driver parses a handful of placeholders, not one per value as in a multi-row
+    VALUES (250 rows of 7 columns: 2.7 ms against 11.5 ms; text arrays: 7.2 ms, and bytea in a
+    text array is escaped, 8x slower), nor sends a statement per row as executemany. SQLite:
+    executemany (in process)."""
     if not rows:
         return
-    width = len(rows[0])
-    mark = "%s" if pg else "?"
-    one = f"({', '.join([mark] * width)})"
     if not pg:
-        cursor.executemany(f"{head} VALUES {one} {tail}", rows)
+        cursor.executemany(f"{head} VALUES ({', '.join(['?'] * len(types))}) {tail}", rows)
         return
-    step = max(1, MAX_PARAMETERS // width)
-    for start in range(0, len(rows), step):
-        chunk = rows[start : start + step]
-        cursor.execute(f"{head} VALUES {', '.join([one] * len(chunk))} {tail}",
-                       [value for row in chunk for value in row])
+    arrays = ", ".join(f"%b::{t}[]" for t in types)
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    cursor.execute(f"{head} SELECT * FROM unnest({arrays}) {tail}", columns)

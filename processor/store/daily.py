@@ -89,6 +89,7 @@ def sender_domain(from_addr: str) -> str:
 
 
 _INSERT = "INSERT INTO daily_count (dimension, category, day, key, n)"
+_TYPES = ("text", "text", "text", "text", "bigint")
 _ON_CONFLICT = "ON CONFLICT (dimension, category, day, key) DO UPDATE SET n = daily_count.n + excluded.n"
 
 
@@ -137,7 +138,7 @@ class DailyTally:
     def flush(self, cursor: Any, pg: bool) -> None:
         """Add the counts inside the caller's transaction (``cursor`` is its DB-API cursor)."""
         rows = sorted((*key, n) for key, n in self._counts.items() if n)  # one lock order for all writers
-        insert_rows(cursor, pg, _INSERT, rows, _ON_CONFLICT)  # the keys are distinct: one row each
+        insert_rows(cursor, pg, _INSERT, _TYPES, rows, tail=_ON_CONFLICT)  # the keys are distinct: one row each
         self._counts.clear()
 
     def flush_on(self, conn: sa.Connection, pg: bool) -> None:

@@ -35,6 +35,7 @@ class KeptMessage(SQLModel, table=True):
 kept_message: sa.Table = KeptMessage.__table__  # type: ignore[attr-defined]
 
 _INSERT = "INSERT INTO kept_message (content_hash, size, data, recorded_at)"
+_TYPES = ("text", "bigint", "bytea", "timestamp")
 _ON_CONFLICT = "ON CONFLICT (content_hash) DO NOTHING"
 
 
@@ -56,7 +57,7 @@ class KeptReports:
         """Insert inside the caller's transaction (``cursor`` is its DB-API cursor)."""
         if self._rows:
             rows = self._rows if pg else [(h, n, d, t.isoformat(" ", "microseconds")) for h, n, d, t in self._rows]
-            insert_rows(cursor, pg, _INSERT, rows, _ON_CONFLICT)
+            insert_rows(cursor, pg, _INSERT, _TYPES, rows, tail=_ON_CONFLICT)
             self._rows.clear()
 
     def write_one(self, conn: sa.Connection, message: MessageRef, now: datetime, pg: bool) -> None:

@@ -27,6 +27,7 @@ from processor.decide import ActiveEntry, History, Source, decide, outranks, sco
 from processor.records import Action, Decision, Verdict
 from processor.store._db import (
     EVENT_INSERT_COLUMNS,
+    EVENT_INSERT_TYPES,
     RAW_SELECT,
     SUPPRESSION_INSERT_COLUMNS,
     Database,
@@ -44,6 +45,7 @@ from processor.store.types import Entry, MessageRef, RecordResult, StoreKind
 from processor.timestamps import raw_time
 
 _LEDGER_COLUMNS = ("mailbox", "uidvalidity", "uid", "content_hash", "received_at", "recorded_at", "event_count")
+_LEDGER_TYPES = ("text", "bigint", "bigint", "text", "timestamp", "timestamp", "integer")
 _LEDGER_KEY = "mailbox, uidvalidity, uid, content_hash"
 _INSERT_EVENT_SQL = f"INSERT INTO event ({', '.join(EVENT_INSERT_COLUMNS)}) VALUES ({{marks}}) RETURNING id"
 _HISTORY_COLUMNS = "kind, received_at, expires_at, counted"
@@ -56,6 +58,8 @@ _UPDATE_SET = (
     "note = CASE WHEN {v}restart THEN '' ELSE {s}note END, "
     "event_count = CASE WHEN {v}restart THEN {v}added ELSE {s}event_count + {v}added END"
 )
+_ENTRY_TYPES = ("text", "text", "text", "text", "text", "text", "timestamp", "timestamp", "timestamp", "integer",
+                "text", "bigint")
 _UPDATE_FIELDS = ("source", "reason", "bounce_type", "last_seen", "expires_at", "last_event_id", "restart",
                   "first_seen", "added")
 
@@ -229,15 +233,24 @@ class _Batch:
         db, ts, stamp = self.db, self.db.ts, self.stamp
         rows = [(m.mailbox, m.uidvalidity, m.uid, m.content_hash, ts(m.received_at) if m.received_at else None, stamp,
                  len(items)) for m, items in prepared]
-        head = f"INSERT INTO processed_message ({', '.join(_LEDGER_COLUMNS)}) VALUES "
+        head = f"INSERT INTO processed_message ({', '.join(_LEDGER_COLUMNS)})"
         tail = f" ON CONFLICT DO NOTHING RETURNING id, {_LEDGER_KEY}"
-        one = f"({db.mark(len(_LEDGER_COLUMNS))})"
         found: dict[tuple[Any, ...], int] = {}
-        step = 1000
-        for start in range(0, len(rows), step):
-            chunk = rows[start : start + step]
-            self.cursor.execute(head + ", ".join([one] * len(chunk)) + tail, [v for row in chunk for v in row])
-            for row_id, *key in self.cursor.fetchall():
+        if db.pg:
+            arrays = ", ".join(f"%b::{t}[]" for t in _LEDGER_TYPES)
+            self.cursor.execute(f"{head} SELECT * FROM unnest({arrays}){tail}",
+                                [list(column) for column in zip(*rows, strict=True)])
+            chunks = [self.cursor.fetchall()]
+        else:
+            one = f"({db.mark(len(_LEDGER_COLUMNS))})"
+            chunks = []
+            for start in range(0, len(rows), 1000):
+                chunk = rows[start : start + 1000]
+                self.cursor.execute(f"{head} VALUES {', '.join([one] * len(chunk))}{tail}",
+                                    [v for row in chunk for v in row])
+                chunks.append(self.cursor.fetchall())
+        for chunk_rows in chunks:
+            for row_id, *key in chunk_rows:
                 found[tuple(key)] = row_id
         result: list[int | None] = []
         for row in rows:
@@ -256,13 +269,13 @@ class _Batch:
         names = sorted(windows)  # index probes in key order
         if db.pg:
             cursor.execute(
-                f"SELECT s.* FROM unnest(%s::varchar[], %s::varchar[]) AS q(a, sc) "
+                f"SELECT s.* FROM unnest(%b::varchar[], %b::varchar[]) AS q(a, sc) "
                 f"CROSS JOIN LATERAL ({RAW_SELECT} WHERE address = q.a AND scope = q.sc) AS s",
                 ([a for a, _ in names], [s for _, s in names]),
             )
             entries = cursor.fetchall()
             cursor.execute(
-                f"SELECT q.a, q.sc, e.* FROM unnest(%s::varchar[], %s::varchar[], %s::timestamp[], %s::timestamp[]) "
+                f"SELECT q.a, q.sc, e.* FROM unnest(%b::varchar[], %b::varchar[], %b::timestamp[], %b::timestamp[]) "
                 f"AS q(a, sc, lo, hi) CROSS JOIN LATERAL (SELECT {_HISTORY_COLUMNS} FROM event "
                 f"WHERE address = q.a AND scope = q.sc AND ({_HISTORY_WHERE.format(t='true', lo='q.lo', hi='q.hi')})"
                 f") AS e",
@@ -392,7 +405,7 @@ class _Batch:
             cursor.execute("SELECT nextval(pg_get_serial_sequence('event', 'id')) FROM generate_series(1, %s)",
                            (len(rows),))
             ids = sorted(int(found[0]) for found in cursor.fetchall())
-            db.bulk_insert(cursor, "event", ("id", *EVENT_INSERT_COLUMNS),
+            db.insert_many(cursor, f"INSERT INTO event (id, {', '.join(EVENT_INSERT_COLUMNS)})", EVENT_INSERT_TYPES,
                            [(i, *r) for i, r in zip(ids, rows, strict=True)])
             return ids
         ids = []
@@ -423,7 +436,7 @@ class _Batch:
                          "timestamp", "integer")
                 cursor.execute(
                     f"UPDATE suppression AS s SET {_UPDATE_SET.format(v='v.', s='s.')} FROM unnest("
-                    + ", ".join(f"%s::{t}[]" for t in types)
+                    + ", ".join(f"%b::{t}[]" for t in types)
                     + f") AS v(id, {', '.join(_UPDATE_FIELDS)}) WHERE s.id = v.id RETURNING s.id",
                     [[v[name] for v in values] for name in ("id", *_UPDATE_FIELDS)],
                 )
@@ -439,7 +452,7 @@ class _Batch:
                     row.first_seen, row.event_count, row.note = self.now, row.added, ""
                     new.append((key, row))
         db.insert_many(
-            cursor, f"INSERT INTO suppression ({', '.join(SUPPRESSION_INSERT_COLUMNS)}, last_event_id)",
+            cursor, f"INSERT INTO suppression ({', '.join(SUPPRESSION_INSERT_COLUMNS)}, last_event_id)", _ENTRY_TYPES,
             [(address, address_domain(address), scope, row.source, row.reason, row.bounce_type, ts(row.first_seen),
               ts(row.last_seen), ts(row.expires_at) if row.expires_at is not None else None, row.event_count, row.note,
               event_ids[row.last_event]) for (address, scope), row in new],

@@ -144,7 +144,8 @@ def worker(engine: str, batches: int, size: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", type=Path, help="another checkout with its .venv (the 'before')")
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout (the 'before'): its .venv, or this one's with its code first")
     parser.add_argument("--engine", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--batches", type=int, default=8, help="batches per database")
     parser.add_argument("--batch", type=int, default=250, help="messages per batch")
@@ -161,9 +162,12 @@ def main() -> int:
         for engine in engines:
             for label, tree in reversed(trees) if _ % 2 else trees:
                 python = tree / ".venv" / "bin" / "python"
+                env = dict(os.environ)
+                if not python.exists():  # a plain checkout (git archive): this virtualenv, its code first
+                    python, env["PYTHONPATH"] = Path(sys.executable), str(tree)
                 out = subprocess.run(
                     [str(python), str(HERE), "--worker", engine, "--batches", str(args.batches), "--batch",
-                     str(args.batch)], cwd=tree, check=True, capture_output=True, text=True)
+                     str(args.batch)], cwd=tree, check=True, capture_output=True, text=True, env=env)
                 rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
                 figures.setdefault((label, engine), []).extend(r for r in rows if r["batch"] > 0)
     print(f"record_messages, batches of {args.batch} messages, {args.rounds} rounds x {args.batches - 1} batches; "
