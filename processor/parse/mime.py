@@ -111,8 +111,8 @@ class Part:
     message as a single child.
     """
 
-    __slots__ = ("_children", "_headers", "_load_children", "_load_headers", "_load_text", "_text",
-                 "content_type", "params")
+    __slots__ = ("_children", "_headers", "_load_children", "_load_headers", "_load_text", "_params", "_text",
+                 "content_type")
 
     def __init__(
         self,
@@ -123,7 +123,7 @@ class Part:
         children: list[Part] | Callable[[], list[Part]] | None = None,
     ) -> None:
         self.content_type = content_type
-        self.params = params
+        self._params: dict[str, str] | None = params
         self._headers: Headers | None = headers if isinstance(headers, Headers) else None
         self._load_headers = None if isinstance(headers, Headers) else headers
         self._load_text = load_text
@@ -132,37 +132,66 @@ class Part:
         self._load_children = children if callable(children) else None
 
     @property
+    def params(self) -> dict[str, str]:
+        """The Content-Type parameters, names lower-cased and values unquoted."""
+        params = self._params
+        if params is None:
+            params = self._params = self._read_params()
+        return params
+
+    @property
     def headers(self) -> Headers:
-        if self._headers is None:
-            loader, self._load_headers = self._load_headers, None
+        headers = self._headers
+        if headers is None:
             try:
-                self._headers = loader() if loader is not None else Headers([])
+                headers = self._read_headers()
             except Exception:  # unreadable headers lose the headers, not the message
-                self._headers = Headers([])
-        return self._headers
+                headers = Headers([])
+            self._headers = headers
+        return headers
 
     @property
     def children(self) -> list[Part]:
-        if self._children is None:
-            loader, self._load_children = self._load_children, None
+        children = self._children
+        if children is None:
+            self._children = []  # read once: after a RecursionError the part has no children
             try:
-                self._children = loader() if loader is not None else []
+                children = self._read_children()
             except RecursionError:
                 raise
             except Exception:
-                self._children = []
-        return self._children
+                children = []
+            self._children = children
+        return children
 
     @property
     def text(self) -> str:
         """The decoded body as text ("" for containers and binary parts)."""
-        if self._text is None:
-            loader, self._load_text = self._load_text, None
+        text = self._text
+        if text is None:
             try:
-                self._text = loader() if loader is not None else ""
+                text = self._read_text()
             except Exception:  # a broken charset or encoding loses the text, not the message
-                self._text = ""
-        return self._text
+                text = ""
+            self._text = text
+        return text
+
+    # what the properties read on first use (a subclass reads them from its own source)
+
+    def _read_params(self) -> dict[str, str]:
+        return {}
+
+    def _read_headers(self) -> Headers:
+        loader, self._load_headers = self._load_headers, None
+        return loader() if loader is not None else Headers([])
+
+    def _read_children(self) -> list[Part]:
+        loader, self._load_children = self._load_children, None
+        return loader() if loader is not None else []
+
+    def _read_text(self) -> str:
+        loader, self._load_text = self._load_text, None
+        return loader() if loader is not None else ""
 
     @property
     def main_type(self) -> str:
@@ -273,57 +302,80 @@ def _declared_type(raw_headers: dict[str, list[str]]) -> str:
     return ""
 
 
-def _node_headers(raw_headers: dict[str, list[str]]) -> Headers:
-    return Headers.grouped(raw_headers)
+def _first_value(raw_headers: dict[str, list[str]], name: str) -> str:
+    """``Headers.grouped(raw_headers).get(name)`` for a lower-case ``name``, without the index."""
+    size = len(name)
+    for key, values in raw_headers.items():
+        if values and len(key) == size and key.lower() == name:
+            return values[0]
+    return ""
 
 
-def _from_fast(
-    node: Any, path: tuple[int, ...], lenient: _LenientBodies | None, headers: Callable[[], Headers] | None = None
-) -> Part:
-    """A Part over one node of fast-mail-parser's lazy tree; nothing is decoded until asked.
+class _FastPart(Part):
+    """A Part over one node of fast-mail-parser's lazy tree; nothing is decoded until asked: the
+    parameters, headers, children and text are each read from the node on first use.
 
-    ``headers`` reads the headers of an enclosed original from its source text instead: the
-    lenient block reader keeps the fields after a broken line, where the engine stops."""
-    ctype = str(node.content_type or "text/plain").lower()
-    raw_headers: dict[str, list[str]] = node.headers
-    declared = _declared_type(raw_headers)
-    params = content_type_params(declared) if ";" in declared else {}
-    children: Callable[[], list[Part]] | None = None
-    load: Callable[[], str] | None = None
-    if ctype.startswith("multipart/"):
-        if len(path) < MAX_DEPTH:
+    ``enclosing`` is set for the top of an enclosed original: its headers are read from the
+    enclosing part's text instead, where the lenient block reader keeps the fields after a broken
+    line (the engine stops there)."""
 
-            def children() -> list[Part]:
-                return [_from_fast(child, (*path, i), lenient) for i, child in enumerate(node.children[:MAX_PARTS])]
+    __slots__ = ("_enclosing", "_lenient", "_node", "_path", "_raw")
 
-    elif ctype in ENCLOSING:
-        if len(path) < MAX_DEPTH:
+    def __init__(
+        self, node: Any, path: tuple[int, ...], lenient: _LenientBodies | None, enclosing: Part | None = None
+    ) -> None:
+        self.content_type = str(node.content_type or "text/plain").lower()
+        self._raw: dict[str, list[str]] = node.headers
+        self._node = node
+        self._path = path
+        self._lenient = lenient
+        self._enclosing = enclosing
+        self._params = None
+        self._headers = None
+        self._children = None
+        self._text = None
 
-            def children() -> list[Part]:
-                if node.is_message:
-                    return [
-                        _from_fast(child, (*path, 0), lenient, lambda: parse_header_block(part.text))
-                        for child in node.children[:1]
-                    ]
-                content = node.content  # message/global and message/rfc2822: parsed here
-                if not content:
-                    return []
-                return [_from_fast(parse_email_tree(content, mode="lazy"), (*path, 0), None)]
+    def _read_params(self) -> dict[str, str]:
+        declared = _declared_type(self._raw)
+        return content_type_params(declared) if ";" in declared else {}
 
-        def load() -> str:
-            return _fast_text(node, part.headers, params.get("charset"), path, lenient)
+    def _read_headers(self) -> Headers:
+        if self._enclosing is not None:
+            return parse_header_block(self._enclosing.text)
+        return Headers.grouped(self._raw)
 
-    elif ctype.startswith(("text/", "message/")) or ctype in _TEXTUAL:
+    def _read_children(self) -> list[Part]:
+        ctype, path = self.content_type, self._path
+        if len(path) >= MAX_DEPTH:
+            return []
+        if ctype.startswith("multipart/"):
+            lenient = self._lenient
+            return [_FastPart(child, (*path, i), lenient) for i, child in enumerate(self._node.children[:MAX_PARTS])]
+        if ctype in ENCLOSING:
+            node = self._node
+            if node.is_message:
+                return [_FastPart(child, (*path, 0), self._lenient, self) for child in node.children[:1]]
+            content = node.content  # message/global and message/rfc2822: parsed here
+            if not content:
+                return []
+            return [_FastPart(parse_email_tree(content, mode="lazy"), (*path, 0), None)]
+        return []
 
-        def load() -> str:
-            return _fast_text(node, part.headers, params.get("charset"), path, lenient)
-
-    part = Part(ctype, params, headers or (lambda: _node_headers(raw_headers)), load, children)
-    return part
+    def _read_text(self) -> str:
+        ctype = self.content_type
+        if ctype.startswith("multipart/") or not (
+            ctype in ENCLOSING or ctype.startswith(("text/", "message/")) or ctype in _TEXTUAL
+        ):
+            return ""
+        if self._enclosing is None and self._headers is None:  # the node's own headers: one field of them
+            encoding = _first_value(self._raw, "content-transfer-encoding")
+        else:
+            encoding = self.headers.get("content-transfer-encoding")
+        return _fast_text(self._node, encoding, self.params.get("charset"), self._path, self._lenient)
 
 
 def _fast_text(
-    node: Any, headers: Headers, charset: str | None, path: tuple[int, ...], lenient: _LenientBodies | None
+    node: Any, declared: str, charset: str | None, path: tuple[int, ...], lenient: _LenientBodies | None
 ) -> str:
     """The part's body as text: transfer-decoded by the engine, the charset applied here."""
     try:
@@ -333,7 +385,6 @@ def _fast_text(
     if not raw:
         return ""
     raw = raw[:MAX_TEXT]
-    declared = headers.get("content-transfer-encoding")
     encoding = transfer_encoding(declared)
     if encoding in ("base64", "quoted-printable"):
         if declared.lower() != encoding:  # the engine decodes only the bare word: "base64 " it leaves
@@ -577,7 +628,7 @@ def read_message(data: bytes) -> Part:
             except (EngineError, ValueError, RecursionError):
                 boundaries = None
         if boundaries == []:
-            return _from_fast(root, (), _LenientBodies(data))
+            return _FastPart(root, (), _LenientBodies(data))
     try:
         msg = email.message_from_bytes(data, policy=email.policy.compat32)
         return _from_stdlib(msg, 0)

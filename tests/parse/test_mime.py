@@ -75,3 +75,39 @@ def test_headers_from_grouped_values_read_as_from_the_list() -> None:
     assert fast.get_all("received") == ["a", "b", "c"]
     fast.get_all("received").append("d")  # what a caller does with a list it got stays its own...
     assert grouped["Received"] == ["a", "b"]  # ...and never reaches the engine's values
+
+
+def test_first_value_is_the_grouped_headers_look_up() -> None:
+    """A field read straight from the engine's grouped form is what Headers.grouped gives: the
+    first value of the first spelling that has one, names compared without case."""
+    from processor.parse.mime import Headers, _first_value
+
+    cases = [
+        {"content-transfer-encoding": [], "Content-Transfer-Encoding": ["base64", "7bit"]},
+        {"CONTENT-TRANSFER-ENCODING": ["quoted-printable"], "Content-Transfer-Encoding": ["base64"]},
+        {"Content-Transfer-Encodings": ["x"], "To": ["a@example.org"]},
+        {},
+    ]
+    for grouped in cases:
+        expected = Headers.grouped(grouped).get("content-transfer-encoding")
+        assert _first_value(grouped, "content-transfer-encoding") == expected
+    assert [_first_value(g, "content-transfer-encoding") for g in cases] == ["base64", "quoted-printable", "", ""]
+
+
+def test_parts_read_parameters_headers_and_children_on_first_use() -> None:
+    """Reading a text part's body builds neither its headers nor other parts' parameters; each is
+    read when asked, and the body is transfer-decoded by the field as the headers give it."""
+    message = (
+        b"From: a@example.org\nContent-Type: multipart/mixed; boundary=a\n\n--a\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: Base64 \n\n"
+        b"aOlsbG8=\n--a\nContent-Type: image/png; name=x.png\nContent-Transfer-Encoding: base64\n\n"
+        b"iVBORw0KGgo=\n--a--\n"
+    )
+    root = read_message(message)
+    assert root._children is None and root._params is None  # nothing read yet
+    text, image = root.children
+    assert text.text == "h\xe9llo"
+    assert text._headers is None and image._params is None
+    assert text.headers.get("content-transfer-encoding") == "Base64 "  # the engine keeps the space
+    assert image.params == {"name": "x.png"} and image.text == ""
+    assert root.params == {"boundary": "a"} and root.text == ""
