@@ -142,9 +142,10 @@ class Report:
         multipart/report's machine-readable part (RFC 6522: after the notice) that an MTA declared
         text/plain is read as the delivery-status part its fields show it is."""
         parts = list(self.root.walk(into_enclosed=False))
-        for part in parts:
-            report_type = part.params.get("report-type", "").lower()
-            if part.content_type == "multipart/report" and "delivery-status" in report_type:
+        for part in parts:  # (the parameters of the other parts are not read)
+            if part.content_type == "multipart/report" and "delivery-status" in part.params.get(
+                "report-type", ""
+            ).lower():
                 for child in part.children[1:]:
                     if child.content_type == "text/plain" and _DSN_FIELDS.match(child.text):
                         child.content_type = "message/delivery-status"
@@ -188,7 +189,7 @@ class Report:
         for part in self.top_parts:
             ctype = part.content_type
             if ctype.startswith("text/") and ctype not in _NOT_NOTICE:
-                if part.headers.get("content-disposition").lower().startswith("attachment") and plain:
+                if plain and part.headers.get("content-disposition").lower().startswith("attachment"):
                     continue
                 plain.append(part.text)
             elif ctype == "text/html":

@@ -111,3 +111,22 @@ def test_parts_read_parameters_headers_and_children_on_first_use() -> None:
     assert text.headers.get("content-transfer-encoding") == "Base64 "  # the engine keeps the space
     assert image.params == {"name": "x.png"} and image.text == ""
     assert root.params == {"boundary": "a"} and root.text == ""
+
+
+def test_report_reads_only_the_parameters_and_headers_it_needs() -> None:
+    """The report's part list reads the parameters of a multipart/report only, and its text reads
+    a text part's Content-Disposition only when an earlier text part was taken (an attached text
+    after the notice is left out; the first text part is taken whatever its disposition)."""
+    from processor.parse.report import Report
+
+    message = (
+        b"From: MAILER-DAEMON@mx.example.org\nContent-Type: multipart/mixed; boundary=m\n\n--m\n"
+        b"Content-Type: text/plain; charset=us-ascii\nContent-Disposition: attachment\n\nThe notice.\n--m\n"
+        b"Content-Type: text/plain; charset=us-ascii\nContent-Disposition: attachment; filename=a.txt\n\n"
+        b"An attachment.\n--m--\n"
+    )
+    report = Report(read_message(message))
+    notice, attached = report.root.children
+    assert report.text == "The notice."
+    assert notice._headers is None and attached._headers is not None
+    assert report.root._params is None  # multipart/mixed: no report-type to read
