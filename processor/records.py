@@ -6,7 +6,7 @@ never change what an earlier stage said.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -63,6 +63,10 @@ class OriginalMessage:
     """Configured correlation headers found in the original, as (lower-case name, value) pairs."""
 
 
+NO_ORIGINAL = OriginalMessage()
+"""What the report does not tell about the message we sent (every field empty)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One recipient's outcome as a report states it. Strings are "" when the report is silent."""
@@ -95,7 +99,8 @@ class Event:
     notice: str = ""
     """The report's human-readable text (on one line, clipped), for a report about one recipient
     only: rules may weigh what the prose says against a status code a relay filled in."""
-    original: OriginalMessage = field(default_factory=OriginalMessage)
+    original: OriginalMessage = NO_ORIGINAL
+    """(The empty one is shared: a frozen record, not built again for each event.)"""
     provider: str = ""
     """The sending provider whose webhook reported the event (ses, sendgrid, ...); "" for mail."""
     provider_category: str = ""

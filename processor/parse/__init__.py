@@ -26,7 +26,7 @@ from processor.parse.mta._common import failure
 from processor.parse.report import Report
 from processor.parse.text import addresses, find_command, find_reply_code, find_status, one_line, strip_address
 from processor.parse_defaults import CORRELATION_HEADERS, MAX_MESSAGE_BYTES, VERP_PREFIXES
-from processor.records import Event, EventKind, OriginalMessage
+from processor.records import NO_ORIGINAL, Event, EventKind, OriginalMessage
 
 if TYPE_CHECKING:  # the settings model imports pydantic: a parser with the defaults never needs it
     from processor.parse_settings import ParseSettings
@@ -197,7 +197,7 @@ class Parser:
 
     def _original(self, headers: Headers) -> OriginalMessage:
         if not len(headers):
-            return OriginalMessage()
+            return NO_ORIGINAL
         correlation = tuple(
             (name, one_line(headers.get(name))) for name in self._correlation if headers.get(name)
         )
