@@ -56,27 +56,38 @@ class Headers:
         self._index = index
 
     @classmethod
+    def indexed(cls, items: list[tuple[str, str]], index: dict[str, list[str]]) -> Headers:
+        """``Headers(items)`` for a caller that built the index (``items``' values by lower-case
+        name, in order) along with the list."""
+        self = cls.__new__(cls)
+        self._items = items
+        self._grouped = None
+        self._count = len(items)
+        self._index = index
+        return self
+
+    @classmethod
     def grouped(cls, grouped: dict[str, list[str]]) -> Headers:
         """Headers from values grouped by name (the MIME engine's form): the same as
         ``Headers([(name, value) for name, values in grouped.items() for value in values])``,
         without building that list unless ``items()`` is asked for."""
         self = cls.__new__(cls)
-        index: dict[str, list[str]] = {}
-        count = 0
-        for name, values in grouped.items():
-            if not values:
-                continue
-            key = name.lower()
-            found = index.get(key)
-            if found is None:
-                index[key] = list(values)
-            else:
-                found.extend(values)
-            count += len(values)
+        index = {name.lower(): [*values] for name, values in grouped.items()}
+        if len(index) != len(grouped) or not all(index.values()):  # names that differ in case only, or no value
+            index = {}
+            for name, values in grouped.items():
+                if not values:
+                    continue
+                key = name.lower()
+                found = index.get(key)
+                if found is None:
+                    index[key] = list(values)
+                else:
+                    found.extend(values)
         self._index = index
         self._grouped = grouped
         self._items = None
-        self._count = count
+        self._count = sum(map(len, grouped.values()))
         return self
 
     def get(self, name: str, default: str = "") -> str:
@@ -268,10 +279,19 @@ def parse_header_block(text: str) -> Headers:
     if end:
         text = text[: end.start()]
     items: list[tuple[str, str]] = []
-    for name, raw in _HEADER_FIELD.findall(text):
+    index: dict[str, list[str]] = {}
+    for name, raw in _HEADER_FIELD.findall(text):  # (a name has no white space to strip)
         value = " ".join(raw.split()) if "\n" in raw else raw.strip()
-        items.append((name.strip(), decode_header_value(value) if "=?" in value else value))
-    return Headers(items)
+        if "=?" in value:
+            value = decode_header_value(value)
+        items.append((name, value))
+        key = name.lower()
+        found = index.get(key)
+        if found is None:
+            index[key] = [value]
+        else:
+            found.append(value)
+    return Headers.indexed(items, index)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -130,3 +130,22 @@ def test_report_reads_only_the_parameters_and_headers_it_needs() -> None:
     assert report.text == "The notice."
     assert notice._headers is None and attached._headers is not None
     assert report.root._params is None  # multipart/mixed: no report-type to read
+
+
+def test_header_block_index_is_the_list_form() -> None:
+    """A parsed block looks up as Headers over its own items does: names in any case, repeated
+    fields in order, folded values unfolded and encoded words decoded."""
+    from processor.parse.mime import Headers, parse_header_block
+
+    parsed = parse_header_block(
+        "\nReceived: from a\n\tby b\nSubject: =?utf-8?q?caf=C3=A9?=\nreceived: from c\nnot a field\n"
+        "RECEIVED:  from d  \n\nBody: no\n"
+    )
+    listed = Headers(parsed.items())
+    assert parsed.items() == [
+        ("Received", "from a by b"), ("Subject", "caf\xe9"), ("received", "from c"), ("RECEIVED", "from d")
+    ]
+    assert len(parsed) == len(listed) == 4
+    for name in ("received", "Subject", "body", "missing"):
+        assert parsed.get_all(name) == listed.get_all(name) and (name in parsed) == (name in listed)
+    assert parsed.get_all("Received") == ["from a by b", "from c", "from d"]
