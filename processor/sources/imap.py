@@ -42,6 +42,8 @@ log = structlog.get_logger(__name__)
 logging.getLogger("aioimaplib").setLevel(logging.WARNING)
 
 _CHUNK = 16 * 1024
+_LINES = 200
+"""The most line ends ``_Protocol`` hands aioimaplib's parser at once (it recurses once per line)."""
 _EXISTS = re.compile(rb"^\d+ EXISTS")
 _UNTAGGED_EXISTS = re.compile(rb"^(?:\* )?\d+ EXISTS")
 _FETCH_HEAD = re.compile(rb"^\d+ FETCH \(")
@@ -68,11 +70,21 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
 
     def data_received(self, d: bytes) -> None:
         # aioimaplib's data_received, slice by slice, without its debug line: that formats the
-        # whole read (a message body) as text on every call, logged or not
-        for start in range(0, len(d), _CHUNK):
+        # whole read (a message body) as text on every call, logged or not. A slice holds at most
+        # _CHUNK bytes and _LINES line ends: the parser's depth is one frame per line, and short
+        # lines are many to the kilobyte (a UID MOVE of 1,000 messages is answered by 1,000
+        # "* N EXPUNGE" lines, 16 KB, which went past the recursion limit and lost the connection)
+        start, size = 0, len(d)
+        while start < size:
+            end = min(start + _CHUNK, size)
+            if d.count(b"\n", start, end) > _LINES:
+                end = start
+                for _ in range(_LINES):
+                    end = d.index(b"\n", end) + 1
+            piece = d[start:end]
+            start = end
             try:
-                self._handle_responses(self.incomplete_line + d[start : start + _CHUNK], self._handle_line,
-                                       self.current_command)
+                self._handle_responses(self.incomplete_line + piece, self._handle_line, self.current_command)
                 self.incomplete_line = b""
                 self.current_command = None
             except aioimaplib.IncompleteRead as incomplete:

@@ -489,3 +489,37 @@ def test_fetch_times_out_after_silence_not_while_data_trickles() -> None:
     with pytest.raises(aioimaplib.CommandTimeout):
         run(_fetch_fed(stall, timeout=0.3))
     assert 0.45 < time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("step", [None, 16 * 1024, 7])
+def test_long_answer_of_short_lines_read_in_one_piece(step: int | None) -> None:
+    """A UID MOVE of a 1,000-message batch is answered by one "* N EXPUNGE" line per message:
+    16 KB, over a thousand lines in one read. aioimaplib's parser recurses once per line, so
+    that read once went past the recursion limit (RecursionError, the connection dropped and the
+    pass was retried after a backoff: the daemon ran 3x slower at batch_size 1000). Every line
+    is read, and the command completes, however the answer is sliced."""
+    import aioimaplib
+
+    from processor.sources import imap
+
+    count = 3000
+    answer = (b"* OK [COPYUID 7 1:%d 1:%d] Moved UIDs.\r\n" % (count, count)
+              + b"".join(b"* %d EXPUNGE\r\n" % (count - n) for n in range(count))
+              + b"A001 OK Move completed (0.001 + 0.000 secs).\r\n")
+
+    async def scenario() -> Any:
+        protocol = imap._Protocol(asyncio.get_running_loop(), lambda exc: None)
+        protocol.connection_made(_Wire())
+        protocol.state = aioimaplib.SELECTED
+        command = aioimaplib.Command("MOVE", "A001", "1:3000", '"Processed"', prefix="UID", timeout=5.0)
+        running = asyncio.ensure_future(protocol.execute(command))
+        await asyncio.sleep(0)
+        slice_size = step or len(answer)
+        for start in range(0, len(answer), slice_size):
+            protocol.data_received(answer[start : start + slice_size])
+        return await asyncio.wait_for(running, 5.0)
+
+    response = run(scenario())
+    assert response.result == "OK"
+    expunged = [line for line in response.lines if isinstance(line, bytes) and line.endswith(b"EXPUNGE")]
+    assert len(expunged) == count
