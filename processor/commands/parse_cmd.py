@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -31,64 +32,59 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run, configure_logging=False)
 
 
+_FIELDS: tuple[tuple[str, Callable[[Any], Any]], ...] = tuple(
+    (key, attrgetter(path))
+    for key, path in (
+        ("recipient", "event.recipient"),
+        ("original_recipient", "event.original_recipient"),
+        ("kind", "event.kind"),
+        ("action", "event.dsn_action"),
+        ("status", "event.status"),
+        ("reply_code", "event.reply_code"),
+        ("smtp_command", "event.smtp_command"),
+        ("diagnostic", "event.diagnostic"),
+        ("reason", "reason"),
+        ("bounce_type", "bounce_type"),
+        ("rule_id", "rule_id"),
+        ("feedback_type", "event.feedback_type"),
+        ("remote_mta", "event.remote_mta"),
+        ("reporting_mta", "event.reporting_mta"),
+        ("mta", "event.mta"),
+        ("message_id", "event.message_id"),
+        ("subject", "event.original.subject"),
+        ("source_ip", "event.source_ip"),
+        ("arrival_date", "event.arrival_date"),
+        ("last_attempt", "event.last_attempt"),
+    )
+)
+"""The record's text fields after "source", in order, each read from the verdict: the one list
+that ``event_record`` and ``jsonl_line`` both write."""
+
+
 def event_record(source: str, verdict: Any) -> dict[str, Any]:
     """The JSON contract of ``parse --jsonl`` (read by tools/bounce_accuracy.py and by users)."""
-    event = verdict.event
-    original = event.original
-    return {
-        "source": source,
-        "recipient": event.recipient,
-        "original_recipient": event.original_recipient,
-        "kind": str(event.kind),
-        "action": event.dsn_action,
-        "status": event.status,
-        "reply_code": event.reply_code,
-        "smtp_command": event.smtp_command,
-        "diagnostic": event.diagnostic,
-        "reason": verdict.reason,
-        "bounce_type": str(verdict.bounce_type),
-        "rule_id": verdict.rule_id,
-        "feedback_type": event.feedback_type,
-        "remote_mta": event.remote_mta,
-        "reporting_mta": event.reporting_mta,
-        "mta": event.mta,
-        "message_id": event.message_id,
-        "subject": original.subject,
-        "source_ip": event.source_ip,
-        "arrival_date": event.arrival_date,
-        "last_attempt": event.last_attempt,
-        "correlation": dict(original.correlation),
-    }
+    record: dict[str, Any] = {"source": source}
+    for key, read in _FIELDS:
+        record[key] = str(read(verdict))
+    record["correlation"] = dict(verdict.event.original.correlation)
+    return record
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False)
 """What ``json.dumps(record, ensure_ascii=False)`` uses, built once rather than per line."""
 _quote: Callable[[str], str] = encode_basestring
 """A str as a JSON string, as ``json.dumps(..., ensure_ascii=False)`` writes it."""
+_KEYS = tuple((_quote(key) + ": ", read) for key, read in _FIELDS)
 
 
 def jsonl_line(source: str, verdict: Any) -> str:
-    """``json.dumps(event_record(source, verdict), ensure_ascii=False)``, written out: the same
-    characters (the standard encoder's string quoting, its separators, the record's key order)
-    at a third of the cost, without the dict and the encoder set up per line. A test holds the
-    two equal over the samples: a field added to ``event_record`` must be added here too."""
-    event = verdict.event
-    original = event.original
-    correlation = dict(original.correlation)
-    pairs = ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in correlation.items()) if correlation else ""
+    """``json.dumps(event_record(source, verdict), ensure_ascii=False)``, written out from the same
+    field list with the standard encoder's string quoting and separators, without a dict and an
+    encoder per line (about a third of the cost; a test holds the two equal)."""
     q = _quote
-    return (
-        f'{{"source": {q(source)}, "recipient": {q(event.recipient)}, '
-        f'"original_recipient": {q(event.original_recipient)}, "kind": {q(event.kind)}, '
-        f'"action": {q(event.dsn_action)}, "status": {q(event.status)}, "reply_code": {q(event.reply_code)}, '
-        f'"smtp_command": {q(event.smtp_command)}, "diagnostic": {q(event.diagnostic)}, '
-        f'"reason": {q(verdict.reason)}, "bounce_type": {q(verdict.bounce_type)}, "rule_id": {q(verdict.rule_id)}, '
-        f'"feedback_type": {q(event.feedback_type)}, "remote_mta": {q(event.remote_mta)}, '
-        f'"reporting_mta": {q(event.reporting_mta)}, "mta": {q(event.mta)}, "message_id": {q(original.message_id)}, '
-        f'"subject": {q(original.subject)}, "source_ip": {q(event.source_ip)}, '
-        f'"arrival_date": {q(event.arrival_date)}, "last_attempt": {q(event.last_attempt)}, '
-        f'"correlation": {{{pairs}}}}}'
-    )
+    pairs = ", ".join(f"{q(k)}: {q(v)}" for k, v in dict(verdict.event.original.correlation).items())
+    fields = ", ".join([key + q(read(verdict)) for key, read in _KEYS])
+    return f'{{"source": {q(source)}, {fields}, "correlation": {{{pairs}}}}}'
 
 
 def _human(record: dict[str, Any]) -> str:
