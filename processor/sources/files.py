@@ -172,18 +172,14 @@ def read_small(name: str, below: int = _SMALL) -> list[RawMessage] | None:
 
 
 def _iter_file(path: Path) -> Iterator[RawMessage]:
+    small = read_small(str(path))  # (SourceError when it cannot be read)
+    if small is not None:
+        yield from small
+        return
     try:
-        with open(path, "rb") as fh:  # opened once: an .eml is read whole from here
-            head = fh.read(len(_MBOX_START))
-            data = None if head == _MBOX_START else head + fh.read()
-        if data is None:
-            messages = list(iter_mbox(path)) if path.stat().st_size < _SMALL else None
-            if messages is not None and len(messages) == 1:
-                # one message with an envelope line: report it under its own path
-                yield RawMessage(messages[0].data, str(path))
-                return
-            yield from (messages if messages is not None else iter_mbox(path))
-            return
-        yield RawMessage(data, str(path))
+        if is_mbox(path):  # a big mbox: streamed
+            yield from iter_mbox(path)
+        else:
+            yield RawMessage(path.read_bytes(), str(path))
     except OSError as exc:
         raise SourceError(f"{path}: {exc.strerror or exc}") from exc

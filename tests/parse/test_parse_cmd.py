@@ -215,10 +215,11 @@ def test_a_file_that_cannot_be_read_ends_the_run_after_the_files_before_it(tmp_p
 
 
 def test_small_files_read_in_one_go_match_read_file(tmp_path: Path) -> None:
-    """``read_small`` (the workers' one-open read) gives what ``read_file`` gives: an .eml whole, a
-    one-message mbox under the file's own name, each message of a longer mbox with '>From '
-    unquoted; and None for a file of the size limit or more (streamed instead)."""
-    from processor.sources.files import read_file, read_small
+    """``read_small`` (the one-open read ``read_file`` uses for small files) gives what reading line
+    by line gives: an .eml whole, a one-message mbox under the file's own name, each message of a
+    longer mbox with '>From ' unquoted; and None for a file of the size limit or more (streamed)."""
+    from processor.records import RawMessage
+    from processor.sources.files import iter_mbox, read_file, read_small
 
     eml = tmp_path / "a.eml"
     eml.write_bytes(QMAIL.read_bytes())
@@ -240,9 +241,18 @@ def test_small_files_read_in_one_go_match_read_file(tmp_path: Path) -> None:
     quoted.write_bytes(b"From a@b.example Mon\nSubject: x\n\n>From here\n>>From there\n> quoted\n")
     not_split = tmp_path / "not-split.mbox"
     not_split.write_bytes(b"From a@b.example Mon\nSubject: x\nFrom c@d.example Tue\n\nhi\n")
+    def line_by_line(path: Path) -> list[RawMessage]:
+        """The reference: an mbox read line by line (``iter_mbox``), one message of it reported
+        under the file's own name; any other file whole."""
+        if not path.read_bytes().startswith(b"From "):
+            return [RawMessage(path.read_bytes(), str(path))]
+        messages = list(iter_mbox(path))
+        return [RawMessage(messages[0].data, str(path))] if len(messages) == 1 else messages
+
     cases = (eml, one, two, short, empty, envelope_only, no_newline, crlf, quoted, not_split)
     for path in cases:
-        assert read_small(str(path)) == list(read_file(path)), path
+        assert read_small(str(path)) == line_by_line(path), path
+        assert list(read_file(path)) == line_by_line(path), path
     assert [m.origin for m in read_small(str(two)) or []] == [f"{two}#0", f"{two}#1"]
     assert (read_small(str(two)) or [])[1].data.endswith(b"\nFrom here\n")
     assert read_small(str(eml), below=eml.stat().st_size) is None
