@@ -24,10 +24,10 @@ from processor import metrics
 from processor.backoff import Backoff
 from processor.config import MailboxSettings
 from processor.daemon.pipeline import BatchOutcome, Pipeline, plain_traceback
-from processor.sources.base import Disposal, MailSource, SourceError
+from processor.sources.base import Disposal, FetchedMessage, MailSource, SourceError
 from processor.store import Store, StoreError
 
-__all__ = ["FIRST_BATCH", "LeaseLost", "MailboxWorker", "Runtime", "batch_plan"]
+__all__ = ["FETCH_AHEAD", "FIRST_BATCH", "LeaseLost", "MailboxWorker", "Runtime", "batch_plan"]
 
 log = structlog.get_logger("processor.daemon.service")
 T = TypeVar("T")
@@ -39,6 +39,12 @@ STORE_RETRY_MAX_SECONDS = 5.0
 FIRST_BATCH = 32
 """The size of a long pass's first batch; the next ones double up to ``batch_size`` (and its last
 ones halve down to this again): see ``batch_plan``."""
+
+
+FETCH_AHEAD = 2
+"""Batches a pass fetches before they are parsed (one parsing, the next queued, so the parse pool
+never waits for a fetch). With the parsed batch waiting for the commit before it, the one
+committing and the one being moved, a pass holds at most FETCH_AHEAD + 2 batches in memory."""
 
 
 def batch_plan(count: int, size: int, first: int = FIRST_BATCH) -> list[int]:
@@ -60,6 +66,13 @@ def batch_plan(count: int, size: int, first: int = FIRST_BATCH) -> list[int]:
     middle = count - 2 * sum(ramp)
     full, rest = divmod(middle, size)
     return ramp + [size] * full + ([rest] if rest else []) + ramp[::-1]
+
+
+def _commit_failed(batch: _InFlight) -> bool:
+    """Whether a batch's finished commit failed (``_finish`` raises the failure)."""
+    commit = batch.commit
+    assert commit is not None and commit.done()
+    return commit.cancelled() or commit.exception() is not None or bool(batch.outcome.store_error)
 
 
 class LeaseLost(Exception):
@@ -138,6 +151,8 @@ class MailboxWorker:
         self.wake: asyncio.Event | None = None
         """Set while waiting for new mail: setting it ends the wait."""
         self.totals = {"processed": 0, "duplicate": 0, "quarantined": 0, "already": 0}
+        self._io = asyncio.Lock()
+        """One source command at a time: the fetches ahead and the moves share the IMAP connection."""
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -165,38 +180,49 @@ class MailboxWorker:
             log.info("mailbox.draining", mailbox=self.name, candidates=len(keys))
         handled = 0
         before = dict(self.totals)
-        # Three batches at once: one fetched (IMAP), the one before it parsed (the parse pool),
-        # the one before that committed (the database) and then moved.
-        parsing: _InFlight | None = None
+        # Four stages at once: the fetcher (a task) reads batches ahead and starts their parse (at
+        # most FETCH_AHEAD batches fetched and not yet parsed); this loop takes them in order, and
+        # once the batch before has committed, starts this one's commit (the database) and moves
+        # the one before (IMAP) meanwhile. So the parse pool has the next batch queued while it
+        # parses one, and the IMAP connection fetches and moves while the database commits.
+        ready: asyncio.Queue[_InFlight | Exception | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(FETCH_AHEAD)
+        done_fetching = asyncio.Event()
+        self._io = asyncio.Lock()
+        fetcher = asyncio.ensure_future(self._fetch_ahead(keys, uidvalidity, ready, slots, done_fetching))
         in_flight: _InFlight | None = None
-        start = 0
         try:
-            for size in batch_plan(len(keys), self.box.batch_size):
-                if runtime.stop.is_set():
+            while True:
+                item = await ready.get()
+                if item is None:
                     break
+                if isinstance(item, Exception):
+                    raise item
+                await item.parsed()
+                slots.release()
+                previous, in_flight = in_flight, None
+                if previous is not None:
+                    assert previous.commit is not None
+                    await asyncio.wait({previous.commit})
+                    if _commit_failed(previous):  # a database failure: this batch is left in the folder
+                        handled += await self._finish(previous)  # raises the failure
                 if not runtime.holds(self.name):
+                    # parsed, but this daemon no longer holds the mailbox: left in the folder
+                    if previous is not None:
+                        handled += await self._finish(previous)
                     raise LeaseLost(self.name, runtime.lease_problem(self.name))
-                chunk = keys[start : start + size]
-                start += size
-                fetched = await self._prepare(chunk, uidvalidity)  # its parse starts in the background
-                if parsing is not None:
-                    await parsing.parsed()
-                    if in_flight is not None:  # its commit ran while the later batches were read
-                        current, in_flight = in_flight, None
-                        handled += await self._finish(current)
-                    in_flight = self._start_commit(parsing)
-                parsing = fetched
-            if parsing is not None:
-                last, parsing = parsing, None
-                await last.parsed()
-                if in_flight is not None:
-                    current, in_flight = in_flight, None
-                    handled += await self._finish(current)
-                in_flight = self._start_commit(last)
+                in_flight = self._start_commit(item)
+                if previous is not None:  # committed: moved while this batch commits
+                    handled += await self._finish(previous)
         finally:
-            if parsing is not None:  # fetched and parsed but not committed: left in the folder
-                with contextlib.suppress(Exception):
-                    await parsing.parsed()
+            done_fetching.set()
+            slots.release()  # a fetcher waiting for a slot sees done_fetching and ends
+            await asyncio.wait({fetcher})  # it finishes the command in hand: the connection stays in step
+            while not ready.empty():  # fetched, maybe parsed, not committed: left in the folder
+                item = ready.get_nowait()
+                if isinstance(item, _InFlight):
+                    with contextlib.suppress(Exception):
+                        await item.parsed()
             if in_flight is not None:
                 current, in_flight = in_flight, None
                 handled += await self._finish(current)
@@ -205,6 +231,35 @@ class MailboxWorker:
                      **{k: v - before[k] for k, v in self.totals.items()})
         await self._record_pass(handled, max(0, len(keys) - handled))
         return handled
+
+    async def _fetch_ahead(
+        self,
+        keys: Sequence[int],
+        uidvalidity: int | None,
+        ready: asyncio.Queue[_InFlight | Exception | None],
+        slots: asyncio.Semaphore,
+        done: asyncio.Event,
+    ) -> None:
+        """Fetch the pass's batches in order and start their parse, each once a slot is free (at
+        most FETCH_AHEAD batches fetched and not yet committed); hand each to ``drain``, then None
+        at the end (or the exception that ended the fetching). Stops before the next fetch once
+        ``done`` is set (``drain`` ended) or the daemon stops."""
+        runtime = self.runtime
+        start = 0
+        try:
+            for size in batch_plan(len(keys), self.box.batch_size):
+                await slots.acquire()
+                if done.is_set() or runtime.stop.is_set():
+                    break
+                if not runtime.holds(self.name):
+                    raise LeaseLost(self.name, runtime.lease_problem(self.name))
+                chunk = keys[start : start + size]
+                start += size
+                ready.put_nowait(await self._prepare(chunk, uidvalidity))
+        except Exception as exc:
+            ready.put_nowait(exc)
+            return
+        ready.put_nowait(None)
 
     async def _record_pass(self, handled: int, backlog: int) -> None:
         """One write per pass (never per message): when it ended, what is still waiting (the
@@ -229,11 +284,15 @@ class MailboxWorker:
         if uidvalidity is not None:
             already = await self._db(self.store.recorded_uids, self.name, uidvalidity, chunk)
             if already and not source.keeps_processed:
-                await source.dispose(sorted(already), Disposal.PROCESSED)
+                async with self._io:
+                    await source.dispose(sorted(already), Disposal.PROCESSED)
                 log.info("mailbox.disposed_recorded", mailbox=self.name, count=len(already),
                          uids=sorted(already)[:20], why="committed earlier, not yet moved")
         todo = [k for k in chunk if k not in already]
-        messages = await source.fetch(todo) if todo else []
+        messages: list[FetchedMessage] = []
+        if todo:
+            async with self._io:
+                messages = await source.fetch(todo)
         loop = asyncio.get_running_loop()
         parsing = loop.run_in_executor(
             self.runtime.executor,
@@ -257,11 +316,12 @@ class MailboxWorker:
         await batch.commit
         source, outcome = self.source, batch.outcome
         processed_keys = outcome.keys(Disposal.PROCESSED)
-        if processed_keys:
-            await source.dispose(processed_keys, Disposal.PROCESSED)
         quarantine_keys = outcome.keys(Disposal.QUARANTINE)
-        if quarantine_keys:
-            await source.dispose(quarantine_keys, Disposal.QUARANTINE)
+        async with self._io:
+            if processed_keys:
+                await source.dispose(processed_keys, Disposal.PROCESSED)
+            if quarantine_keys:
+                await source.dispose(quarantine_keys, Disposal.QUARANTINE)
         for _, result in outcome.processed:
             self.totals["duplicate" if result.duplicate else "processed"] += 1
         self.totals["quarantined"] += len(outcome.quarantined)

@@ -4,6 +4,7 @@ sources: commit before disposal, quarantine, retries, UIDVALIDITY, return-path g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import shutil
@@ -21,7 +22,7 @@ from pydantic import SecretStr
 from processor.classify import load_classifier
 from processor.config import DatabaseSettings, MailboxSettings, Settings, VerpSettings
 from processor.daemon import Daemon
-from processor.daemon.mailbox_worker import FIRST_BATCH, batch_plan
+from processor.daemon.mailbox_worker import FETCH_AHEAD, FIRST_BATCH, LeaseLost, batch_plan
 from processor.daemon.service import MailboxWorker, Pipeline, Runtime
 from processor.records import Event, Verdict
 from processor.sources.base import SourceError
@@ -442,3 +443,68 @@ def test_a_long_pass_is_read_in_growing_then_shrinking_batches_each_moved_after_
     assert source.disposed_uncommitted == []
     position = store.get_mailbox_state(source.name)
     assert position is not None and position.last_uid == 100
+
+
+class SlowMove(MemorySource):
+    """Holds the first move until ``release`` is set (or 10 s pass), recording every fetch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fetches: list[list[int]] = []
+        self.release = asyncio.Event()
+        self.moves = 0
+
+    async def fetch(self, keys: Any) -> Any:
+        self.fetches.append(list(keys))
+        if len(self.fetches) == 2 + FETCH_AHEAD:
+            self.release.set()
+        return await super().fetch(keys)
+
+    async def dispose(self, keys: Any, disposal: Any) -> None:
+        self.moves += 1
+        if self.moves == 1:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.release.wait(), 10)
+            self.fetched_while_first_move_waited = [list(f) for f in self.fetches]
+        await super().dispose(keys, disposal)
+
+
+def test_batches_are_fetched_ahead_while_an_earlier_one_is_moved_and_no_further(store: Store) -> None:
+    """The parse pool is fed while the IMAP connection moves a committed batch: when the first
+    batch's move waits, the next FETCH_AHEAD + 1 batches are fetched (one committing, FETCH_AHEAD
+    parsing or queued for the parse), and not one more (the memory bound); then everything is
+    committed, moved and the position kept, in order."""
+    source = SlowMove()
+    for data in bounces(40):
+        source.append(data)
+    h = Harness(store, source, box(batch_size=5))
+    assert h.drain() == 40
+    fetched = source.fetched_while_first_move_waited
+    assert len(fetched) == 2 + FETCH_AHEAD, fetched
+    assert [uid for batch in fetched for uid in batch] == list(range(1, 5 * len(fetched) + 1))
+    assert h.ledger() == 40 and not source.inbox and len(source.folders["processed"]) == 40
+    position = store.get_mailbox_state(source.name)
+    assert position is not None and position.last_uid == 40
+
+
+def test_a_lease_lost_mid_pass_commits_nothing_more(store: Store) -> None:
+    """Once this daemon no longer holds the mailbox's lease, no batch is committed: the ones
+    committed before are moved, the ones fetched after stay in the folder, unrecorded."""
+    source = BatchRecorder(store)
+    for data in bounces(30):
+        source.append(data)
+    h = Harness(store, source, box(batch_size=5))
+    checks = {"n": 0}
+
+    def holds(name: str) -> bool:
+        checks["n"] += 1
+        return h.ledger() < 10  # lost once two batches are committed
+
+    h.runtime.holds = holds
+    with pytest.raises(LeaseLost):
+        asyncio.run(h.worker.drain())
+    committed = h.ledger()
+    assert committed == 10, committed
+    assert len(source.folders["processed"]) == committed and len(source.inbox) == 30 - committed
+    assert source.disposed_uncommitted == []
+    assert sorted(source.inbox) == list(range(committed + 1, 31))
