@@ -4,12 +4,12 @@ sources: commit before disposal, quarantine, retries, UIDVALIDITY, return-path g
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import io
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -445,41 +445,43 @@ def test_a_long_pass_is_read_in_growing_then_shrinking_batches_each_moved_after_
     assert position is not None and position.last_uid == 100
 
 
-class SlowMove(MemorySource):
-    """Holds the first move until ``release`` is set (or 10 s pass), recording every fetch."""
+class FetchLog(MemorySource):
+    """Records every fetch; ``enough`` is set once 2 + FETCH_AHEAD batches were fetched."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fetches: list[list[int]] = []
-        self.release = asyncio.Event()
-        self.moves = 0
+        self.enough = threading.Event()
 
     async def fetch(self, keys: Any) -> Any:
         self.fetches.append(list(keys))
         if len(self.fetches) == 2 + FETCH_AHEAD:
-            self.release.set()
+            self.enough.set()
         return await super().fetch(keys)
 
-    async def dispose(self, keys: Any, disposal: Any) -> None:
-        self.moves += 1
-        if self.moves == 1:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.release.wait(), 10)
-            self.fetched_while_first_move_waited = [list(f) for f in self.fetches]
-        await super().dispose(keys, disposal)
 
-
-def test_batches_are_fetched_ahead_while_an_earlier_one_is_moved_and_no_further(store: Store) -> None:
-    """The parse pool is fed while the IMAP connection moves a committed batch: when the first
-    batch's move waits, the next FETCH_AHEAD + 1 batches are fetched (one committing, FETCH_AHEAD
+def test_batches_are_fetched_and_parsed_ahead_while_a_commit_waits_and_no_further(store: Store) -> None:
+    """The parse pool is fed while the database commits: while the first batch's commit waits, the
+    next FETCH_AHEAD + 1 batches are fetched (one parsed and waiting for that commit, FETCH_AHEAD
     parsing or queued for the parse), and not one more (the memory bound); then everything is
     committed, moved and the position kept, in order."""
-    source = SlowMove()
+    source = FetchLog()
     for data in bounces(40):
         source.append(data)
     h = Harness(store, source, box(batch_size=5))
+    commit = h.pipeline.commit_batch
+    seen: list[list[list[int]]] = []
+
+    def slow_first_commit(*args: Any, **kwargs: Any) -> None:
+        if not seen:
+            source.enough.wait(10)
+            time.sleep(0.2)  # time for a fetch beyond the bound, if there were one
+            seen.append([list(f) for f in source.fetches])
+        commit(*args, **kwargs)
+
+    h.pipeline.commit_batch = slow_first_commit  # type: ignore[method-assign]
     assert h.drain() == 40
-    fetched = source.fetched_while_first_move_waited
+    fetched = seen[0]
     assert len(fetched) == 2 + FETCH_AHEAD, fetched
     assert [uid for batch in fetched for uid in batch] == list(range(1, 5 * len(fetched) + 1))
     assert h.ledger() == 40 and not source.inbox and len(source.folders["processed"]) == 40
