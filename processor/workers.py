@@ -203,6 +203,19 @@ _PIPE_BYTES = 1 << 20
 pending chunks' numbers, and for a worker's results to queue while this process works a chunk."""
 
 
+def chunk_bounds(count: int, chunk: int, jobs: int, taper: int = 1) -> list[tuple[int, int]]:
+    """(start, end) of each chunk of ``count`` items: ``chunk`` items each, except that the last
+    ``jobs * chunk`` items go in chunks ``taper`` times smaller. The processes then run out of
+    work within a small chunk of each other instead of a whole one (at the end, the process that
+    took the last chunk works alone while the others wait for it: half a chunk's time, on average)."""
+    small = max(1, chunk // taper)
+    tail = min(count, jobs * chunk) if small < chunk else 0
+    head = count - tail
+    bounds = [(start, min(start + chunk, head)) for start in range(0, head, chunk)]
+    bounds += [(start, min(start + small, count)) for start in range(head, count, small)]
+    return bounds
+
+
 def forked_map(
     work: Callable[[list[Item]], Result],
     items: Sequence[Item],
@@ -210,6 +223,7 @@ def forked_map(
     *,
     chunk: int = CHUNK,
     ahead: int = AHEAD,
+    taper: int = 1,
 ) -> Generator[Result, None, None]:
     """``work(chunk)`` for each chunk of ``items``, in order, in ``jobs`` processes: this one and
     ``jobs - 1`` forked from it.
@@ -225,6 +239,9 @@ def forked_map(
     An exception is raised here at that chunk's place in the order (a worker's as itself when it
     can be pickled, else as ``WorkerError`` with the worker's traceback); a worker that ends
     before handing back a chunk it took raises ``WorkerError`` at that chunk's place.
+
+    ``taper`` > 1 makes the last chunks smaller (``chunk_bounds``): the results are the same,
+    in more, smaller chunks at the end.
 
     With one job or one chunk nothing is forked. Fork only from a single-threaded process (a
     command, not the daemon). Use it as a context manager or close it (``contextlib.closing``):
@@ -256,8 +273,8 @@ def forked_map(
         with contextlib.suppress(OSError):  # (the default size then: 16,384 numbers, chunks grow to fit)
             fcntl.fcntl(tokens_write, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         room = fcntl.fcntl(tokens_write, fcntl.F_GETPIPE_SZ) // _TOKEN
-        chunk = max(chunk, -(-len(items) // room))
-        chunks = [list(items[start : start + chunk]) for start in range(0, len(items), chunk)]
+        chunk = max(chunk, -(-len(items) // max(1, room - jobs * taper)))  # (the small ones fit too)
+        chunks = [list(items[start:end]) for start, end in chunk_bounds(len(items), chunk, jobs, taper)]
         count = len(chunks)
         numbers = memoryview(b"".join(number.to_bytes(_TOKEN, "big") for number in range(count)))
         while numbers:  # (they fit: nothing reads them yet)

@@ -9,7 +9,7 @@ from contextlib import closing
 
 import pytest
 
-from processor.workers import OrderedPool, WorkerError, forked_map
+from processor.workers import OrderedPool, WorkerError, chunk_bounds, forked_map
 
 _set_up_in: list[int] = []
 
@@ -124,6 +124,33 @@ def test_forked_map_keeps_order_works_each_item_once_and_forks_with_the_state() 
     assert 2 <= len(pids) <= 3 and _PARENT in pids
     assert all(len({pid for _, _, pid, _ in chunk}) == 1 for chunk in results)
     assert all(state == ["rules"] for _, _, _, state in flat)
+
+
+@pytest.mark.parametrize(("count", "chunk", "jobs", "taper"), [
+    (203, 10, 3, 4), (203, 10, 3, 1), (20, 10, 3, 4), (5, 10, 2, 4), (0, 10, 2, 4), (1000, 32, 2, 4),
+    (1000, 3, 2, 8), (64, 32, 2, 4), (65, 32, 2, 4),
+])
+def test_chunk_bounds_cover_the_items_once_in_order_with_a_tapered_end(
+    count: int, chunk: int, jobs: int, taper: int
+) -> None:
+    bounds = chunk_bounds(count, chunk, jobs, taper)
+    assert [i for start, end in bounds for i in range(start, end)] == list(range(count))
+    assert all(end > start for start, end in bounds)
+    sizes = [end - start for start, end in bounds]
+    small = max(1, chunk // taper)
+    tail = min(count, jobs * chunk) if small < chunk else 0
+    assert all(size <= chunk for size in sizes[: len(sizes) - (-(-tail // small))])
+    assert all(size <= small for size in sizes[len(sizes) - (-(-tail // small)) :])
+    assert len([size for size in sizes if size < small]) <= 2  # only the head's and the tail's last
+
+
+def test_forked_map_with_a_taper_keeps_order_and_ends_in_small_chunks() -> None:
+    _built_here[:] = ["rules"]
+    results = list(forked_map(_steady, list(range(203)), 3, chunk=10, taper=4))
+    assert [len(r) for r in results] == [10] * 17 + [3] + [2] * 15
+    flat = [row for chunk in results for row in chunk]
+    assert [(item, square) for item, square, _, _ in flat] == [(i, i * i) for i in range(203)]
+    assert _PARENT in {chunk[0][2] for chunk in results}
 
 
 def test_forked_map_shares_by_speed() -> None:

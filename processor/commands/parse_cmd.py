@@ -173,6 +173,11 @@ this process message by message, in its turn, so that neither its messages nor i
 ever held whole."""
 
 
+TAPER = 4
+"""The last chunks (one per process) are cut in four: the processes end within ~2 ms of each
+other instead of ~9 ms (a chunk of 32 bounces)."""
+
+
 def _encoding() -> tuple[str, str]:
     """What standard output encodes text with (the workers hand back bytes ready to write)."""
     return getattr(sys.stdout, "encoding", None) or "utf-8", getattr(sys.stdout, "errors", None) or "strict"
@@ -296,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
         import gc
 
         gc.freeze()  # forked workers share this process's objects: no collection copies their pages
-    with closing(forked_map(_work, items, jobs)) as results:
+    with closing(forked_map(_work, items, jobs, taper=TAPER)) as results:
         for outputs in results:
             for text, error, fatal, stream in outputs:
                 if error:
