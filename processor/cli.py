@@ -82,9 +82,12 @@ def entry() -> None:
     standard streams are flushed; with a non-daemon thread still running, the interpreter exits
     as usual (it waits for that thread)."""
     code = main()
-    import threading
-
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    # (the interpreter waits at exit only for threads started with the threading module: when it
+    # was never imported, there is none to wait for, and importing it now would be wasted)
+    threading = sys.modules.get("threading")
+    if threading is not None and any(
+        t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()
+    ):
         sys.exit(code)
     exit_now(code)
 

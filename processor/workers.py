@@ -19,7 +19,6 @@ With one job nothing is forked: the same function runs in this process, so ``--j
 from __future__ import annotations
 
 import os
-import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
@@ -162,6 +161,7 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 def _joined(parts: list[Future[list[Result]]]) -> Future[list[Result]]:
     """One future for the concatenated results of ``parts`` (in order)."""
+    import threading  # here, not at import: a command that forks (parse) never needs it
     from concurrent.futures import Future
 
     joined: Future[list[Result]] = Future()
