@@ -287,20 +287,27 @@ def _sections(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import gc
     from contextlib import closing
 
     from processor.workers import default_jobs, forked_map
 
-    sections = _sections(args)
-    jobs = args.jobs or default_jobs()
-    _start_worker(sections, args.jsonl)  # rules errors show here, before any worker starts
-    items, stop = _items(args.paths)
+    # The start-up (imports, rules) allocates much and frees next to nothing: the collections it
+    # would trigger (~2.4 ms of CPU, before the workers fork) find nothing to collect.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        sections = _sections(args)
+        jobs = args.jobs or default_jobs()
+        _start_worker(sections, args.jsonl)  # rules errors show here, before any worker starts
+        items, stop = _items(args.paths)
+        if jobs > 1:
+            gc.freeze()  # forked workers share this process's objects: no collection copies their pages
+    finally:
+        if collecting:
+            gc.enable()
     out, err = sys.stdout, sys.stderr
     write = out.buffer.write if hasattr(out, "buffer") else (lambda data: out.write(data.decode(*_encoding())))
-    if jobs > 1:
-        import gc
-
-        gc.freeze()  # forked workers share this process's objects: no collection copies their pages
     with closing(forked_map(_work, items, jobs, taper=TAPER)) as results:
         for outputs in results:
             for text, error, fatal, stream in outputs:
