@@ -5,7 +5,6 @@ All regular expressions are compiled here, once, at import.
 
 from __future__ import annotations
 
-import html
 import re
 from functools import lru_cache
 
@@ -140,6 +139,8 @@ def one_line(text: str) -> str:
 
 
 def html_to_text(markup: str) -> str:
+    import html  # (on first use: its entity tables are built at import, for the few HTML notices)
+
     return html.unescape(_TAGS.sub(" ", _BR.sub("\n", markup)))
 
 
