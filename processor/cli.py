@@ -7,8 +7,10 @@ when run, so that ``bounce-processor parse`` does not pay for the database or th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from processor.commands import QUICK_COMMANDS, CommandError, command_module
 
@@ -32,10 +34,45 @@ def command_named(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: $COLUMNS, else the width of the terminal standard
+    output is, else 80; without importing shutil (argparse imports it for this alone, each time a
+    parser is declared, and shutil loads three compression libraries: ~3 ms of every start)."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help formatter, its default width found as argparse finds it (the terminal's
+    columns less 2) but without shutil."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, _terminal_columns() - 2 if width is None else width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help formatter is ``_HelpFormatter`` unless told otherwise; its
+    sub-command parsers are of its class, so theirs too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The command-line parser; given the arguments, and when they name a command of
     ``QUICK_COMMANDS``, only that command is imported and declared (same parse, same errors)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bounce-processor",
         description="Bounce and feedback-loop processor: parse, classify and suppress.",
     )

@@ -89,3 +89,28 @@ def test_command_module_is_only_for_quick_commands() -> None:
     assert commands.command_module("suppress").__name__ == "processor.commands.suppress_cmd"
     with pytest.raises(KeyError):
         commands.command_module("rules")
+
+
+@pytest.mark.parametrize("columns", [None, "100", "45", "0", "wide"])
+def test_the_help_width_is_the_one_shutil_gives(columns: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The help formatter finds the terminal's width without shutil, as shutil finds it."""
+    import shutil
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert cli._terminal_columns() == shutil.get_terminal_size().columns
+    parser = cli.build_parser(["parse", "x"])
+    subparser = next(a for a in parser._actions if a.dest == "command").choices["parse"]  # type: ignore[index]
+    assert isinstance(subparser._get_formatter(), cli._HelpFormatter)
+
+
+def test_a_parse_start_imports_no_shutil() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys\nfrom processor import cli\ncli.build_parser(['parse', 'x']).parse_args(['parse', 'x'])\n" \
+           "print('shutil' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "False"
