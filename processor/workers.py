@@ -390,7 +390,6 @@ def _serve(  # pragma: no cover - the child's side
     framed to ``fd`` (stops after an exception); then it ends without running this process's exit
     handlers (they belong to the parent)."""
     import pickle
-    import traceback
 
     code = 0
     try:
@@ -404,6 +403,8 @@ def _serve(  # pragma: no cover - the child's side
                         payload = pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
                         pickle.loads(payload)
                     except Exception:
+                        import traceback  # (here: a worker that fails no chunk never needs it)
+
                         payload = pickle.dumps(WorkerError(traceback.format_exc()), pickle.HIGHEST_PROTOCOL)
                     kind, code = 0, 1
                 out.write(bytes((kind,)) + token + len(payload).to_bytes(_FRAME_HEAD - 1 - _TOKEN, "big"))
