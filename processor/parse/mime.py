@@ -14,15 +14,16 @@ import base64
 import binascii
 import email
 import email.header
-import email.message
-import email.policy
 import quopri
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fast_mail_parser import ParseError as EngineError
 from fast_mail_parser import parse_email_tree
+
+if TYPE_CHECKING:
+    import email.message
 
 _FOLD = re.compile(r"\r?\n[ \t]+")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
@@ -511,6 +512,16 @@ def _separate_headerless_parts(data: bytes, boundaries: list[str]) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
+def _compat32() -> Any:
+    """The standard library's compat32 policy, its message module imported with it: on first use,
+    not at import (email.message and email.policy, with the address and date helpers they bring,
+    are ~8% of a ``parse`` start-up's instructions, for the ~2% of bounces that need them)."""
+    import email.message
+    import email.policy
+
+    return email.policy.compat32
+
+
 def _from_stdlib(msg: email.message.Message, depth: int) -> Part:
     ctype = msg.get_content_type().lower()
     declared = str(msg.get("Content-Type", "")).lower()
@@ -536,7 +547,7 @@ def _from_stdlib(msg: email.message.Message, depth: int) -> Part:
                 # the boundary parameter was folded onto a line that lost its indentation
                 head, _, body = text.lstrip().partition("\n")
                 repaired = email.message_from_string(
-                    f"Content-Type: {declared.split(';')[0]}; {head}\n\n{body}", policy=email.policy.compat32
+                    f"Content-Type: {declared.split(';')[0]}; {head}\n\n{body}", policy=_compat32()
                 )
                 if isinstance(repaired.get_payload(), list):
                     inner = _from_stdlib(repaired, depth + 1)
@@ -559,7 +570,7 @@ def _from_stdlib(msg: email.message.Message, depth: int) -> Part:
         if ctype in ENCLOSING:
             # the enclosed message came through as text: parse it as a message of its own
             text = str(payload)
-            enclosed = email.message_from_string(text, policy=email.policy.compat32)
+            enclosed = email.message_from_string(text, policy=_compat32())
             children = [_from_stdlib(enclosed, depth + 1)] if depth < MAX_DEPTH else []
             load = None
     return Part(ctype, params, Headers(items), load, children)
@@ -650,7 +661,7 @@ def read_message(data: bytes) -> Part:
         if boundaries == []:
             return _FastPart(root, (), _LenientBodies(data))
     try:
-        msg = email.message_from_bytes(data, policy=email.policy.compat32)
+        msg = email.message_from_bytes(data, policy=_compat32())
         return _from_stdlib(msg, 0)
     except RecursionError as exc:
         raise MimeError("message nesting is too deep to parse") from exc
@@ -668,7 +679,7 @@ class _LenientBodies:
 
     def text(self, path: tuple[int, ...], charset: str | None) -> str:
         if self._tree is None:
-            self._tree = email.message_from_bytes(self._data, policy=email.policy.compat32)
+            self._tree = email.message_from_bytes(self._data, policy=_compat32())
         node = self._tree
         for index in path:
             payload = node.get_payload()

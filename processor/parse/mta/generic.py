@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from email.utils import getaddresses
 
 from processor.parse.mta._common import address_paragraphs, failure, unique
 from processor.parse.report import Report
@@ -377,6 +376,10 @@ def _is_delay_notice(subject: str, notice: str) -> bool:
 def _original_recipients(report: Report, own: set[str]) -> list[tuple[str, str]]:
     """(display name, address) of the returned message's To: and Cc: recipients."""
     values = [*report.original_headers.get_all("to"), *report.original_headers.get_all("cc")]
+    if not values:
+        return []
+    from email.utils import getaddresses  # (on first use: with the socket and date modules it imports)
+
     return [
         (name.strip(), address)
         for name, address in getaddresses(values)
