@@ -16,8 +16,11 @@
    another). Between runs the messages are moved back to INBOX and the database is new.
    Also printed: the time from the command's start to its first processed message (start-up and
    the first batch) and from its last message to its exit (the last batch's move, shutdown), with
-   the load average beside each run. --baseline DIR runs another checkout's command (DIR/.venv)
-   before this one's in every run (A B A B), on the same messages.
+   the load average beside each run; the CPU time of the command with its parse workers, and of
+   the daemon's own process alone (all its threads: IMAP, the store's write, the log lines), in
+   all and after its first processed message (per message: the figure that wall times on a
+   loaded machine blur; ``daemon_cpu_bench.py`` splits it by stage). --baseline DIR runs another
+   checkout's command (DIR/.venv) before this one's in every run (A B A B), on the same messages.
    --sizes repeats the measure for other mailbox sizes, to show that memory does not grow with
    the mailbox (messages are streamed in batches).
 2. Latency: ``bounce-processor run`` (the daemon, in IDLE) on another mailbox; a bounce for a new
@@ -121,6 +124,42 @@ def batch_setting() -> dict[str, object]:
     return {"batch_size": int(batch)} if batch else {}
 
 
+_BOOT = """
+import atexit, os, resource, runpy, sys, time
+out, pid = sys.argv.pop(1), os.getpid()
+first = []
+
+
+class _Watch:
+    # stderr, noting this process's CPU at the first processed message's log line (then out of the way)
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        if '"message.processed"' in text:
+            first.append(time.process_time())
+            self.write = self._stream.write
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _report():
+    if os.getpid() == pid:  # not a forked parse worker
+        with open(out, "w") as f:
+            f.write(f"{time.process_time()} {first[0] if first else -1}")
+
+
+sys.stderr = _Watch(sys.stderr)
+atexit.register(_report)
+runpy.run_module("processor", run_name="__main__", alter_sys=True)
+"""
+"""Runs ``python -m processor ...`` and writes, at its exit, the CPU seconds of the daemon's own
+process (all its threads, not its parse workers) and those it had used at its first processed
+message's log line (start-up and the first batch)."""
+
+
 class Run(NamedTuple):
     wall: float
     """Seconds of the whole command (start-up and shutdown included)."""
@@ -132,12 +171,19 @@ class Run(NamedTuple):
     """Seconds from the command's start to its first processed message (start-up, first batch)."""
     tail: float
     """Seconds from its last processed message to its exit (last batch's move, shutdown)."""
+    main_cpu: float
+    """CPU seconds of the daemon's own process (its threads, not its parse workers)."""
+    main_first: float
+    """... of which used before its first processed message (start-up, the first batch)."""
+    cpu: float
+    """CPU seconds of the daemon and its parse workers."""
 
 
 def run_once(config: Path, log: Path, python: str = sys.executable) -> Run:
-    """One ``run --once`` with ``python`` (this checkout's, or a baseline's). Also prints the CPU
-    seconds of the command and its parse workers (their sum over the wall time is how many of the
-    cores the daemon kept busy; Dovecot's share is not in it)."""
+    """One ``run --once`` with ``python`` (this checkout's, or a baseline's), started through
+    ``_BOOT``. Also prints the CPU seconds of the command and its parse workers (their sum over the
+    wall time is how many of the cores the daemon kept busy; Dovecot's share is not in it), and of
+    the daemon's own process."""
     from datetime import datetime
 
     env = {**os.environ, "BOUNCE_PROCESSOR_CONFIG": str(config)}
@@ -145,7 +191,8 @@ def run_once(config: Path, log: Path, python: str = sys.executable) -> Run:
         wrap = os.environ.get("BP_BENCH_WRAP", "").split()  # e.g. a profiler: "py-spy record -o x --"
         clock = time.time()
         started = time.monotonic()
-        proc = subprocess.Popen([*wrap, python, "-m", "processor", "--log-format", "json", "run", "--once"],
+        main = log.with_suffix(".cpu")
+        proc = subprocess.Popen([*wrap, python, "-c", _BOOT, str(main), "--log-format", "json", "run", "--once"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=config.parent)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
@@ -156,8 +203,10 @@ def run_once(config: Path, log: Path, python: str = sys.executable) -> Run:
               if line.startswith("{") and '"message.processed"' in line]
     first, last = (stamps[0] - clock, stamps[-1] - clock) if stamps else (0.0, wall)
     cpu = usage.ru_utime + usage.ru_stime
-    print(f"    CPU of run --once and its workers: {cpu:.2f}s over {wall:.2f}s wall = {cpu / wall:.2f} cores")
-    return Run(wall, usage.ru_maxrss, last - first, first, wall - last)
+    main_cpu, main_first = (float(x) for x in main.read_text().split())
+    print(f"    CPU of run --once and its workers: {cpu:.2f}s over {wall:.2f}s wall = {cpu / wall:.2f} cores; "
+          f"the daemon's own process {main_cpu:.2f}s, {main_first:.2f}s of it before the first processed message")
+    return Run(wall, usage.ru_maxrss, last - first, first, wall - last, main_cpu, main_first, cpu)
 
 
 def load() -> str:
@@ -230,6 +279,12 @@ def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, datab
         label = "" if baseline is None else f" [{side}]"
         wall, peak = statistics.median(r.wall for r in done), statistics.median(r.rss for r in done)
         span = statistics.median(r.span for r in done)
+        main_cpu = statistics.median(r.main_cpu for r in done)
+        after = statistics.median((r.main_cpu - r.main_first) / size * 1e6 for r in done)
+        print(f"CPU{label}: the daemon's own process median {main_cpu:.2f}s = {main_cpu / size * 1e6:.0f} us/message "
+              f"({after:.0f} us/message after its first processed message; runs: "
+              f"{', '.join(f'{r.main_cpu:.2f}' for r in done)} s); with its parse workers median "
+              f"{statistics.median(r.cpu for r in done):.2f}s")
         print(f"run --once{label}, {size} messages, {database} (schema {schema}): median {wall:.2f}s of {runs} runs "
               f"= {size / wall:.0f} messages/s end to end ({size / span:.0f}/s processing, start-up excluded); "
               f"first message after {statistics.median(r.first for r in done):.2f}s, exit "
