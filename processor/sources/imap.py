@@ -77,10 +77,10 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         start, size = 0, len(d)
         while start < size:
             end = min(start + _CHUNK, size)
-            if d.count(b"\n", start, end) > _LINES:
-                end = start
-                for _ in range(_LINES):
-                    end = d.index(b"\n", end) + 1
+            lines = d.count(b"\n", start, end)
+            while lines > _LINES:  # a shorter slice, in proportion (a few counts, not a call per line)
+                end = start + (end - start) * _LINES // lines
+                lines = d.count(b"\n", start, end)
             piece = d[start:end]
             start = end
             try:
