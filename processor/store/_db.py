@@ -278,6 +278,8 @@ class Database:
 
     def ts(self, value: datetime) -> Any:
         """A time as the driver stores it: naive UTC (PostgreSQL), SQLAlchemy's text form (SQLite)."""
+        if value.tzinfo is UTC and not self.pg:  # the text of the naive time: the aware one's, "+00:00" cut
+            return value.isoformat(" ", "microseconds")[:-6]
         naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not UTC else value.replace(tzinfo=None)
         return naive if self.pg else naive.isoformat(" ", "microseconds")
 

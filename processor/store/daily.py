@@ -97,17 +97,25 @@ class DailyTally:
     """The daily counts a batch of recorded events adds, written with one statement batch at the
     end of the recording transaction (so the counts commit, or roll back, with the events)."""
 
-    __slots__ = ("_counts",)
+    __slots__ = ("_counts", "_days")
 
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, str, str, str]] = Counter()
+        self._days: dict[date, str] = {}
+        """UTC date -> ``day_of`` (strftime is a microsecond an event; a batch spans a few days)."""
 
     def add(self, decision: Decision, received: datetime) -> None:
         """Count one recorded report event."""
         verdict = decision.verdict
         event = verdict.event
         rcpt = address_domain(decision.address) if decision.address else event.recipient_domain
-        self._count(str(event.kind), day_of(received), rcpt, sender_domain(event.original.from_addr),
+        if received.tzinfo is UTC:
+            day = self._days.get(received.date())
+            if day is None:
+                day = self._days[received.date()] = day_of(received)
+        else:
+            day = day_of(received)
+        self._count(str(event.kind), day, rcpt, sender_domain(event.original.from_addr),
                     bounce_type=str(verdict.bounce_type), rule=verdict.rule_id, delta=1)
 
     def reclassified(self, rows: Sequence[Any], updates: Sequence[dict[str, Any]]) -> None:

@@ -42,15 +42,20 @@ _ON_CONFLICT = "ON CONFLICT (content_hash) DO NOTHING"
 class KeptReports:
     """The messages of one recording transaction to keep, written in one batch at its end."""
 
-    __slots__ = ("_limit", "_rows")
+    __slots__ = ("_limit", "_rows", "_stamp")
 
     def __init__(self, limit_kib: int) -> None:
         self._limit = limit_kib * 1024
         self._rows: list[tuple[str, int, bytes, Any]] = []
+        self._stamp: tuple[datetime | None, datetime | None] = (None, None)
+        """The last ``now`` given and its naive UTC form (a batch gives one ``now`` for all)."""
 
     def add(self, message: MessageRef, now: datetime) -> None:
         if self._limit and message.raw is not None:
-            stamp = now.astimezone(UTC).replace(tzinfo=None)
+            given, stamp = self._stamp
+            if stamp is None or given is not now:
+                stamp = now.astimezone(UTC).replace(tzinfo=None)
+                self._stamp = (now, stamp)
             self._rows.append((message.content_hash, len(message.raw), message.raw[: self._limit], stamp))
 
     def flush(self, cursor: Any, pg: bool) -> None:

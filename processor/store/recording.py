@@ -62,6 +62,14 @@ _ENTRY_TYPES = ("text", "text", "text", "text", "text", "text", "timestamp", "ti
                 "text", "bigint")
 _UPDATE_FIELDS = ("source", "reason", "bounce_type", "last_seen", "expires_at", "last_event_id", "restart",
                   "first_seen", "added")
+_EVENT_TEXTS = ("kind", "address", "domain", "recipient", "scope", "mailbox", "original_message_id", "original_from",
+                "dsn_action", "status", "reply_code", "smtp_command", "diagnostic", "diagnostic_type", "remote_mta",
+                "reporting_mta", "mta", "feedback_type", "reason", "bounce_type", "rule_id", "decision",
+                "explanation")
+"""The text values of an event row, in the order ``_Batch._event`` gathers them."""
+if ("message_ref", *_EVENT_TEXTS[:6], "uidvalidity", "uid", *_EVENT_TEXTS[6:22], "counted", "expires_at",
+        _EVENT_TEXTS[22], "actor", "received_at", "recorded_at") != EVENT_INSERT_COLUMNS:
+    raise RuntimeError("the event table's columns changed: _Batch._event must list a row's values in their order")
 
 
 @dataclass(slots=True)
@@ -164,6 +172,7 @@ class _Batch:
                  outbox: Outbox | None) -> None:
         self.db, self.policy, self.cursor, self.now, self.outbox = db, policy, cursor, now, outbox
         self.stamp = db.ts(now)
+        self.window = timedelta(days=policy.soft_window_days)
         self.events: list[list[Any]] = []
         self.keys: dict[tuple[str, str], _Key] = {}
         self.changes: list[Change] = []
@@ -313,7 +322,7 @@ class _Batch:
         entry = None
         if row is not None and row.active(now):
             entry = ActiveEntry(row.source, row.reason, row.bounce_type, row.expires_at)
-        window = timedelta(days=self.policy.soft_window_days)
+        window = self.window
         soft: list[datetime] = []
         removed_at: datetime | None = None
         allow_until: datetime | None = None
@@ -359,40 +368,18 @@ class _Batch:
         """Queue the event row of a decision; its index in the batch's events."""
         verdict = decision.verdict
         event = verdict.event
-        values = {
-            "message_ref": ledger_row,
-            "kind": str(event.kind),
-            "address": decision.address,
-            "domain": address_domain(decision.address),
-            "recipient": event.recipient,
-            "scope": decision.scope,
-            "mailbox": message.mailbox,
-            "uidvalidity": message.uidvalidity,
-            "uid": message.uid,
-            "original_message_id": event.original.message_id,
-            "original_from": event.original.from_addr,
-            "dsn_action": event.dsn_action,
-            "status": event.status,
-            "reply_code": event.reply_code,
-            "smtp_command": event.smtp_command,
-            "diagnostic": event.diagnostic,
-            "diagnostic_type": event.diagnostic_type,
-            "remote_mta": event.remote_mta,
-            "reporting_mta": event.reporting_mta,
-            "mta": event.mta,
-            "feedback_type": event.feedback_type,
-            "reason": verdict.reason,
-            "bounce_type": str(verdict.bounce_type),
-            "rule_id": verdict.rule_id,
-            "decision": str(decision.action),
-            "counted": decision.counted,
-            "expires_at": self.db.ts(decision.expires_at) if decision.expires_at is not None else None,
-            "explanation": decision.explanation,
-            "actor": "",
-            "received_at": received,
-            "recorded_at": self.stamp,
-        }
-        self.events.append([clean(values[name]) for name in EVENT_INSERT_COLUMNS])
+        original = event.original
+        address = decision.address
+        texts = (str(event.kind), address, address_domain(address), event.recipient, decision.scope,
+                 message.mailbox, original.message_id, original.from_addr, event.dsn_action, event.status,
+                 event.reply_code, event.smtp_command, event.diagnostic, event.diagnostic_type, event.remote_mta,
+                 event.reporting_mta, event.mta, event.feedback_type, verdict.reason, str(verdict.bounce_type),
+                 verdict.rule_id, str(decision.action), decision.explanation)
+        if "\x00" in "".join(texts):  # rare: one look at all of them, not one per column
+            texts = tuple([clean(text) for text in texts])
+        expires_at = self.db.ts(decision.expires_at) if decision.expires_at is not None else None
+        self.events.append([ledger_row, *texts[:6], message.uidvalidity, message.uid, *texts[6:22], decision.counted,
+                            expires_at, texts[22], "", received, self.stamp])
         return len(self.events) - 1
 
     def _insert_events(self) -> list[int]:
