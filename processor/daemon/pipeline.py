@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import traceback
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -271,8 +272,7 @@ class Pipeline:
             metrics.MESSAGES_PROCESSED.labels(name, "quarantined").inc()
             log.warning("message.quarantined", mailbox=name, uid=item.message.uid, source=item.message.label,
                         error=item.error, to=box.quarantine_folder if not read_only else "(left in place)")
-        for item, result in committed:
-            self._account(name, item, result)
+        self._account(name, committed)
 
     def run_batch(
         self,
@@ -300,7 +300,7 @@ class Pipeline:
             return None, prepared.error
         result, error = self._store_one(prepared, advance_mailbox=False)
         if result is not None:
-            self._account(name, prepared, result)
+            self._account(name, [(prepared, result)])
         return result, error
 
     def _store_one(self, item: Prepared, *, advance_mailbox: bool = True) -> tuple[RecordResult | None, str]:
@@ -338,38 +338,50 @@ class Pipeline:
                 failed.append(replace(item, error=error))
         return committed
 
-    def _account(self, name: str, item: Prepared, result: RecordResult) -> None:
-        """The log line and the metrics of one committed message."""
-        message = item.message
-        if result.duplicate:
-            metrics.MESSAGES_PROCESSED.labels(name, "duplicate").inc()
-            log.info("message.duplicate", mailbox=name, uid=message.uid, source=message.label,
-                     ledger=result.message_ref, message_id=_message_id(item.verdicts))
-            return
-        metrics.MESSAGES_PROCESSED.labels(name, "processed").inc()
-        for decision in result.decisions:
-            verdict = decision.verdict
-            metrics.EVENTS.labels(str(verdict.bounce_type), verdict.reason).inc()
-            if decision.action is Action.SUPPRESS:
-                metrics.SUPPRESSIONS.labels(decision.source or "bounce", "add").inc()
-        fields: dict[str, Any] = {
-            "mailbox": name,
-            "uid": message.uid,
-            "message_id": _message_id(item.verdicts),
-            "events": len(result.decisions),
-            "recipients": [d.address or d.verdict.event.recipient for d in result.decisions],
-            "bounce_types": [str(d.verdict.bounce_type) for d in result.decisions],
-            "reasons": [d.verdict.reason for d in result.decisions],
-            "rule_ids": [d.verdict.rule_id for d in result.decisions],
-            "decisions": [str(d.action) for d in result.decisions],
-        }
-        if message.uid is None:
-            fields["source"] = message.label
-        if item.held:
-            fields["held"] = list(item.held)
-            log.warning("message.processed", **fields)
-        else:
-            log.info("message.processed", **fields)
+    def _account(self, name: str, committed: Sequence[tuple[Prepared, RecordResult]]) -> None:
+        """The log line of each committed message, then the metrics of them all: each counter is
+        incremented once by its total (a ``labels()`` look-up per message and per event was ~2.5 us
+        of a message's CPU)."""
+        outcomes: Counter[str] = Counter()
+        events: Counter[tuple[str, str]] = Counter()
+        added: Counter[str] = Counter()
+        for item, result in committed:
+            message = item.message
+            if result.duplicate:
+                outcomes["duplicate"] += 1
+                log.info("message.duplicate", mailbox=name, uid=message.uid, source=message.label,
+                         ledger=result.message_ref, message_id=_message_id(item.verdicts))
+                continue
+            outcomes["processed"] += 1
+            for decision in result.decisions:
+                verdict = decision.verdict
+                events[(str(verdict.bounce_type), verdict.reason)] += 1
+                if decision.action is Action.SUPPRESS:
+                    added[decision.source or "bounce"] += 1
+            fields: dict[str, Any] = {
+                "mailbox": name,
+                "uid": message.uid,
+                "message_id": _message_id(item.verdicts),
+                "events": len(result.decisions),
+                "recipients": [d.address or d.verdict.event.recipient for d in result.decisions],
+                "bounce_types": [str(d.verdict.bounce_type) for d in result.decisions],
+                "reasons": [d.verdict.reason for d in result.decisions],
+                "rule_ids": [d.verdict.rule_id for d in result.decisions],
+                "decisions": [str(d.action) for d in result.decisions],
+            }
+            if message.uid is None:
+                fields["source"] = message.label
+            if item.held:
+                fields["held"] = list(item.held)
+                log.warning("message.processed", **fields)
+            else:
+                log.info("message.processed", **fields)
+        for outcome, count in outcomes.items():
+            metrics.MESSAGES_PROCESSED.labels(name, outcome).inc(count)
+        for (bounce_type, reason), count in events.items():
+            metrics.EVENTS.labels(bounce_type, reason).inc(count)
+        for source, count in added.items():
+            metrics.SUPPRESSIONS.labels(source, "add").inc(count)
 
 
 def _message_id(verdicts: Sequence[Verdict]) -> str:
