@@ -41,6 +41,28 @@ def test_secret_fields_are_redacted() -> None:
     assert record["user"] == "bounces"
 
 
+def test_json_lines_are_structlogs_own() -> None:
+    """The JSON renderer (one encoder for every line) writes what structlog's default one writes:
+    the same text for the same event, values JSON has no form for included (``__structlog__``,
+    else ``repr``), non-ASCII escaped; a secret-looking key is redacted however it is written."""
+
+    class Custom:
+        def __structlog__(self) -> str:
+            return "custom form"
+
+    out = io.StringIO()
+    logs.configure("json", "INFO", stream=out)
+    fields = {"mailbox": "m", "uid": 7, "ratio": 0.5, "missing": None, "ok": True, "names": ["a@example.org", "é"],
+              "nested": {"b": 1, "a": [2, 3]}, "custom": Custom(), "other": {1, 2}.__class__, "Api_Key": "k"}
+    structlog.get_logger("processor.test").info("message.processed", **fields)
+    line = out.getvalue().rstrip("\n")
+    stamp = json.loads(line)["timestamp"]
+    expected = structlog.processors.JSONRenderer()(None, "info", {
+        **fields, "Api_Key": "**********", "event": "message.processed", "level": "info", "timestamp": stamp})
+    assert line == expected
+    assert '"custom": "custom form"' in line and "\\u00e9" in line
+
+
 def teardown_module() -> None:
     logging.getLogger().handlers[:] = []
     structlog.reset_defaults()
