@@ -41,9 +41,8 @@ from processor.sources.base import Disposal, FetchedMessage, MailSource, SourceE
 log = structlog.get_logger(__name__)
 logging.getLogger("aioimaplib").setLevel(logging.WARNING)
 
-_CHUNK = 16 * 1024
-_LINES = 200
-"""The most line ends ``_Protocol`` hands aioimaplib's parser at once (it recurses once per line)."""
+_LITERAL = aioimaplib.aioimaplib.literal_data_re
+"""aioimaplib's test for a line that announces a literal (``... {size}``)."""
 _EXISTS = re.compile(rb"^\d+ EXISTS")
 _UNTAGGED_EXISTS = re.compile(rb"^(?:\* )?\d+ EXISTS")
 _FETCH_HEAD = re.compile(rb"^\d+ FETCH \(")
@@ -59,8 +58,8 @@ class _ConnectionLost(Exception):
 
 
 class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
-    """aioimaplib's protocol, fed in slices: its response parser recurses once per line, so a large
-    read of many small lines could exceed Python's recursion limit."""
+    """aioimaplib's protocol with its response reader as a loop over the read (see
+    ``_handle_responses``)."""
 
     incomplete_line: bytes
     current_command: Any
@@ -69,27 +68,53 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     ran (aioimaplib hands such a response to whatever command is pending, or drops it)."""
 
     def data_received(self, d: bytes) -> None:
-        # aioimaplib's data_received, slice by slice, without its debug line: that formats the
-        # whole read (a message body) as text on every call, logged or not. A slice holds at most
-        # _CHUNK bytes and _LINES line ends: the parser's depth is one frame per line, and short
-        # lines are many to the kilobyte (a UID MOVE of 1,000 messages is answered by 1,000
-        # "* N EXPUNGE" lines, 16 KB, which went past the recursion limit and lost the connection)
-        start, size = 0, len(d)
-        while start < size:
-            end = min(start + _CHUNK, size)
-            lines = d.count(b"\n", start, end)
-            while lines > _LINES:  # a shorter slice, in proportion (a few counts, not a call per line)
-                end = start + (end - start) * _LINES // lines
-                lines = d.count(b"\n", start, end)
-            piece = d[start:end]
-            start = end
-            try:
-                self._handle_responses(self.incomplete_line + piece, self._handle_line, self.current_command)
-                self.incomplete_line = b""
-                self.current_command = None
-            except aioimaplib.IncompleteRead as incomplete:
-                self.current_command = incomplete.cmd
-                self.incomplete_line = incomplete.data
+        # aioimaplib's data_received without its debug line: that formats the whole read (message
+        # bodies) as text on every call, logged or not
+        try:
+            self._handle_responses(self.incomplete_line + d if self.incomplete_line else d, self._handle_line,
+                                   self.current_command)
+            self.incomplete_line = b""
+            self.current_command = None
+        except aioimaplib.IncompleteRead as incomplete:
+            self.current_command = incomplete.cmd
+            self.incomplete_line = incomplete.data
+
+    def _handle_responses(self, data: bytes, line_handler: Any, current_cmd: Any = None) -> None:
+        """aioimaplib's ``_handle_responses``, the same steps in the same order, as a loop over
+        positions in ``data``: aioimaplib's calls itself once per line with a copy of the rest of
+        the read, so a read of many lines went past Python's recursion limit (a UID MOVE of 1,000
+        messages is answered by 1,000 "* N EXPUNGE" lines in one 16 KB read: the connection was
+        lost) and a long read was copied once per line (the reads were cut to 16 KB and 200 lines
+        for it). A literal is handed over as a view of the read: only its own bytes are copied."""
+        view = memoryview(data)
+        pos, size = 0, len(data)
+        while True:
+            if pos >= size:
+                if self.pending_sync_command is not None:
+                    self.pending_sync_command.flush()
+                if current_cmd is not None and current_cmd.wait_data():
+                    raise aioimaplib.IncompleteRead(current_cmd)
+                return
+            if current_cmd is not None and current_cmd.wait_literal_data():
+                pos = size - len(current_cmd.append_literal_data(view[pos:]))
+                if current_cmd.wait_literal_data():
+                    raise aioimaplib.IncompleteRead(current_cmd)
+            end = data.find(b"\r\n", pos)
+            if end < 0:
+                raise aioimaplib.IncompleteRead(current_cmd, data[pos:])
+            line = data[pos:end]
+            pos = end + 2
+            cmd = line_handler(line, current_cmd)
+            begin_literal = _LITERAL.match(line) if line[-1:] == b"}" or line[-2:] == b"}\n" else None
+            if begin_literal:
+                if cmd is None:
+                    cmd = aioimaplib.Command("NIL", "unused")
+                cmd.begin_literal_data(int(begin_literal.group("size")))
+                current_cmd = cmd
+            elif cmd is not None and cmd.wait_data():
+                current_cmd = cmd
+            else:
+                current_cmd = None
 
     def _untagged_response(self, line: bytes) -> Any:
         if _UNTAGGED_EXISTS.match(line):
