@@ -122,17 +122,31 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         return super()._untagged_response(line)
 
 
-class _FetchCommand(aioimaplib.FetchCommand):  # type: ignore[misc]
-    """aioimaplib's FETCH command with the same answers in linear time, for a batch of messages:
-
-    - ``wait_data`` (is the last ``N FETCH (`` response still open?) keeps a running count of
-      the parentheses of the lines since that response began, where aioimaplib joins and counts
-      all of them again for every line of the response;
-    - the inactivity timer is pushed back by noting the time, not by a new timer per line: the
-      one timer, when it fires, waits again for what is left after the last activity.
-    """
+class _Command(aioimaplib.Command):  # type: ignore[misc]
+    """aioimaplib's command with its inactivity timer pushed back by noting the time, not by a new
+    timer per response line (a cancelled timer and a new one on the loop's heap for each of the
+    thousand lines of a batch's FETCH or MOVE answer): the one timer, when it fires, waits again
+    for what is left after the last activity."""
 
     _activity = 0.0
+
+    def _reset_timer(self) -> None:
+        self._activity = self._loop.time()
+
+    def _timeout_callback(self) -> None:
+        left = self._activity + self._timeout - self._loop.time()
+        if left > 0:
+            self._timer = self._loop.call_later(left, self._timeout_callback)
+            return
+        super()._timeout_callback()
+
+
+class _FetchCommand(_Command, aioimaplib.FetchCommand):  # type: ignore[misc]
+    """aioimaplib's FETCH command with the same answers in linear time, for a batch of messages:
+    ``wait_data`` (is the last ``N FETCH (`` response still open?) keeps a running count of the
+    parentheses of the lines since that response began, where aioimaplib joins and counts all of
+    them again for every line of the response; the timer is ``_Command``'s."""
+
     _open = 0
     """Open parentheses of the current ``N FETCH (`` response (its text lines, not its literals)."""
 
@@ -144,16 +158,6 @@ class _FetchCommand(aioimaplib.FetchCommand):  # type: ignore[misc]
 
     def wait_data(self) -> bool:
         return self._open != 0
-
-    def _reset_timer(self) -> None:
-        self._activity = self._loop.time()
-
-    def _timeout_callback(self) -> None:
-        left = self._activity + self._timeout - self._loop.time()
-        if left > 0:
-            self._timer = self._loop.call_later(left, self._timeout_callback)
-            return
-        super()._timeout_callback()
 
 
 def encode_folder(name: str) -> str:
@@ -352,9 +356,7 @@ class ImapConnection:
             command = _FetchCommand(tag, *args, prefix=prefix, timeout=self.timeout)
         else:
             resp_name = "FETCH" if name == "STORE" else None
-            command = aioimaplib.Command(
-                name, tag, *args, prefix=prefix, untagged_resp_name=resp_name, timeout=self.timeout
-            )
+            command = _Command(name, tag, *args, prefix=prefix, untagged_resp_name=resp_name, timeout=self.timeout)
         try:
             return await protocol.execute(command, scrub=scrub)
         except aioimaplib.CommandTimeout:
