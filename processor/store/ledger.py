@@ -17,19 +17,22 @@ from processor.store._db import LOOKUP_CHUNK, Database, as_utc, utcnow
 from processor.store.kept import KeptReports
 from processor.store.quarantine import QUARANTINE_KEEP_KIB
 from processor.store.types import MailboxPosition, MessageRef
+from processor.timestamps import raw_time
 
 
 def recorded_uids(db: Database, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> set[int]:
-    """Which of these UIDs the ledger holds for (mailbox, UIDVALIDITY): committed earlier."""
-    pm = m.processed_message
+    """Which of these UIDs the ledger holds for (mailbox, UIDVALIDITY): committed earlier. On the
+    driver's cursor (the daemon asks before each batch: 270 us through SQLAlchemy for 250 UIDs on
+    SQLite, 23 us so)."""
     found: set[int] = set()
-    with db.reading() as conn:
-        for start in range(0, len(uids), LOOKUP_CHUNK):
-            chunk = list(uids[start : start + LOOKUP_CHUNK])
-            query = sa.select(pm.c.uid).where(
-                pm.c.mailbox == mailbox, pm.c.uidvalidity == uidvalidity, pm.c.uid.in_(chunk)
-            )
-            found.update(int(row[0]) for row in conn.execute(query))
+    head = "SELECT uid FROM processed_message WHERE mailbox = {q} AND uidvalidity = {q} AND uid"
+    for start in range(0, len(uids), LOOKUP_CHUNK):
+        chunk = [int(uid) for uid in uids[start : start + LOOKUP_CHUNK]]
+        if db.pg:
+            rows = db.raw_read(head.format(q="%s") + " = ANY(%s)", (mailbox, uidvalidity, chunk))
+        else:
+            rows = db.raw_read(head.format(q="?") + f" IN ({db.mark(len(chunk))})", (mailbox, uidvalidity, *chunk))
+        found.update(int(row[0]) for row in rows)
     return found
 
 
@@ -100,15 +103,14 @@ def record_failed(
 
 
 def get_mailbox_state(db: Database, mailbox: str) -> MailboxPosition | None:
-    """The mailbox's UIDVALIDITY and last UID, or None before its first run."""
-    ms = m.mailbox_state
-    with db.reading() as conn:
-        row = conn.execute(
-            sa.select(ms.c.mailbox, ms.c.uidvalidity, ms.c.last_uid, ms.c.updated_at).where(
-                ms.c.mailbox == mailbox
-            )
-        ).first()
-    return MailboxPosition(*row) if row is not None else None
+    """The mailbox's UIDVALIDITY and last UID, or None before its first run (on the driver's
+    cursor: the daemon asks after each batch)."""
+    rows = db.raw_read(f"SELECT mailbox, uidvalidity, last_uid, updated_at FROM mailbox_state WHERE mailbox = "
+                       f"{db.mark()}", (mailbox,))
+    if not rows:
+        return None
+    name, uidvalidity, last_uid, updated_at = rows[0]
+    return MailboxPosition(name, uidvalidity, last_uid, raw_time(updated_at))  # type: ignore[arg-type]
 
 
 def set_mailbox_state(

@@ -22,6 +22,7 @@ from processor.store.engine import (
     upgrade,
 )
 from processor.store.models import METADATA
+from processor.store.types import MailboxPosition
 from tests.store.helpers import message, soft, verdict
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -335,6 +336,23 @@ def test_mailbox_state_round_trip_and_advance(store: Store) -> None:
     store.set_mailbox_state("INBOX", 42, 0)
     state = store.get_mailbox_state("INBOX")
     assert state is not None and (state.uidvalidity, state.last_uid) == (42, 0)
+
+
+def test_mailbox_position_and_recorded_uids_read_on_the_drivers_cursor(store: Store) -> None:
+    """The daemon's look-ups before and after each batch: the position comes back with its time
+    (aware UTC, to the microsecond); recorded_uids names exactly the UIDs of that mailbox and
+    UIDVALIDITY in the ledger, over more UIDs than one query takes."""
+    when = datetime(2026, 11, 30, 3, 4, 5, 123456, tzinfo=UTC)
+    store.set_mailbox_state("INBOX", 41, 7, now=when)
+    assert store.get_mailbox_state("INBOX") == MailboxPosition("INBOX", 41, 7, when)
+    store.set_mailbox_state("Other", 5, 0, now=when)
+    recorded = list(range(1, 1300, 3))
+    store.record_messages([(MessageRef("INBOX", f"h{uid}", 41, uid), []) for uid in recorded]
+                          + [(MessageRef("INBOX", "other-validity", 40, 2), []), (MessageRef("Other", "o", 41, 5), [])])
+    assert store.recorded_uids("INBOX", 41, list(range(1, 1301))) == set(recorded)
+    assert store.recorded_uids("INBOX", 40, [1, 2, 3]) == {2}
+    assert store.recorded_uids("Other", 41, [4, 5, 6]) == {5}
+    assert store.recorded_uids("INBOX", 41, []) == set()
 
 
 def test_failed_messages_are_recorded_and_do_not_block_a_retry(store: Store) -> None:
