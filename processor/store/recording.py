@@ -384,7 +384,7 @@ class _Batch:
 
     def _insert_events(self) -> list[int]:
         """Insert the batch's events in order; their ids. PostgreSQL: the ids drawn from the
-        table's sequence in one query, then one COPY; SQLite: one executemany (in process)."""
+        table's sequence in one query, then one binary COPY; SQLite: one executemany (in process)."""
         db, cursor, rows = self.db, self.cursor, self.events
         if not rows:
             return []
@@ -392,8 +392,8 @@ class _Batch:
             cursor.execute("SELECT nextval(pg_get_serial_sequence('event', 'id')) FROM generate_series(1, %s)",
                            (len(rows),))
             ids = sorted(int(found[0]) for found in cursor.fetchall())
-            db.insert_many(cursor, f"INSERT INTO event (id, {', '.join(EVENT_INSERT_COLUMNS)})", EVENT_INSERT_TYPES,
-                           [(i, *r) for i, r in zip(ids, rows, strict=True)])
+            db.bulk_insert(cursor, "event", ("id", *EVENT_INSERT_COLUMNS),
+                           [(i, *r) for i, r in zip(ids, rows, strict=True)], types=EVENT_INSERT_TYPES)
             return ids
         # AUTOINCREMENT gives each row one more than the largest id the table ever had, and this
         # transaction holds SQLite's write lock: the rows get consecutive ids, in order, the last
