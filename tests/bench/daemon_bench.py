@@ -50,33 +50,11 @@ PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT))
 
 from tests import servers  # noqa: E402
+from tests.bench.bench_data import replicate  # noqa: E402
 from tests.daemon.helpers import bounce_for, write_config  # noqa: E402
 from tests.databases import PostgresDatabases  # noqa: E402
 
 _DATABASES = PostgresDatabases("bp_bench")
-
-
-def replicate(count: int) -> list[bytes]:
-    """``count`` distinct messages made from the samples (recipients renamed per copy)."""
-    from processor.parse import ParseError, parse
-
-    bases: list[tuple[bytes, list[bytes]]] = []
-    for path in sorted((PROJECT / "samples").rglob("*.eml")):
-        data = path.read_bytes()
-        try:
-            recipients = sorted({e.recipient.encode() for e in parse(data) if e.recipient}, key=len, reverse=True)
-        except ParseError:
-            recipients = []
-        bases.append((data, [r for r in recipients if r in data]))
-    out = []
-    for n in range(count):
-        data, recipients = bases[n % len(bases)]
-        copy = n // len(bases)
-        for recipient in recipients:
-            local, _, domain = recipient.partition(b"@")
-            data = data.replace(recipient, local + b".c%d@" % copy + domain)
-        out.append(b"X-Bench-Copy: %d\r\n" % n + data)
-    return out
 
 
 def append_all(dovecot: servers.Dovecot, user: servers.MailUser, messages: list[bytes], threads: int = 4) -> float:
@@ -229,7 +207,7 @@ def migrate(url: str) -> None:
 def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, database: str, *, migrated: bool,
                baseline: Path | None = None) -> None:
     user = dovecot.new_user("bench")
-    messages = replicate(size)
+    messages = replicate(size, PROJECT / "samples")
     megabytes = sum(len(m) for m in messages) / 1e6
     seconds = append_all(dovecot, user, messages)
     print(f"appended {size} messages ({megabytes:.1f} MB) in {seconds:.1f}s")

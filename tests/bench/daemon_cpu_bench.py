@@ -31,6 +31,7 @@ IMAP MOVE are not in it (``daemon_bench.py`` prints the whole process's CPU).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -40,32 +41,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_data import replicate, scratch_database  # (this file's folder: also from another tree's venv)
+
 HERE = Path(__file__).resolve()
 PROJECT = HERE.parents[2]
 STAGES = ("imap", "unpickle", "prepare", "record", "commit", "total", "worker")
-
-
-def _messages(count: int) -> list[bytes]:
-    """The daemon bench's messages (each copy's recipients renamed, an X-Bench-Copy header)."""
-    from processor.parse import ParseError, parse
-
-    bases: list[tuple[bytes, list[bytes]]] = []
-    for path in sorted((Path.cwd() / "samples").rglob("*.eml")):
-        data = path.read_bytes()
-        try:
-            recipients = sorted({e.recipient.encode() for e in parse(data) if e.recipient}, key=len, reverse=True)
-        except ParseError:
-            recipients = []
-        bases.append((data, [r for r in recipients if r in data]))
-    out = []
-    for n in range(count):
-        data, recipients = bases[n % len(bases)]
-        copy = n // len(bases)
-        for recipient in recipients:
-            local, _, domain = recipient.partition(b"@")
-            data = data.replace(recipient, local + b".c%d@" % copy + domain)
-        out.append(b"X-Bench-Copy: %d\r\n" % n + data)
-    return out
 
 
 def _wire(batch: list[tuple[int, bytes]], tag: bytes) -> bytes:
@@ -80,14 +60,11 @@ def worker(engine: str, count: int, batch_size: int, read_kib: int, profile: str
     ``profile``, the daemon's stages (not the workers') profiled by cProfile into that file."""
     import asyncio
     import cProfile
-    import secrets
-    import tempfile
     import threading
     from concurrent.futures import Future
     from multiprocessing.reduction import ForkingPickler
 
     import aioimaplib
-    import sqlalchemy as sa
 
     from processor import logs
     from processor.classify import load_classifier
@@ -99,17 +76,9 @@ def worker(engine: str, count: int, batch_size: int, read_kib: int, profile: str
 
     devnull = open(os.devnull, "w")  # noqa: SIM115 - for the whole process
     logs.configure("json", "INFO", stream=devnull)
-    messages = _messages(count)
-    admin = os.environ.get("BOUNCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    name = f"bp_cpubench_{os.getpid()}_{secrets.token_hex(4)}"
-    tmp = tempfile.TemporaryDirectory()
-    if engine == "postgresql":
-        admin_engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
-        with admin_engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = sa.make_url(admin).set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{tmp.name}/bench.db"
+    messages = replicate(count, Path.cwd() / "samples")  # the tree's own samples
+    database = contextlib.ExitStack()
+    url = database.enter_context(scratch_database(engine, "bp_cpubench"))
     settings = Settings(database=DatabaseSettings(url=url))
     store = open_store(settings, migrate=True)
     spent = dict.fromkeys(STAGES, 0.0)
@@ -205,10 +174,7 @@ def worker(engine: str, count: int, batch_size: int, read_kib: int, profile: str
         profiler.dump_stats(profile)
     spent["total"] = spent["imap"] + spent["unpickle"] + spent["prepare"] + spent["commit"]
     store.close()
-    if engine == "postgresql":
-        with admin_engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    tmp.cleanup()
+    database.close()
     print(json.dumps({stage: seconds / count * 1e6 for stage, seconds in spent.items()}), flush=True)
 
 

@@ -18,6 +18,7 @@ batch of every round (the first batch of each database, which pays for connectin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -27,14 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_data import replicated, scratch_database  # (this file's folder: also from another tree's venv)
+
 HERE = Path(__file__).resolve()
 PROJECT = HERE.parents[2]
 
 
 def worker(engine: str, batches: int, size: int) -> None:
     """In the tree's own virtualenv: one fresh database, ``batches`` timed batches; JSON lines out."""
-    import secrets
-    import tempfile
 
     import sqlalchemy as sa
 
@@ -44,37 +45,9 @@ def worker(engine: str, batches: int, size: int) -> None:
     from processor.store import MessageRef, open_store
 
     classifier = load_classifier()
-    bases: list[tuple[bytes, list[bytes]]] = []
-    for path in sorted((PROJECT / "samples").rglob("*.eml")):
-        data = path.read_bytes()
-        try:
-            recipients = sorted({e.recipient.encode() for e in parse(data) if e.recipient}, key=len, reverse=True)
-        except ParseError:
-            recipients = []
-        bases.append((data, [r for r in recipients if r in data]))
-
-    def message(n: int) -> tuple[bytes, list[Any]] | None:
-        data, recipients = bases[n % len(bases)]
-        copy = n // len(bases)
-        for recipient in recipients:
-            local, _, domain = recipient.partition(b"@")
-            data = data.replace(recipient, local + b".c%d@" % copy + domain)
-        data = b"X-Bench-Copy: %d\r\n" % n + data
-        try:
-            return data, [classifier.classify(e) for e in parse(data)]
-        except ParseError:
-            return None
-
-    admin = os.environ.get("BOUNCE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    name = f"bp_recbench_{os.getpid()}_{secrets.token_hex(4)}"
-    tmp = tempfile.TemporaryDirectory()
-    if engine == "postgresql":
-        admin_engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
-        with admin_engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = sa.make_url(admin).set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{tmp.name}/bench.db"
+    stream = replicated(PROJECT / "samples")
+    database = contextlib.ExitStack()
+    url = database.enter_context(scratch_database(engine, "bp_recbench"))
     counter = [0]
     store = open_store(Settings(database=DatabaseSettings(url=url)), migrate=True)
     try:
@@ -112,11 +85,12 @@ def worker(engine: str, batches: int, size: int) -> None:
             batch: list[tuple[MessageRef, list[Any]]] = []
             addresses: list[list[tuple[str, str]]] = []
             while len(batch) < size:
-                made = message(n)
+                data = next(stream)
                 n += 1
-                if made is None:
+                try:
+                    verdicts = [classifier.classify(e) for e in parse(data)]
+                except ParseError:
                     continue
-                data, verdicts = made
                 batch.append((MessageRef.for_bytes(data, "INBOX", 7, n), verdicts))
                 given = []
                 for verdict in verdicts:
@@ -136,10 +110,7 @@ def worker(engine: str, batches: int, size: int) -> None:
                               "statements": counter[0], "verdicts": sum(len(v) for _, v in batch)}), flush=True)
     finally:
         store.close()
-        if engine == "postgresql":
-            with admin_engine.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        tmp.cleanup()
+        database.close()
 
 
 def main() -> int:
