@@ -217,7 +217,13 @@ class MailboxWorker:
         finally:
             done_fetching.set()
             slots.release()  # a fetcher waiting for a slot sees done_fetching and ends
-            await asyncio.wait({fetcher})  # it finishes the command in hand: the connection stays in step
+            try:
+                await asyncio.wait({fetcher})  # it finishes the command in hand: the connection stays in step
+            except asyncio.CancelledError:
+                # cancelled again while waiting (a shutdown out of time): the fetcher goes too,
+                # rather than live on past the pass (its connection is closed next anyway)
+                fetcher.cancel()
+                raise
             while not ready.empty():  # fetched, maybe parsed, not committed: left in the folder
                 item = ready.get_nowait()
                 if isinstance(item, _InFlight):
@@ -317,15 +323,17 @@ class MailboxWorker:
         source, outcome = self.source, batch.outcome
         processed_keys = outcome.keys(Disposal.PROCESSED)
         quarantine_keys = outcome.keys(Disposal.QUARANTINE)
+        # counted once committed, before the move: a move that fails leaves the messages in the
+        # folder, but they are recorded (the next pass moves them as already known)
+        for _, result in outcome.processed:
+            self.totals["duplicate" if result.duplicate else "processed"] += 1
+        self.totals["quarantined"] += len(outcome.quarantined)
+        self.totals["already"] += len(outcome.already)
         async with self._io:
             if processed_keys:
                 await source.dispose(processed_keys, Disposal.PROCESSED)
             if quarantine_keys:
                 await source.dispose(quarantine_keys, Disposal.QUARANTINE)
-        for _, result in outcome.processed:
-            self.totals["duplicate" if result.duplicate else "processed"] += 1
-        self.totals["quarantined"] += len(outcome.quarantined)
-        self.totals["already"] += len(outcome.already)
         if batch.uidvalidity is not None and not outcome.store_error:
             position = await self._db(self.store.get_mailbox_state, self.name)
             stored = position.last_uid if position is not None and position.uidvalidity == batch.uidvalidity else 0

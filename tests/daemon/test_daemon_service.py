@@ -510,3 +510,83 @@ def test_a_lease_lost_mid_pass_commits_nothing_more(store: Store) -> None:
     assert len(source.folders["processed"]) == committed and len(source.inbox) == 30 - committed
     assert source.disposed_uncommitted == []
     assert sorted(source.inbox) == list(range(committed + 1, 31))
+
+
+class FailingMove(MemorySource):
+    """The first move (after the first batch's commit) fails, as an IMAP MOVE the server refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moves = 0
+
+    async def dispose(self, keys: Any, disposal: Any) -> None:
+        self.moves += 1
+        if self.moves == 1:
+            raise SourceError("MOVE refused")
+        await super().dispose(keys, disposal)
+
+
+def test_a_batch_whose_move_fails_after_its_commit_is_counted_as_processed(store: Store) -> None:
+    """The pass's totals (the run --once summary) count what was committed even when its move
+    then fails: the messages are recorded and stay in the folder, and the next pass moves them as
+    already known."""
+    source = FailingMove()
+    for data in bounces(10):
+        source.append(data)
+    h = Harness(store, source, box(batch_size=5))
+    with pytest.raises(SourceError, match="MOVE refused"):
+        h.drain()
+    committed = h.ledger()
+    assert committed >= 5
+    assert h.worker.totals["processed"] == committed
+    left = len(source.inbox)
+    assert left == 10 - len(source.folders.get("processed", [])) > 0
+    assert h.drain() == left  # the next pass: moved as already known
+    assert h.worker.totals["already"] == left and h.worker.totals["processed"] == committed
+    assert not source.inbox and h.ledger() == 10
+
+
+class StuckFetch(MemorySource):
+    """The second fetch never answers (until it is cancelled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fetches = 0
+        self.stuck = asyncio.Event()
+        self.cancelled = False
+
+    async def fetch(self, keys: Any) -> Any:
+        self.fetches += 1
+        if self.fetches == 2:
+            self.stuck.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+        return await super().fetch(keys)
+
+
+def test_a_drain_cancelled_twice_takes_its_fetcher_with_it(store: Store) -> None:
+    """A drain cancelled once waits for its fetcher to finish the command in hand; cancelled again
+    while it waits (a shutdown out of time), it cancels the fetcher rather than leave it running
+    past the pass."""
+    source = StuckFetch()
+    for data in bounces(10):
+        source.append(data)
+    h = Harness(store, source, box(batch_size=5))
+
+    async def scenario() -> list[asyncio.Task[Any]]:
+        drain = asyncio.ensure_future(h.worker.drain())
+        await asyncio.wait_for(source.stuck.wait(), 30)
+        drain.cancel()
+        await asyncio.sleep(0.05)  # the drain now waits for the stuck fetcher
+        assert not drain.done()
+        drain.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await drain
+        await asyncio.sleep(0)
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+
+    assert asyncio.run(scenario()) == []
+    assert source.cancelled
