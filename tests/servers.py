@@ -483,6 +483,26 @@ protocol imap {{
         except (OSError, ValueError):
             return None
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds (user and system) used so far by this server: its master, the processes it
+        runs now (imap, imap-login, auth, ...) and those it has reaped (the master's children's
+        times). The difference over a run is what serving that run cost the machine (a process
+        that has ended but is not reaped yet is missed until it is)."""
+        pid = self._pid()
+        if pid is None:
+            raise ServerError("Dovecot is not running")
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def times(process: int, reaped: bool = False) -> int:
+            try:
+                fields = Path(f"/proc/{process}/stat").read_text().rsplit(") ", 1)[1].split()
+            except OSError:  # (it ended meanwhile)
+                return 0
+            # fields[11:13]: utime, stime; fields[13:15]: cutime, cstime (children reaped)
+            return int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+
+        return (times(pid, reaped=True) + sum(times(child) for child in _child_pids(pid))) / tick
+
     @property
     def running(self) -> bool:
         pid = self._pid()

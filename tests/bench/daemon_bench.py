@@ -19,7 +19,10 @@
    the load average beside each run; the CPU time of the command with its parse workers, and of
    the daemon's own process alone (all its threads: IMAP, the store's write, the log lines), in
    all and after its first processed message (per message: the figure that wall times on a
-   loaded machine blur; ``daemon_cpu_bench.py`` splits it by stage). --baseline DIR runs another
+   loaded machine blur; ``daemon_cpu_bench.py`` splits it by stage), and Dovecot's CPU over the same
+   time. Their sum over the CPUs is the least wall time the drain could take on this machine if no
+   core were ever idle: printed as the bound it puts on the end-to-end ratio (``parse --jobs 1``
+   has a core to itself and no server to share it with). --baseline DIR runs another
    checkout's command (DIR/.venv) before this one's in every run (A B A B), on the same messages.
    --sizes repeats the measure for other mailbox sizes, to show that memory does not grow with
    the mailbox (messages are streamed in batches).
@@ -155,18 +158,21 @@ class Run(NamedTuple):
     """... of which used before its first processed message (start-up, the first batch)."""
     cpu: float
     """CPU seconds of the daemon and its parse workers."""
+    server_cpu: float
+    """CPU seconds Dovecot used meanwhile (serving the drain: logins, FETCH, MOVE, TLS)."""
 
 
-def run_once(config: Path, log: Path, python: str = sys.executable) -> Run:
+def run_once(config: Path, log: Path, python: str = sys.executable, server: servers.Dovecot | None = None) -> Run:
     """One ``run --once`` with ``python`` (this checkout's, or a baseline's), started through
     ``_BOOT``. Also prints the CPU seconds of the command and its parse workers (their sum over the
-    wall time is how many of the cores the daemon kept busy; Dovecot's share is not in it), and of
-    the daemon's own process."""
+    wall time is how many of the cores the daemon kept busy), of the daemon's own process, and of
+    ``server`` (the Dovecot it reads) over the same time."""
     from datetime import datetime
 
     env = {**os.environ, "BOUNCE_PROCESSOR_CONFIG": str(config)}
     with log.open("wb") as out:
         wrap = os.environ.get("BP_BENCH_WRAP", "").split()  # e.g. a profiler: "py-spy record -o x --"
+        server_before = server.cpu_seconds() if server is not None else 0.0
         clock = time.time()
         started = time.monotonic()
         main = log.with_suffix(".cpu")
@@ -174,6 +180,7 @@ def run_once(config: Path, log: Path, python: str = sys.executable) -> Run:
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=config.parent)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
+    server_cpu = server.cpu_seconds() - server_before if server is not None else 0.0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"run --once exited {proc.returncode}:\n{log.read_text()[-3000:]}")
@@ -183,8 +190,9 @@ def run_once(config: Path, log: Path, python: str = sys.executable) -> Run:
     cpu = usage.ru_utime + usage.ru_stime
     main_cpu, main_first = (float(x) for x in main.read_text().split())
     print(f"    CPU of run --once and its workers: {cpu:.2f}s over {wall:.2f}s wall = {cpu / wall:.2f} cores; "
-          f"the daemon's own process {main_cpu:.2f}s, {main_first:.2f}s of it before the first processed message")
-    return Run(wall, usage.ru_maxrss, last - first, first, wall - last, main_cpu, main_first, cpu)
+          f"the daemon's own process {main_cpu:.2f}s, {main_first:.2f}s of it before the first processed message; "
+          f"Dovecot meanwhile {server_cpu:.2f}s")
+    return Run(wall, usage.ru_maxrss, last - first, first, wall - last, main_cpu, main_first, cpu, server_cpu)
 
 
 def load() -> str:
@@ -240,7 +248,7 @@ def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, datab
             label = "" if baseline is None else f" ({side})"
             try:
                 one = run_once(config, work / f"run-{size}-{run}{'-base' if python != sys.executable else ''}.log",
-                               python)
+                               python, dovecot)
             finally:
                 drop_database(name)
             left = len(dovecot.uids(user))
@@ -276,6 +284,15 @@ def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, datab
         print(f"ratio{label} daemon end to end (whole command, start-up included) / parse --jobs 1 = "
               f"{parse / wall:.2f}; ratio daemon processing (first to last message, start-up excluded) / "
               f"parse --jobs 1 = {parse / span if span else float('nan'):.2f}")
+        # The cores bound the ratio: the drain's CPU (the daemon, its workers, and the Dovecot that
+        # serves it on the same machine) cannot be done in less wall time than it over the CPUs.
+        cpus = os.cpu_count() or 1
+        total = statistics.median(r.cpu + r.server_cpu for r in done)
+        server_cpu = statistics.median(r.server_cpu for r in done)
+        print(f"CPU bound{label}: the drain's CPU on this machine, median {total:.2f} core-s (the command and "
+              f"its workers {statistics.median(r.cpu for r in done):.2f}, Dovecot {server_cpu:.2f}), needs at "
+              f"least {total / cpus:.2f}s on {cpus} CPUs even with no core ever idle: the end-to-end ratio "
+              f"cannot pass {parse / (total / cpus):.2f} here (parse --jobs 1's CPU is its own alone)")
     shutil.rmtree(files, ignore_errors=True)
 
 
