@@ -90,6 +90,18 @@ def test_append_then_fetch_returns_the_same_bytes(dovecot: Dovecot) -> None:
     assert uids[1] > uids[0]
 
 
+def test_dovecot_cpu_seconds_counts_the_work_of_its_sessions(dovecot: Dovecot) -> None:
+    """The CPU meter the daemon bench reads: what serving IMAP sessions cost shows in it, including
+    the processes that ended with their session (reaped by the master)."""
+    user = dovecot.new_user()
+    dovecot.append_many(user, [make_message(mail_from="a@example.org", to=user.name, size=20_000)] * 200)
+    before = dovecot.cpu_seconds()
+    for _ in range(5):  # each session: a login, an imap process, 200 messages fetched, then it ends
+        assert len(dovecot.messages(user)) == 200
+    after = dovecot.cpu_seconds()
+    assert after - before >= 0.01, (before, after)
+
+
 def test_folders_and_flags(dovecot: Dovecot) -> None:
     """Folders can be created, appended to and listed; fetching does not set \\Seen."""
     user = dovecot.new_user()
