@@ -292,7 +292,8 @@ def throughput(dovecot: servers.Dovecot, work: Path, size: int, runs: int, datab
         print(f"CPU bound{label}: the drain's CPU on this machine, median {total:.2f} core-s (the command and "
               f"its workers {statistics.median(r.cpu for r in done):.2f}, Dovecot {server_cpu:.2f}), needs at "
               f"least {total / cpus:.2f}s on {cpus} CPUs even with no core ever idle: the end-to-end ratio "
-              f"cannot pass {parse / (total / cpus):.2f} here (parse --jobs 1's CPU is its own alone)")
+              f"cannot pass {parse / (total / cpus):.2f} here (parse --jobs 1's CPU is its own alone; a database "
+              f"server's CPU, PostgreSQL's, is not counted: with it the bound is lower still)")
     shutil.rmtree(files, ignore_errors=True)
 
 
