@@ -126,22 +126,22 @@ def test_forked_map_keeps_order_works_each_item_once_and_forks_with_the_state() 
     assert all(state == ["rules"] for _, _, _, state in flat)
 
 
-@pytest.mark.parametrize(("count", "chunk", "jobs", "taper"), [
-    (203, 10, 3, 4), (203, 10, 3, 1), (20, 10, 3, 4), (5, 10, 2, 4), (0, 10, 2, 4), (1000, 32, 2, 4),
-    (1000, 3, 2, 8), (64, 32, 2, 4), (65, 32, 2, 4),
+@pytest.mark.parametrize(("count", "chunk", "jobs", "taper", "sizes"), [
+    (203, 10, 3, 4, [10] * 17 + [3] + [2] * 15),  # the last 3 x 10 items in chunks of 10 // 4
+    (203, 10, 3, 1, [10] * 20 + [3]),  # no taper
+    (20, 10, 3, 4, [2] * 10),  # fewer items than jobs x chunk: all in small chunks
+    (5, 10, 2, 4, [2, 2, 1]),
+    (0, 10, 2, 4, []),
+    (64, 32, 2, 4, [8] * 8),
+    (65, 32, 2, 4, [1] + [8] * 8),
+    (1000, 3, 2, 8, [3] * 331 + [1] * 7),  # 994 = 331 x 3 + 1, then the last 2 x 3 in chunks of one (3 // 8 is 0)
 ])
 def test_chunk_bounds_cover_the_items_once_in_order_with_a_tapered_end(
-    count: int, chunk: int, jobs: int, taper: int
+    count: int, chunk: int, jobs: int, taper: int, sizes: list[int]
 ) -> None:
     bounds = chunk_bounds(count, chunk, jobs, taper)
     assert [i for start, end in bounds for i in range(start, end)] == list(range(count))
-    assert all(end > start for start, end in bounds)
-    sizes = [end - start for start, end in bounds]
-    small = max(1, chunk // taper)
-    tail = min(count, jobs * chunk) if small < chunk else 0
-    assert all(size <= chunk for size in sizes[: len(sizes) - (-(-tail // small))])
-    assert all(size <= small for size in sizes[len(sizes) - (-(-tail // small)) :])
-    assert len([size for size in sizes if size < small]) <= 2  # only the head's and the tail's last
+    assert [end - start for start, end in bounds] == sizes
 
 
 def test_forked_map_with_a_taper_keeps_order_and_ends_in_small_chunks() -> None:

@@ -188,7 +188,7 @@ class MailboxWorker:
         ready: asyncio.Queue[_InFlight | Exception | None] = asyncio.Queue()
         slots = asyncio.Semaphore(FETCH_AHEAD)
         done_fetching = asyncio.Event()
-        self._io = asyncio.Lock()
+        self._io = asyncio.Lock()  # (a new one each pass: a lock belongs to the event loop it first waited on)
         fetcher = asyncio.ensure_future(self._fetch_ahead(keys, uidvalidity, ready, slots, done_fetching))
         in_flight: _InFlight | None = None
         try:
